@@ -1,0 +1,42 @@
+# `make demo` and `make test` set everything up on a fresh machine, then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench setup graphviz clean
+
+demo: setup
+	$(BIN)/tinygrad-rnn demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/python benchmarks/op_overhead.py
+	$(BIN)/python benchmarks/char_rnn_step.py
+
+setup: $(STAMP) graphviz
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the metadata changes, so a set-up tree is quick.
+$(STAMP): setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+# Graphviz's `dot` renders the pictures; everything else works without it.
+graphviz:
+	@if command -v dot >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Graphviz (Debian package graphviz) for rendering pictures"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null \
+		|| echo "Could not install graphviz; pictures will be written as .dot source"; \
+	else \
+		echo "Graphviz's dot is missing: pictures are written as .dot source. To render them: sudo apt-get install graphviz"; \
+	fi
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,463 @@
+"""The engine: Tensor, the Function base every op derives from, and the iterative backward pass.
+
+Follows micrograd's "each op builds its output and its gradient rule" and early tinygrad's
+Function/ctx pattern (as in PyTorch's torch.autograd.Function); the topological sort is
+iterative, as in HIPS autograd, so any depth works.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["Tensor", "Function", "no_grad", "scope", "detect_anomaly",
+           "zeros", "ones", "randn", "is_grad_enabled"]
+
+
+class _State:
+    """Global switches read on every op (one object, so the hot path does one attribute lookup)."""
+    __slots__ = ("grad_enabled", "scope", "anomaly")
+
+    def __init__(self) -> None:
+        self.grad_enabled = True
+        self.scope = ""      # "t=3/lstm" while inside scope("t=3") and scope("lstm")
+        self.anomaly = False
+
+
+_state = _State()
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Ops inside build no graph: outputs have requires_grad=False and keep nothing for backward."""
+    previous, _state.grad_enabled = _state.grad_enabled, False
+    try:
+        yield
+    finally:
+        _state.grad_enabled = previous
+
+
+def is_grad_enabled() -> bool:
+    return _state.grad_enabled
+
+
+@contextlib.contextmanager
+def scope(name: str) -> Iterator[str]:
+    """Tag every op created inside with `name` (nested scopes join with "/"), e.g. the time step."""
+    previous = _state.scope
+    _state.scope = f"{previous}/{name}" if previous else str(name)
+    try:
+        yield _state.scope
+    finally:
+        _state.scope = previous
+
+
+@contextlib.contextmanager
+def detect_anomaly() -> Iterator[None]:
+    """Inside, the first backward op that produces NaN or inf raises, naming the op and its scope."""
+    previous, _state.anomaly = _state.anomaly, True
+    try:
+        yield
+    finally:
+        _state.anomaly = previous
+
+
+class Function:
+    """Base of every op. Subclass with static forward(ctx, *arrays, **kw) -> array and
+    backward(ctx, grad_out) -> tuple of arrays (one per input, None where none is needed),
+    then call MyOp.apply(*tensors, **kw). The instance is the ctx and the graph node.
+    """
+    # Subclasses without __slots__ get a __dict__, so a user's ctx takes any attribute.
+    __slots__ = ("parents", "needs_input_grad", "saved_tensors", "scope")
+
+    @staticmethod
+    def forward(ctx: "Function", *arrays: np.ndarray, **kwargs: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: "Function", grad_out: np.ndarray) -> tuple:
+        raise NotImplementedError
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        self.saved_tensors = arrays
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @classmethod
+    def apply(cls, *inputs: Any, **kwargs: Any) -> "Tensor":
+        tensors = tuple(t if isinstance(t, Tensor) else Tensor(t) for t in inputs)
+        ctx = cls.__new__(cls)
+        ctx.saved_tensors = ()
+        data = cls.forward(ctx, *[t.data for t in tensors], **kwargs)
+        if type(data) is not np.ndarray:
+            data = np.asarray(data)
+        out = Tensor.__new__(Tensor)
+        out.data, out.grad, out.name, out._retain = data, None, None, False
+        if _state.grad_enabled and any(t.requires_grad for t in tensors):
+            ctx.parents = tensors
+            ctx.needs_input_grad = tuple(t.requires_grad for t in tensors)
+            ctx.scope = _state.scope
+            out.requires_grad, out._ctx = True, ctx
+        else:
+            out.requires_grad, out._ctx = False, None
+        return out
+
+    def __repr__(self) -> str:
+        where = f" in {self.scope!r}" if getattr(self, "scope", "") else ""
+        return f"<{self.name}{where}>"
+
+
+_FREED = None  # saved_tensors after a backward without retain_graph
+
+
+def _float_dtype(dtype: np.dtype) -> bool:
+    return np.issubdtype(dtype, np.floating)
+
+
+class Tensor:
+    """An n-dimensional array that remembers the op that made it, for reverse-mode autodiff."""
+    __slots__ = ("data", "grad", "requires_grad", "name", "_ctx", "_retain", "__weakref__")
+    __array_ufunc__ = None  # ndarray + Tensor defers to Tensor.__radd__ instead of looping
+
+    def __init__(self, data: Any, requires_grad: bool = False, name: Optional[str] = None):
+        if isinstance(data, Tensor):
+            data = data.data
+        array = np.asarray(data)
+        if array.dtype == object:
+            raise TypeError(f"Tensor: cannot hold data of type {type(data).__name__} (object array)")
+        if requires_grad and not _float_dtype(array.dtype):
+            raise TypeError(f"Tensor: only floating-point data can require grad, got dtype {array.dtype}")
+        self.data = array
+        self.grad: Optional[np.ndarray] = None
+        self.requires_grad = bool(requires_grad)
+        self.name = name
+        self._ctx: Optional[Function] = None
+        self._retain = False
+
+    # ---- inspection -------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def grad_fn(self) -> Optional[Function]:
+        """The op node that produced this tensor (None for leaves and under no_grad)."""
+        return self._ctx
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    def item(self) -> float:
+        return self.data.item()
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __float__(self) -> float:
+        return float(self.data)
+
+    def __repr__(self) -> str:
+        extra = f", name={self.name!r}" if self.name else ""
+        if self._ctx is not None:
+            extra += f", grad_fn={self._ctx.name}"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"Tensor({np.array2string(self.data, precision=4, separator=', ')}{extra})"
+
+    # ---- graph handling ---------------------------------------------------------------------
+    def detach(self) -> "Tensor":
+        """The same data, cut from the graph (truncated BPTT cuts the hidden state with this)."""
+        return Tensor(self.data)
+
+    def retain_grad(self) -> "Tensor":
+        """Keep .grad on this intermediate after backward (e.g. dL/dh_t)."""
+        self._retain = True
+        return self
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate dself/dleaf into every leaf's .grad, in reverse topological order."""
+        if not self.requires_grad:
+            raise RuntimeError("backward: this tensor does not require grad and has no graph "
+                               "(was it made under no_grad, or from tensors without requires_grad=True?)")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward: a non-scalar output of shape {self.shape} needs "
+                                   "backward(grad=array of that shape); only a scalar is seeded with 1.0")
+            seed = np.ones_like(self.data)
+        else:
+            seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+            if seed.shape != self.shape:
+                raise ValueError(f"backward: grad has shape {seed.shape} but the output has shape {self.shape}")
+        _run_backward(self, seed, retain_graph)
+
+    # ---- operators ----------------------------------------------------------------------------
+    def _lift(self, other: Any) -> "Tensor":
+        """Wrap a number or array as a constant; Python numbers take self's dtype (no upcast)."""
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, (int, float)) and not isinstance(other, bool):
+            return Tensor(np.asarray(other, dtype=self.data.dtype))
+        return Tensor(other)
+
+    def __add__(self, other):
+        return Add.apply(self, self._lift(other))
+
+    def __radd__(self, other):
+        return Add.apply(self._lift(other), self)
+
+    def __sub__(self, other):
+        return Sub.apply(self, self._lift(other))
+
+    def __rsub__(self, other):
+        return Sub.apply(self._lift(other), self)
+
+    def __mul__(self, other):
+        return Mul.apply(self, self._lift(other))
+
+    def __rmul__(self, other):
+        return Mul.apply(self._lift(other), self)
+
+    def __truediv__(self, other):
+        return Div.apply(self, self._lift(other))
+
+    def __rtruediv__(self, other):
+        return Div.apply(self._lift(other), self)
+
+    def __pow__(self, other):
+        return Pow.apply(self, self._lift(other))
+
+    def __rpow__(self, other):
+        return Pow.apply(self._lift(other), self)
+
+    def __matmul__(self, other):
+        return MatMul.apply(self, self._lift(other))
+
+    def __rmatmul__(self, other):
+        return MatMul.apply(self._lift(other), self)
+
+    def __neg__(self):
+        return Neg.apply(self)
+
+    def __getitem__(self, index):
+        return GetItem.apply(self, index=_plain_index(index))
+
+    # Comparisons give constant boolean tensors (masks for tr.where); no gradient flows.
+    def __lt__(self, other):
+        return Tensor(self.data < _data(other))
+
+    def __le__(self, other):
+        return Tensor(self.data <= _data(other))
+
+    def __gt__(self, other):
+        return Tensor(self.data > _data(other))
+
+    def __ge__(self, other):
+        return Tensor(self.data >= _data(other))
+
+    # ---- elementwise --------------------------------------------------------------------------
+    def exp(self):
+        return Exp.apply(self)
+
+    def log(self):
+        return Log.apply(self)
+
+    def tanh(self):
+        return Tanh.apply(self)
+
+    def sigmoid(self):
+        return Sigmoid.apply(self)
+
+    def relu(self):
+        return Relu.apply(self)
+
+    def sqrt(self):
+        return Sqrt.apply(self)
+
+    def abs(self):
+        return Abs.apply(self)
+
+    def clip(self, lo=None, hi=None):
+        return Clip.apply(self, lo=lo, hi=hi)
+
+    # ---- reductions ---------------------------------------------------------------------------
+    def sum(self, axis=None, keepdims=False):
+        return Sum.apply(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return Mean.apply(self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis=None, keepdims=False):
+        return Max.apply(self, axis=axis, keepdims=keepdims)
+
+    def softmax(self, axis=-1):
+        return Softmax.apply(self, axis=axis)
+
+    def log_softmax(self, axis=-1):
+        return LogSoftmax.apply(self, axis=axis)
+
+    # ---- shape --------------------------------------------------------------------------------
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return Reshape.apply(self, shape=shape)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return Transpose.apply(self, axes=axes or None)
+
+    @property
+    def T(self):
+        return Transpose.apply(self, axes=None)
+
+
+def _data(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _plain_index(index: Any) -> Any:
+    """Tensors inside an index become their integer arrays."""
+    if isinstance(index, tuple):
+        return tuple(_data(i) for i in index)
+    return _data(index)
+
+
+def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum grad over the axes NumPy broadcasting added or stretched, back to `shape`."""
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+def _toposort(root: Tensor) -> list:
+    """Tensors with a creator, parents before children (iterative post-order DFS: no recursion)."""
+    order, visited, stack = [], set(), [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for parent in node._ctx.parents:
+            if parent._ctx is not None and id(parent) not in visited:
+                stack.append((parent, False))
+    return order
+
+
+def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
+    if root._ctx is None:  # a leaf is its own gradient
+        _accumulate(root, seed)
+        return
+    grads = {id(root): seed}  # pending dL/d(tensor) for intermediates
+    anomaly = _state.anomaly
+    for node in reversed(_toposort(root)):
+        grad = grads.pop(id(node), None)
+        if grad is None:
+            continue
+        if node._retain:
+            _accumulate(node, grad)
+        ctx = node._ctx
+        if ctx.saved_tensors is _FREED:
+            raise RuntimeError(
+                f"backward: trying to go through the graph a second time, but the arrays {ctx.name} "
+                "saved were freed by the first backward; call backward(retain_graph=True) the first time")
+        input_grads = type(ctx).backward(ctx, grad)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        if len(input_grads) != len(ctx.parents):
+            raise RuntimeError(f"{ctx.name}.backward returned {len(input_grads)} gradients "
+                               f"for {len(ctx.parents)} inputs")
+        if not retain_graph and ctx.saved_tensors:
+            ctx.saved_tensors = _FREED
+        for parent, g in zip(ctx.parents, input_grads):
+            if g is None or not parent.requires_grad:
+                continue
+            if type(g) is not np.ndarray:
+                g = np.asarray(g)
+            if g.shape != parent.data.shape:
+                g = _fit_shape(g, parent.data.shape, ctx)
+            if anomaly and not np.isfinite(g).all():
+                where = f" created in scope {ctx.scope!r}" if ctx.scope else " created outside any scope"
+                raise RuntimeError(f"detect_anomaly: the backward of {ctx.name}{where} produced "
+                                   f"{'NaN' if np.isnan(g).any() else 'inf'} in its input gradient")
+            if parent._ctx is None:
+                _accumulate(parent, g)
+            else:
+                key = id(parent)
+                pending = grads.get(key)
+                grads[key] = g if pending is None else pending + g
+
+
+def _fit_shape(g: np.ndarray, shape: tuple, ctx: Function) -> np.ndarray:
+    try:
+        fitted = _unbroadcast(g, shape)
+    except ValueError:
+        fitted = None
+    if fitted is None or fitted.shape != shape:
+        raise RuntimeError(f"{ctx.name}.backward returned a gradient of shape {g.shape} "
+                           f"for an input of shape {shape}")
+    return fitted
+
+
+def _accumulate(tensor: Tensor, g: np.ndarray) -> None:
+    """tensor.grad += g, never =: a tensor used twice gets both contributions."""
+    if tensor.grad is None:
+        # copy: g may be shared with another input (add sends the same array to both sides)
+        tensor.grad = np.array(g, dtype=tensor.data.dtype)
+    else:
+        tensor.grad += g
+
+
+# ---- constructors -------------------------------------------------------------------------------
+def _shape_of(shape: Sequence) -> tuple:
+    return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
+
+
+def zeros(*shape, requires_grad: bool = False, dtype=np.float64, name: Optional[str] = None) -> Tensor:
+    return Tensor(np.zeros(_shape_of(shape), dtype=dtype), requires_grad=requires_grad, name=name)
+
+
+def ones(*shape, requires_grad: bool = False, dtype=np.float64, name: Optional[str] = None) -> Tensor:
+    return Tensor(np.ones(_shape_of(shape), dtype=dtype), requires_grad=requires_grad, name=name)
+
+
+def randn(*shape, requires_grad: bool = False, dtype=np.float64, rng: Optional[np.random.Generator] = None,
+          name: Optional[str] = None) -> Tensor:
+    """Standard normal samples; pass rng=np.random.default_rng(seed) for repeatable numbers."""
+    rng = np.random.default_rng() if rng is None else rng
+    return Tensor(rng.standard_normal(_shape_of(shape)).astype(dtype), requires_grad=requires_grad, name=name)
+
+
+# The ops need Tensor and Function defined above; Tensor's methods need the ops.
+from .function import (Abs, Add, Clip, Div, Exp, GetItem, Log, LogSoftmax, MatMul, Max,  # noqa: E402
+                       Mean, Mul, Neg, Pow, Relu, Reshape, Sigmoid, Softmax, Sqrt, Sub, Sum,
+                       Tanh, Transpose)
