@@ -1,0 +1,131 @@
+"""Checkpoints as plain `.npz` data, never code: written atomically (temp file + os.replace),
+read with `np.load(..., allow_pickle=False)`. Config and RNG state travel as JSON strings in
+0-d unicode arrays, so nothing ever needs pickle. NumPy only: no engine import.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import zipfile
+import zlib
+from os import PathLike
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+import numpy as np
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "pack_json", "unpack_json",
+           "pack_rng", "unpack_rng"]
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be written or read; the message is one line naming the path."""
+
+
+def save_checkpoint(path: Union[str, PathLike], arrays: Mapping[str, Any]) -> None:
+    """Write `arrays` (name -> array-like) to the `.npz` file `path`, exactly that name.
+
+    The data goes to a temp file in the same directory, then os.replace: readers see the old
+    file or the new one, and a failure (full disk, Ctrl-C) leaves the old one untouched.
+    """
+    path = Path(path)
+    data = {}
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.hasobject:
+            raise CheckpointError(f"cannot save {path}: {name!r} is an object array, which "
+                                  f"would need pickle")
+        data[name] = value
+    directory = path.parent
+    if not directory.is_dir():
+        raise CheckpointError(f"cannot write checkpoint {path}: "
+                              f"directory {directory} does not exist")
+    # Same directory so os.replace is a rename within one file system, hence atomic.
+    tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "xb") as f:
+            np.savez(f, **data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
+        raise
+
+
+def load_checkpoint(path: Union[str, PathLike]) -> dict[str, np.ndarray]:
+    """All arrays of the `.npz` file `path`, read into memory, as a dict name -> ndarray."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"cannot load checkpoint {path}: no such file")
+    if path.is_dir():
+        raise CheckpointError(f"cannot load checkpoint {path}: is a directory")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if not magic:
+            raise CheckpointError(f"cannot load checkpoint {path}: file is empty")
+        # np.load would take any other file for a pickle; say what it really is instead.
+        if magic not in _ZIP_MAGIC:
+            raise CheckpointError(f"cannot load checkpoint {path}: not an .npz archive")
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise CheckpointError(f"cannot load checkpoint {path}: it holds pickled objects, "
+                                  f"refused (a checkpoint is data, never code)") from None
+        raise CheckpointError(f"cannot load checkpoint {path}: "
+                              f"corrupt ({_first_line(e)})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise CheckpointError(f"cannot load checkpoint {path}: corrupt or truncated "
+                              f"({_first_line(e)})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def pack_json(obj: Any) -> np.ndarray:
+    """A JSON-serialisable object (config, step, ...) as a 0-d unicode array; NumPy arrays and
+    scalars inside become lists and numbers."""
+    return np.array(json.dumps(obj, sort_keys=True, default=_plain))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def unpack_json(array: np.ndarray) -> Any:
+    """Inverse of pack_json."""
+    try:
+        return json.loads(str(np.asarray(array)[()]))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"stored JSON is unreadable ({_first_line(e)})") from None
+
+
+def pack_rng(rng: np.random.Generator) -> np.ndarray:
+    """The generator's bit_generator.state as JSON in a 0-d unicode array."""
+    return pack_json(rng.bit_generator.state)
+
+
+def unpack_rng(array: np.ndarray) -> np.random.Generator:
+    """A new Generator in exactly the state pack_rng saw: it draws the same numbers next."""
+    state = unpack_json(array)
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    bit_generator = getattr(np.random, str(name), None)
+    if not (isinstance(bit_generator, type) and issubclass(bit_generator, np.random.BitGenerator)):
+        raise CheckpointError(f"stored RNG state names no NumPy bit generator: {name!r}")
+    bg = bit_generator()
+    try:
+        bg.state = state
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"stored {name} RNG state is invalid ({_first_line(e)})") from None
+    return np.random.Generator(bg)
