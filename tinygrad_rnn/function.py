@@ -22,8 +22,6 @@ def _broadcast_error(op: str, *shapes: tuple) -> ValueError:
 
 
 def _binary(op: str, fn, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if a.shape == b.shape:
-        return fn(a, b)
     try:
         return fn(a, b)
     except ValueError:
@@ -154,11 +152,8 @@ class MatMul(Function):
         # general case: lift 1-D operands to matrices, then drop the added axis again
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        g2 = g
-        if a.ndim == 1:
-            g2 = np.expand_dims(g2, -2)
-        if b.ndim == 1:
-            g2 = np.expand_dims(g2, -1)
+        g2 = np.expand_dims(g, -1) if b.ndim == 1 else g
+        g2 = np.expand_dims(g2, -2) if a.ndim == 1 else g2
         ga = gb = None
         if need_a:
             ga = g2 @ np.swapaxes(b2, -1, -2)

@@ -88,21 +88,30 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs: Any, **kwargs: Any) -> "Tensor":
-        tensors = tuple(t if isinstance(t, Tensor) else Tensor(t) for t in inputs)
+        # The hot path of the whole engine: plain loops and slot writes, no generators.
+        for t in inputs:
+            if not isinstance(t, Tensor):
+                inputs = tuple([t if isinstance(t, Tensor) else Tensor(t) for t in inputs])
+                break
         ctx = cls.__new__(cls)
         ctx.saved_tensors = ()
-        data = cls.forward(ctx, *[t.data for t in tensors], **kwargs)
+        data = cls.forward(ctx, *[t.data for t in inputs], **kwargs)
         if type(data) is not np.ndarray:
             data = np.asarray(data)
         out = Tensor.__new__(Tensor)
-        out.data, out.grad, out.name, out._retain = data, None, None, False
-        if _state.grad_enabled and any(t.requires_grad for t in tensors):
-            ctx.parents = tensors
-            ctx.needs_input_grad = tuple(t.requires_grad for t in tensors)
+        out.data = data
+        out.grad = out.name = None
+        out._retain = False
+        needs = tuple([t.requires_grad for t in inputs])
+        if True in needs and _state.grad_enabled:
+            ctx.parents = inputs
+            ctx.needs_input_grad = needs
             ctx.scope = _state.scope
-            out.requires_grad, out._ctx = True, ctx
+            out.requires_grad = True
+            out._ctx = ctx
         else:
-            out.requires_grad, out._ctx = False, None
+            out.requires_grad = False
+            out._ctx = None
         return out
 
     def __repr__(self) -> str:
@@ -357,19 +366,18 @@ def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
 
 def _toposort(root: Tensor) -> list:
     """Tensors with a creator, parents before children (iterative post-order DFS: no recursion)."""
-    order, visited, stack = [], set(), [(root, False)]
+    order, visited = [], {id(root)}
+    stack = [(root, iter(root._ctx.parents))]
     while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        stack.append((node, True))
-        for parent in node._ctx.parents:
+        node, parents = stack[-1]
+        for parent in parents:
             if parent._ctx is not None and id(parent) not in visited:
-                stack.append((parent, False))
+                visited.add(id(parent))
+                stack.append((parent, iter(parent._ctx.parents)))
+                break
+        else:
+            stack.pop()
+            order.append(node)
     return order
 
 
@@ -377,7 +385,7 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
     if root._ctx is None:  # a leaf is its own gradient
         _accumulate(root, seed)
         return
-    grads = {id(root): seed}  # pending dL/d(tensor) for intermediates
+    grads = {id(root): seed}  # pending dL/d(tensor) for intermediates, summed over their uses
     anomaly = _state.anomaly
     for node in reversed(_toposort(root)):
         grad = grads.pop(id(node), None)
@@ -390,31 +398,40 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
             raise RuntimeError(
                 f"backward: trying to go through the graph a second time, but the arrays {ctx.name} "
                 "saved were freed by the first backward; call backward(retain_graph=True) the first time")
-        input_grads = type(ctx).backward(ctx, grad)
-        if not isinstance(input_grads, tuple):
-            input_grads = (input_grads,)
-        if len(input_grads) != len(ctx.parents):
-            raise RuntimeError(f"{ctx.name}.backward returned {len(input_grads)} gradients "
-                               f"for {len(ctx.parents)} inputs")
+        input_grads = ctx.backward(ctx, grad)
+        if type(input_grads) is not tuple or len(input_grads) != len(ctx.parents):
+            input_grads = _as_grad_tuple(input_grads, ctx)
         if not retain_graph and ctx.saved_tensors:
             ctx.saved_tensors = _FREED
         for parent, g in zip(ctx.parents, input_grads):
             if g is None or not parent.requires_grad:
                 continue
-            if type(g) is not np.ndarray:
-                g = np.asarray(g)
-            if g.shape != parent.data.shape:
-                g = _fit_shape(g, parent.data.shape, ctx)
-            if anomaly and not np.isfinite(g).all():
-                where = f" created in scope {ctx.scope!r}" if ctx.scope else " created outside any scope"
-                raise RuntimeError(f"detect_anomaly: the backward of {ctx.name}{where} produced "
-                                   f"{'NaN' if np.isnan(g).any() else 'inf'} in its input gradient")
+            if type(g) is not np.ndarray or g.shape != parent.data.shape:
+                g = _fit_shape(np.asarray(g), parent.data.shape, ctx)
+            if anomaly:
+                _check_finite(g, ctx)
             if parent._ctx is None:
                 _accumulate(parent, g)
             else:
                 key = id(parent)
                 pending = grads.get(key)
                 grads[key] = g if pending is None else pending + g
+
+
+def _as_grad_tuple(input_grads: Any, ctx: Function) -> tuple:
+    if not isinstance(input_grads, (tuple, list)):
+        input_grads = (input_grads,)  # a one-input op may return the bare array
+    if len(input_grads) != len(ctx.parents):
+        raise RuntimeError(f"{ctx.name}.backward returned {len(input_grads)} gradients "
+                           f"for {len(ctx.parents)} inputs")
+    return tuple(input_grads)
+
+
+def _check_finite(g: np.ndarray, ctx: Function) -> None:
+    if not np.isfinite(g).all():
+        where = f" created in scope {ctx.scope!r}" if ctx.scope else " created outside any scope"
+        raise RuntimeError(f"detect_anomaly: the backward of {ctx.name}{where} produced "
+                           f"{'NaN' if np.isnan(g).any() else 'inf'} in its input gradient")
 
 
 def _fit_shape(g: np.ndarray, shape: tuple, ctx: Function) -> np.ndarray:
@@ -432,7 +449,7 @@ def _accumulate(tensor: Tensor, g: np.ndarray) -> None:
     """tensor.grad += g, never =: a tensor used twice gets both contributions."""
     if tensor.grad is None:
         # copy: g may be shared with another input (add sends the same array to both sides)
-        tensor.grad = np.array(g, dtype=tensor.data.dtype)
+        tensor.grad = g.copy() if g.dtype == tensor.data.dtype else g.astype(tensor.data.dtype)
     else:
         tensor.grad += g
 
