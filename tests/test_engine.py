@@ -458,3 +458,16 @@ def test_matches_pytorch_on_a_small_rnn_step():
         out.backward()
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a.grad, b.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_leaf_gradients_never_alias_each_other_or_the_seed():
+    a, b = Tensor(np.zeros(3), requires_grad=True), Tensor(np.zeros(3), requires_grad=True)
+    seed = np.ones(3)
+    (a + b).backward(grad=seed)  # Add hands the same array to both inputs
+    a.grad += 10
+    np.testing.assert_array_equal(b.grad, np.ones(3))
+    np.testing.assert_array_equal(seed, np.ones(3))
+    x = Tensor(np.ones(2), requires_grad=True)
+    x.sum().backward()  # Sum's gradient is a read-only broadcast view: x.grad must be writable
+    x.grad += 1
+    np.testing.assert_array_equal(x.grad, [2, 2])
