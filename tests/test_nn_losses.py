@@ -1,0 +1,81 @@
+"""cross_entropy (fused) and mse against NumPy formulas, PyTorch and their gradients."""
+import numpy as np
+import pytest
+
+from tinygrad_rnn import Tensor, nn
+
+
+def np_cross_entropy(z, t):
+    """-sum log softmax(z)[t], written out with log-sum-exp."""
+    z = z.reshape(-1, z.shape[-1])
+    m = z.max(axis=1, keepdims=True)
+    logp = z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+    return -logp[np.arange(len(z)), t.reshape(-1)].sum()
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (3, 2, 5)])
+def test_cross_entropy_value_and_gradient(shape):
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal(shape)
+    t = rng.integers(0, 5, shape[:-1])
+    for reduction, n in [("sum", 1), ("mean", np.prod(shape[:-1]))]:
+        logits = Tensor(z, requires_grad=True)
+        loss = nn.cross_entropy(logits, t, reduction=reduction)
+        assert loss.grad_fn.name == "CrossEntropy" and loss.grad_fn.parents == (logits,)  # one fused op
+        np.testing.assert_allclose(loss.item(), np_cross_entropy(z, t) / n, rtol=1e-14)
+        (2.0 * loss).backward()
+        p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+        onehot = np.eye(5)[t]
+        np.testing.assert_allclose(logits.grad, 2.0 * (p - onehot) / n, rtol=1e-13, atol=1e-16)
+
+
+def test_cross_entropy_is_stable_for_huge_logits():
+    z = np.array([[1e4, 0.0, -1e4], [1e4, 1e4, 0.0]])
+    logits = Tensor(z, requires_grad=True)
+    loss = nn.cross_entropy(logits, np.array([1, 0]))
+    loss.backward()
+    assert np.isfinite(loss.item()) and np.isfinite(logits.grad).all()
+    np.testing.assert_allclose(loss.item(), 1e4 + np.log(2), rtol=1e-14)
+    np.testing.assert_allclose(logits.grad, [[1, -1, 0], [-0.5, 0.5, 0]], atol=1e-15)
+
+
+def test_cross_entropy_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    z, t = rng.standard_normal((4, 3, 7)) * 3, rng.integers(0, 7, (4, 3))
+    for reduction in ("sum", "mean"):
+        logits = Tensor(z, requires_grad=True)
+        nn.cross_entropy(logits, t, reduction=reduction).backward()
+        tz = torch.tensor(z, requires_grad=True)
+        ref = torch.nn.functional.cross_entropy(tz.reshape(-1, 7), torch.tensor(t).reshape(-1), reduction=reduction)
+        ref.backward()
+        loss = nn.cross_entropy(Tensor(z), t, reduction=reduction)
+        np.testing.assert_allclose(loss.item(), ref.item(), rtol=1e-14)
+        np.testing.assert_allclose(logits.grad, tz.grad.numpy(), rtol=1e-12, atol=1e-17)
+
+
+def test_cross_entropy_rejects_bad_targets():
+    logits = Tensor(np.zeros((3, 4)))
+    for targets, match in [(np.array([0, 1]), "do not match"), (np.array([0, 1, 4]), r"lie in \[0, 4\)"),
+                           (np.array([0.0, 1.0, 2.0]), "integers")]:
+        with pytest.raises(ValueError, match=match):
+            nn.cross_entropy(logits, targets)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        nn.cross_entropy(logits, np.array([0, 1, 2]), reduction="none")
+
+
+def test_mse_is_half_the_squared_error_with_gradient_y_minus_t():
+    rng = np.random.default_rng(0)
+    y, t = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    pred = Tensor(y, requires_grad=True)
+    loss = nn.mse(pred, t)
+    np.testing.assert_allclose(loss.item(), 0.5 * ((y - t) ** 2).sum(), rtol=1e-14)
+    loss.backward()
+    np.testing.assert_allclose(pred.grad, y - t, rtol=1e-14)
+    pred.grad = None
+    mean = nn.mse(pred, Tensor(t), reduction="mean")
+    np.testing.assert_allclose(mean.item(), 0.5 * ((y - t) ** 2).mean(), rtol=1e-14)
+    mean.backward()
+    np.testing.assert_allclose(pred.grad, (y - t) / 12, rtol=1e-14)
+    with pytest.raises(ValueError, match="does not match"):
+        nn.mse(pred, t[:2])
