@@ -1,6 +1,6 @@
 """The recurrent cells of the Deep Learning book, ch. 10, built from engine ops (one node per equation).
 
-RNNCell: h_t = tanh(W_xh x_t + W_hh h_{t-1} + b_h)   (book eq. 10.8: U = W_xh, W = W_hh, b = b_h;
+RNNCell: h_t = tanh(W_xh x_t + W_hh h_{t-1} + b_h)   (book eqs. 10.8-10.9: U = W_xh, W = W_hh, b = b_h;
 PyTorch weight_ih = W_xh, weight_hh = W_hh). LSTMCell: gates i, f, g, o stacked in W_x, W_h, b as in
 PyTorch's nn.LSTMCell; cell_input="sigmoid" is the book's eq. 10.40-10.44 (its f, g, q, s).
 """
@@ -44,11 +44,11 @@ def _zeros_like_rows(xw: Tensor, size: int) -> Tensor:
 
 
 def _as_state(owner: str, h: Any, xw: Tensor, size: int) -> Tensor:
+    """A given state as a Tensor, checked against the batch shape of the input."""
     h = h if isinstance(h, Tensor) else Tensor(np.asarray(h, dtype=xw.dtype))
     want = xw.shape[:-1] + (size,)
     if h.shape != want:
-        raise ValueError(f"{owner}: state has shape {h.shape} but the input of shape "
-                         f"{xw.shape[:-1] + ('...',)} needs {want}")
+        raise ValueError(f"{owner}: state has shape {h.shape}, expected {want} for this input")
     return h
 
 
