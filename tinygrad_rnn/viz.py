@@ -33,7 +33,9 @@ _OP_STYLE = dict(shape="box", style="rounded,filled", fillcolor="#ffffff", color
 _PARAM_STYLE = dict(shape="box", style="filled,bold", fontname="Helvetica-Bold", fontsize="11",
                     penwidth="2", margin="0.1,0.05")
 _CONST_STYLE = dict(shape="plaintext", fontsize="8", fontcolor="#888888", height="0.2", margin="0.02")
-_STEP_STYLE = dict(shape="box3d", style="filled", fillcolor="#f4f4f4", color="#666666", fontsize="11")
+# one group for all step boxes: dot lines them up as a straight time line
+_STEP_STYLE = dict(shape="box3d", style="filled", fillcolor="#f4f4f4", color="#666666", fontsize="11",
+                   group="steps")
 _ANCHOR_STYLE = dict(shape="point", style="invis", width="0", label="")
 _CLUSTER_STYLE = dict(style="rounded,filled", color="#c8c8c8", fontsize="11", fontcolor="#555555",
                       labeljust="l")
