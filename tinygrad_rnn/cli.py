@@ -1,0 +1,482 @@
+"""The `tinygrad-rnn` command (also `python -m tinygrad_rnn`): demo, train, sample, graph, gradcheck.
+
+Argument parsing, printing and the training loop; the work is in train.py, check.py and viz.py.
+A user error is one line on stderr (`tinygrad-rnn: error: ...`), exit 2 for usage and 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+
+from . import check, nn, viz
+from .checkpoint import CheckpointError
+from .data import DataError, Vocab, load_text, ngram_baselines, split
+from .tensor import no_grad
+from .train import CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, evaluate, generate, text_sha256
+
+__all__ = ["main", "build_parser"]
+
+PROG = "tinygrad-rnn"
+_PICTURE_SUFFIXES = (".svg", ".png", ".pdf", ".dot")
+_HELLO = "hello"
+_SAMPLE_CHARS, _SAMPLE_TEMPERATURE = 200, 0.8
+
+
+class _UsageError(Exception):
+    """A bad command line: exit code 2."""
+
+
+class _Error(Exception):
+    """A request that cannot be carried out: exit code 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (no usage dump), pointing at the subcommand's --help."""
+
+    def error(self, message: str) -> None:
+        raise _UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# ---- argument types: each names what it wanted, argparse prefixes the flag --------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _picture_path(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() not in _PICTURE_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"{text!r} needs one of the suffixes {', '.join(_PICTURE_SUFFIXES)}")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand, with the help texts `--help` shows."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog=PROG, formatter_class=fmt,
+                     description="Character-level RNN and LSTM language models on a small exact autodiff.",
+                     epilog=f"Start with '{PROG} demo'; each command has its own --help.")
+    commands = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
+
+    demo = commands.add_parser(
+        "demo", formatter_class=fmt, help="the 'hello' example end to end, in seconds",
+        description="Train a tiny RNN to read 'hell' and predict 'ello' (vocabulary h, e, l, o), print its\n"
+                    "predictions, compare autodiff, hand-derived BPTT and finite-difference gradients,\n"
+                    "and draw the unrolled graph to hello_unrolled.svg.")
+    demo.add_argument("--out-dir", type=Path, default=Path("."), metavar="DIR",
+                      help="where to write hello_unrolled.svg (default: the current directory)")
+    demo.add_argument("--hidden", type=_positive_int, default=3, metavar="H", help="hidden units (default 3)")
+    demo.add_argument("--steps", type=_positive_int, default=200, metavar="N",
+                      help="Adagrad steps (default 200)")
+    demo.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S", help="initialisation seed (default 0)")
+
+    train = commands.add_parser(
+        "train", formatter_class=fmt, help="train a CharRNN on a text, with checkpoints",
+        description="Train a character-level RNN or LSTM with truncated BPTT over B parallel streams of the\n"
+                    "text, the hidden state carried from chunk to chunk. Prints the unigram and bigram\n"
+                    "baselines, then held-out cross-entropy (nats and bits per character) and perplexity;\n"
+                    "samples now and then; writes a checkpoint every N steps, at the end and on Ctrl-C.\n"
+                    "--resume continues a checkpoint exactly where it stopped, with its own settings\n"
+                    "(only the --*-every schedule may be changed).",
+        epilog=f"example: {PROG} train --cell lstm --steps 2000 --out lstm.npz\n"
+               f"         {PROG} train --resume lstm.npz --steps 4000")
+    train.add_argument("--text", type=Path, metavar="FILE",
+                       help="a UTF-8 text file (default: the shipped Pride and Prejudice)")
+    train.add_argument("--cell", choices=CELLS, help=f"recurrent cell (default {Config.cell})")
+    train.add_argument("--hidden", type=_positive_int, metavar="N", help=f"hidden units (default {Config.hidden})")
+    train.add_argument("--seq-len", type=_positive_int, metavar="T",
+                       help=f"time steps per truncated-BPTT chunk (default {Config.seq_len})")
+    train.add_argument("--batch", type=_positive_int, metavar="B",
+                       help=f"parallel streams through the text (default {Config.batch})")
+    train.add_argument("--steps", type=_positive_int, default=2000, metavar="N",
+                       help="train until this many steps in total, counting a resumed run's (default 2000)")
+    train.add_argument("--optim", choices=tuple(OPTIMIZERS), help=f"optimizer (default {Config.optim})")
+    train.add_argument("--lr", type=_positive_float, metavar="X",
+                       help="learning rate (default " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
+    train.add_argument("--clip", type=_positive_float, metavar="X",
+                       help=f"clip every gradient entry to [-X, X], as min-char-rnn (default {Config.clip:g})")
+    train.add_argument("--seed", type=_nonnegative_int, metavar="S",
+                       help=f"seed of the initial weights and the samples (default {Config.seed})")
+    train.add_argument("--out", type=Path, metavar="CKPT",
+                       help="checkpoint to write (default: the --resume file, else checkpoint.npz)")
+    train.add_argument("--resume", type=Path, metavar="CKPT", help="continue training this checkpoint")
+    train.add_argument("--force", action="store_true", help="overwrite an existing --out file of another run")
+    train.add_argument("--eval-every", type=_positive_int, metavar="N",
+                       help=f"held-out evaluation every N steps (default {Config.eval_every}), and at the end")
+    train.add_argument("--sample-every", type=_positive_int, metavar="N",
+                       help=f"print a {_SAMPLE_CHARS}-character sample every N steps (default {Config.sample_every})")
+    train.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+                       help=f"write the checkpoint every N steps (default {Config.checkpoint_every}), and at the end")
+
+    sample = commands.add_parser(
+        "sample", formatter_class=fmt, help="generate text from a checkpoint",
+        description="Print the prime followed by exactly N characters sampled one at a time from the model,\n"
+                    "each from softmax(logits / temperature), as they are generated.",
+        epilog=f"example: {PROG} sample lstm.npz --prime 'It is a truth' --length 300 --temperature 0.7")
+    sample.add_argument("checkpoint", type=Path, metavar="CKPT", help="a checkpoint written by train")
+    sample.add_argument("--prime", default="", metavar="TEXT", help="text to start from (default: none)")
+    sample.add_argument("--length", type=_nonnegative_int, default=500, metavar="N",
+                        help="characters to generate after the prime (default 500)")
+    sample.add_argument("--temperature", type=_positive_float, default=1.0, metavar="X",
+                        help="below 1 is more conservative, above 1 more random (default 1)")
+    sample.add_argument("--seed", type=_nonnegative_int, metavar="S", help="seed for a repeatable sample")
+
+    graph = commands.add_parser(
+        "graph", formatter_class=fmt, help="draw a CharRNN's computation graph",
+        description="Draw the graph of a small CharRNN (vocabulary h, e, l, o) unrolled over T steps: one node\n"
+                    "per op, each weight one node with an edge to every step that uses it. The format\n"
+                    "follows the file's suffix (.svg, .png, .pdf, .dot); all but .dot need Graphviz.")
+    graph.add_argument("--cell", choices=CELLS, default="rnn", help="recurrent cell (default rnn)")
+    graph.add_argument("--steps", type=_positive_int, default=4, metavar="T", help="time steps (default 4)")
+    graph.add_argument("--hidden", type=_positive_int, default=3, metavar="H", help="hidden units (default 3)")
+    graph.add_argument("-o", "--output", type=_picture_path, metavar="FILE",
+                       help="picture to write (default <cell>_unrolled.svg)")
+    graph.add_argument("--grads", action="store_true", help="run backward and colour nodes by gradient norm")
+    graph.add_argument("--folded", action="store_true", help="the compact recurrent circuit instead")
+
+    grad = commands.add_parser(
+        "gradcheck", formatter_class=fmt, help="compare autodiff, hand-derived and numerical gradients",
+        description="Compute a CharRNN's gradients on 'hellohello...' three ways: autodiff, the hand-derived\n"
+                    "BPTT of tinygrad_rnn.manual, and central finite differences. Prints the table;\n"
+                    "exit code 0 when all three agree, 1 otherwise.")
+    grad.add_argument("--cell", choices=CELLS, default="rnn", help="recurrent cell (default rnn)")
+    grad.add_argument("--hidden", type=_positive_int, default=5, metavar="H", help="hidden units (default 5)")
+    grad.add_argument("--steps", type=_positive_int, default=4, metavar="T", help="time steps (default 4)")
+    grad.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S", help="initialisation seed (default 0)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; returns the exit code (0 ok, 1 failed, 2 bad usage, 130 interrupted)."""
+    # a sample may hold characters the terminal's encoding lacks; show a stand-in, never crash
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise _UsageError(f"choose a command: demo, train, sample, graph or gradcheck (see '{PROG} --help')")
+        return _COMMANDS[args.command](args)
+    except _UsageError as e:
+        return _fail(str(e), 2)
+    except (_Error, DataError, CheckpointError) as e:
+        return _fail(str(e), 1)
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader (say `| head`) has gone: stop quietly, and keep Python from complaining at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+# ---- demo -----------------------------------------------------------------------------------------------
+def _demo(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    vocab = Vocab(_HELLO)
+    inputs, targets = vocab.encode("hell"), vocab.encode("ello")
+    model = nn.CharRNN(vocab.size, args.hidden, "rnn", rng=np.random.default_rng(args.seed))
+    optimizer = nn.optim.Adagrad(model.parameters(), lr=0.1)
+    print(f"vocabulary {list(vocab.chars)}; an RNN with {args.hidden} hidden units learns to read 'hell' "
+          f"and predict 'ello'")
+    print(f"training with Adagrad (lr 0.1, as min-char-rnn) for {args.steps} steps; "
+          f"loss = cross-entropy summed over the 4 characters:")
+    for step in range(1, args.steps + 1):
+        logits, _ = model(inputs)
+        loss = nn.cross_entropy(logits, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        nn.clip_grad_value(model.parameters(), 5.0)
+        optimizer.step()
+        if step == 1 or step % max(1, args.steps // 4) == 0 or step == args.steps:
+            print(f"  step {step:4d}  loss {loss.item():.4f}")
+
+    with no_grad():
+        logits, _ = model(inputs)
+    z = logits.data - logits.data.max(axis=1, keepdims=True)
+    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)              # (T, V)
+    print("\npredictions after training (t: input -> predicted next character, its probability):")
+    for t, (x, y) in enumerate(zip("hell", "ello")):
+        best = int(probs[t].argmax())
+        mark = "ok" if vocab.chars[best] == y else f"wanted {y!r}"
+        print(f"  t={t}: {x!r} -> {vocab.chars[best]!r}  p={probs[t, best]:.3f}  {mark}")
+
+    print("\ngradients of the trained model, three ways:")
+    report = check.compare_cell(model, inputs, targets)
+    print(report)
+
+    picture = args.out_dir / "hello_unrolled.svg"
+    logits, _ = model(inputs)
+    loss = nn.cross_entropy(logits, targets)
+    loss.name = "loss"
+    model.zero_grad()
+    viz.retain_all_grads(loss).backward()
+    digraph = viz.draw(loss, params=model.named_parameters(), grads=True)
+    print()
+    try:
+        written = viz.save(digraph, picture)
+        print(f"wrote {written}: the graph of the loss above, unrolled over 4 steps, nodes coloured by "
+              f"gradient norm")
+    except viz.GraphvizNotFound as e:
+        print(f"note: {e}".replace("save: ", ""))
+    except OSError as e:
+        raise _Error(f"cannot write {picture}: {e.strerror or e}") from None
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0 if report.ok else 1
+
+
+# ---- train ----------------------------------------------------------------------------------------------
+def _train(args: argparse.Namespace) -> int:
+    out = args.out or args.resume or Path("checkpoint.npz")
+    _check_out(out, args.force, args.resume)
+    run, text = _resume(args) if args.resume else _fresh(args)
+    c = run.config
+    train_text, val_text = split(text, c.val_fraction)
+    train_ids, val_ids = run.vocab.encode(train_text), run.vocab.encode(val_text)
+    if len(train_ids) < c.batch:
+        raise _Error(f"the training part of the text has {len(train_ids)} characters, too few for "
+                     f"--batch {c.batch} streams")
+
+    source = "the shipped Pride and Prejudice" if c.text is None else c.text
+    print(f"text: {source}, {len(text):,} characters, {run.vocab.size} distinct; "
+          f"{len(train_ids):,} for training, {len(val_ids):,} held out")
+    print(f"model: {c.cell}, hidden {c.hidden}, {run.n_parameters():,} parameters; {c.optim} lr {c.lr:g}, "
+          f"clip {c.clip:g}; truncated BPTT over {c.seq_len} steps x {c.batch} streams")
+    base = ngram_baselines(train_ids, val_ids, run.vocab.size)
+    print("baselines on the held-out text (add-one smoothed):")
+    for name in ("unigram", "bigram"):
+        print(f"  {name:8s} {base[name]['bits_per_char']:.3f} bits/char   perplexity {base[name]['perplexity']:.2f}")
+    if args.resume:
+        print(f"resuming {args.resume} at step {run.step}")
+    if run.step >= args.steps:
+        print(f"the checkpoint is already at step {run.step}, not below --steps {args.steps}: nothing to train")
+        return 0
+
+    interrupted = _train_loop(run, train_ids, val_ids, args, out)
+    if interrupted:
+        run.save(out)
+        print(f"{PROG}: interrupted at step {run.step}; saved {out}; continue with: "
+              f"{PROG} train --resume {out} --steps {args.steps}", file=sys.stderr)
+        return 130
+    score = evaluate(run.model, val_ids)
+    run.save(out)
+    print(f"held-out after {run.step} steps: {score['bits_per_char']:.3f} bits/char, perplexity "
+          f"{score['perplexity']:.2f} (bigram {base['bigram']['bits_per_char']:.3f}, "
+          f"unigram {base['unigram']['bits_per_char']:.3f})")
+    print(f"saved {out} (step {run.step}); sample it with: {PROG} sample {out} --length 300")
+    return 0
+
+
+def _check_out(out: Path, force: bool, resume: Optional[Path]) -> None:
+    """Refuse an --out that cannot be written, or that holds another run, before any training happens."""
+    if out.is_dir():
+        raise _Error(f"--out {out} is a directory; give a file name such as {out / 'checkpoint.npz'}")
+    parent = out.parent
+    if not parent.exists():
+        raise _Error(f"--out {out}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise _Error(f"--out {out}: {parent} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise _Error(f"--out {out}: cannot write in {parent} ({e.strerror or e})") from None
+    continuing = resume is not None and resume.exists() and out.exists() and os.path.samefile(out, resume)
+    if out.exists() and not (force or continuing):
+        raise _Error(f"{out} already exists; continue it with --resume {out}, "
+                     f"or choose another --out (or --force to overwrite it)")
+
+
+def _fresh(args: argparse.Namespace) -> tuple[Run, str]:
+    text = load_text(args.text)
+    optim = args.optim or Config.optim
+    config = Config(cell=args.cell or Config.cell, hidden=args.hidden or Config.hidden,
+                    seq_len=args.seq_len or Config.seq_len, batch=args.batch or Config.batch,
+                    optim=optim, lr=args.lr or DEFAULT_LR[optim], clip=args.clip or Config.clip,
+                    seed=Config.seed if args.seed is None else args.seed,
+                    text=None if args.text is None else str(args.text.resolve()), text_sha256=text_sha256(text),
+                    **_schedule(args, Config()))
+    vocab = Vocab.from_text(text)
+    train_text, _ = split(text, config.val_fraction)
+    unigram = np.bincount(vocab.encode(train_text), minlength=vocab.size)
+    return Run(config, vocab, unigram), text
+
+
+def _resume(args: argparse.Namespace) -> tuple[Run, str]:
+    run = Run.load(args.resume)
+    c = run.config
+    for flag, given, stored in (("--cell", args.cell, c.cell), ("--hidden", args.hidden, c.hidden),
+                                ("--seq-len", args.seq_len, c.seq_len), ("--batch", args.batch, c.batch),
+                                ("--optim", args.optim, c.optim), ("--lr", args.lr, c.lr),
+                                ("--clip", args.clip, c.clip), ("--seed", args.seed, c.seed)):
+        if given is not None and given != stored:
+            raise _Error(f"{flag} {given} does not match {args.resume}, which has {stored}; "
+                         f"a resumed run keeps its checkpoint's settings")
+    if args.text is None and c.text is not None and not Path(c.text).exists():
+        raise _Error(f"{args.resume} was trained on {c.text}, which is gone; pass that text with --text")
+    text = load_text(args.text if args.text is not None else c.text)
+    if text_sha256(text) != c.text_sha256:
+        what = "the shipped corpus" if args.text is None and c.text is None else (args.text or c.text)
+        raise _Error(f"{what} is not the text {args.resume} was trained on; resuming needs the same text")
+    run.config = replace(c, **_schedule(args, c))
+    return run, text
+
+
+def _schedule(args: argparse.Namespace, config: Config) -> dict:
+    """The --*-every flags that were given, else the config's values."""
+    names = ("eval_every", "sample_every", "checkpoint_every")
+    return {k: getattr(config, k) if getattr(args, k) is None else getattr(args, k) for k in names}
+
+
+@contextlib.contextmanager
+def _sigint_flag() -> Iterator[dict]:
+    """The first Ctrl-C only sets a flag that the loop reads between steps, so the checkpoint it then
+    writes never holds half an update; a second Ctrl-C interrupts at once."""
+    flag = {"set": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        flag["set"] = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _train_loop(run: Run, train_ids: np.ndarray, val_ids: np.ndarray, args: argparse.Namespace,
+                out: Path) -> bool:
+    """Train until args.steps, evaluating, sampling and checkpointing on the way; True if interrupted."""
+    from tqdm import tqdm
+
+    c = run.config
+    chars_per_step = c.seq_len * c.batch
+    busy, done = 0.0, 0  # time spent in train_step and steps taken in this session, for chars/s
+    with _sigint_flag() as stop, tqdm(total=args.steps, initial=run.step, unit="step", dynamic_ncols=True,
+                                      disable=not sys.stderr.isatty(), leave=False) as bar:
+        while run.step < args.steps:
+            started = time.perf_counter()
+            loss = run.train_step(train_ids)
+            busy, done = busy + time.perf_counter() - started, done + 1
+            if not math.isfinite(loss):
+                raise _Error(f"training diverged: the loss became {loss} at step {run.step} (try a lower --lr "
+                             f"or --clip); {out} was not updated")
+            speed = done * chars_per_step / busy
+            bar.update(1)
+            bar.set_postfix(loss=f"{run.smooth_loss:.3f}", ppl=f"{math.exp(run.smooth_loss):.2f}",
+                            chars_s=f"{speed:,.0f}", refresh=False)
+            if stop["set"]:
+                return True
+            if run.step % c.eval_every == 0 and run.step < args.steps:
+                score = evaluate(run.model, val_ids)
+                bar.write(f"step {run.step:6d}  train loss {run.smooth_loss:.3f}  held-out "
+                          f"{score['nats_per_char']:.3f} nats/char = {score['bits_per_char']:.3f} bits/char, "
+                          f"perplexity {score['perplexity']:.2f}  {speed:,.0f} chars/s", file=sys.stdout)
+            if run.step % c.sample_every == 0:
+                text = "".join(generate(run.model, run.vocab, run.unigram, "", _SAMPLE_CHARS,
+                                        _SAMPLE_TEMPERATURE, run.rng))
+                bar.write(f"--- sample at step {run.step} (temperature {_SAMPLE_TEMPERATURE}) ---\n{text}\n---",
+                          file=sys.stdout)
+            if run.step % c.checkpoint_every == 0 and run.step < args.steps:
+                run.save(out)
+            sys.stdout.flush()
+    return False
+
+
+# ---- sample ---------------------------------------------------------------------------------------------
+def _sample(args: argparse.Namespace) -> int:
+    run = Run.load(args.checkpoint)
+    try:
+        run.vocab.encode(args.prime)
+    except DataError as e:
+        raise _Error(f"--prime: {e} of {args.checkpoint}") from None
+    rng = np.random.default_rng(args.seed)
+    sys.stdout.write(args.prime)
+    for char in generate(run.model, run.vocab, run.unigram, args.prime, args.length, args.temperature, rng):
+        sys.stdout.write(char)
+        sys.stdout.flush()
+    if sys.stdout.isatty():  # keep the prompt off the last line; a pipe gets exactly the characters
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    return 0
+
+
+# ---- graph and gradcheck --------------------------------------------------------------------------------
+def _graph(args: argparse.Namespace) -> int:
+    if args.grads and args.folded:
+        raise _UsageError(f"--grads and --folded cannot be combined: the folded circuit has no gradients "
+                          f"(see '{PROG} graph --help')")
+    out = args.output or Path(f"{args.cell}_unrolled.svg")
+    model = nn.CharRNN(Vocab(_HELLO).size, args.hidden, args.cell, rng=np.random.default_rng(0))
+    style = {"folded": True} if args.folded else {"grads": args.grads}
+    digraph = viz.draw_unrolled(model, args.steps, **style)
+    try:
+        written = viz.save(digraph, out)
+    except viz.GraphvizNotFound as e:
+        raise _Error(str(e).replace("save: ", "")) from None
+    except OSError as e:
+        raise _Error(f"cannot write {out}: {e.strerror or e}") from None
+    kind = "folded circuit" if args.folded else f"graph unrolled over {args.steps} steps"
+    print(f"wrote {written}: the {args.cell} CharRNN's {kind} (hidden {args.hidden}, vocabulary h, e, l, o)")
+    return 0
+
+
+def _hello_sequence(steps: int) -> tuple[Vocab, np.ndarray, np.ndarray]:
+    """'hellohello...' as (inputs, targets) of length `steps`, each target the next character."""
+    vocab = Vocab(_HELLO)
+    ids = vocab.encode((_HELLO * (steps // len(_HELLO) + 2))[:steps + 1])
+    return vocab, ids[:-1], ids[1:]
+
+
+def _gradcheck(args: argparse.Namespace) -> int:
+    vocab, inputs, targets = _hello_sequence(args.steps)
+    model = nn.CharRNN(vocab.size, args.hidden, args.cell, rng=np.random.default_rng(args.seed))
+    report = check.compare_cell(model, inputs, targets)
+    print(report)
+    return 0 if report.ok else 1
+
+
+_COMMANDS = {"demo": _demo, "train": _train, "sample": _sample, "graph": _graph, "gradcheck": _gradcheck}

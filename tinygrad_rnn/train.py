@@ -1,0 +1,235 @@
+"""Training a CharRNN on text, as min-char-rnn does but batched: truncated BPTT over B parallel streams
+with the hidden state carried between chunks (seed 001), held-out nats/bits per character, sampling, and
+`.npz` checkpoints that resume bit-identically. The command line (cli.py) parses, prints and loops.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from . import nn
+from .checkpoint import (CheckpointError, load_checkpoint, pack_json, pack_rng, save_checkpoint,
+                         unpack_json, unpack_rng)
+from .data import DataError, Vocab, get_batch
+from .tensor import Tensor, no_grad
+
+__all__ = ["Config", "Run", "CELLS", "OPTIMIZERS", "DEFAULT_LR", "evaluate", "generate", "text_sha256"]
+
+CELLS = ("rnn", "lstm")
+OPTIMIZERS = {"adagrad": nn.optim.Adagrad, "adam": nn.optim.Adam, "sgd": nn.optim.SGD}
+DEFAULT_LR = {"adagrad": 0.1, "adam": 2e-3, "sgd": 1.0}
+_FORMAT = 1  # bump when the checkpoint layout changes
+
+
+@dataclass
+class Config:
+    """What defines a run (text=None is the shipped corpus). A resumed run keeps all of it; only the
+    schedule (the *_every fields) may change, since it decides when to look, never what is learned."""
+    cell: str = "lstm"
+    hidden: int = 128
+    seq_len: int = 32
+    batch: int = 32
+    optim: str = "adagrad"
+    lr: float = DEFAULT_LR["adagrad"]
+    clip: float = 5.0
+    seed: int = 0
+    val_fraction: float = 0.1
+    text: Optional[str] = None
+    text_sha256: str = ""
+    eval_every: int = 200
+    sample_every: int = 500
+    checkpoint_every: int = 500
+
+
+def _build(config: Config, vocab_size: int) -> tuple[nn.CharRNN, Any]:
+    model = nn.CharRNN(vocab_size, config.hidden, config.cell, rng=np.random.default_rng(config.seed))
+    optimizer = OPTIMIZERS[config.optim](model.parameters(), lr=config.lr)
+    return model, optimizer
+
+
+def text_sha256(text: str) -> str:
+    """The fingerprint a checkpoint keeps of its training text, so a resume can insist on the same one."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Run:
+    """A training run's whole state: config, vocabulary, model, optimizer, carried hidden state, step, RNG."""
+
+    def __init__(self, config: Config, vocab: Vocab, unigram: np.ndarray) -> None:
+        self.config, self.vocab = config, vocab
+        self.unigram = np.asarray(unigram, dtype=np.int64)  # training-text counts: the empty prime's draw
+        self.model, self.optimizer = _build(config, vocab.size)
+        self.state: Any = None          # h (B, H) or (h, s), carried from chunk to chunk
+        self.step = 0                   # chunks trained so far; chunk k is get_batch(ids, k, ...)
+        self.smooth_loss = math.nan     # running mean of the training loss, for display
+        self.rng = np.random.default_rng([config.seed, 1])  # for samples only; training draws nothing
+
+    def train_step(self, train_ids: np.ndarray) -> float:
+        """One truncated-BPTT chunk (T, B): forward, mean cross-entropy, backward, clip, update."""
+        c = self.config
+        x, y = get_batch(train_ids, self.step, c.seq_len, c.batch)   # (T, B) each
+        logits, state = self.model(x, self.state)                      # (T, B, V)
+        loss = nn.cross_entropy(logits, y, reduction="mean")
+        self.optimizer.zero_grad()
+        loss.backward()
+        nn.clip_grad_value(self.model.parameters(), c.clip)
+        self.optimizer.step()
+        self.state = nn.detach_state(state)
+        self.step += 1
+        value = float(loss.data)
+        # min-char-rnn's smoothing, so the bar shows a trend rather than one chunk's noise
+        self.smooth_loss = value if math.isnan(self.smooth_loss) else 0.95 * self.smooth_loss + 0.05 * value
+        return value
+
+    def n_parameters(self) -> int:
+        """How many numbers the model learns."""
+        return sum(p.size for p in self.model.parameters())
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue exactly, as plain arrays (no pickle)."""
+        arrays = {"config": pack_json({"format": _FORMAT, **asdict(self.config)}),
+                  "vocab": self.vocab.to_array(), "unigram": self.unigram,
+                  "step": np.int64(self.step), "smooth_loss": np.float64(self.smooth_loss),
+                  "rng": pack_rng(self.rng)}
+        arrays.update({f"param.{k}": v for k, v in self.model.state_dict().items()})
+        arrays.update({f"optim.{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()})
+        state = () if self.state is None else (self.state,) if isinstance(self.state, Tensor) else self.state
+        arrays.update({f"state.{i}": s.data for i, s in enumerate(state)})
+        return arrays
+
+    def save(self, path: Path) -> None:
+        """Write the checkpoint atomically: a failure leaves any previous file at `path` intact."""
+        save_checkpoint(path, self.to_arrays())
+
+    @classmethod
+    def load(cls, path: Path) -> "Run":
+        """The run saved at `path`; anything missing, malformed or of mismatched shape is a CheckpointError."""
+        arrays = load_checkpoint(path)
+        missing = [k for k in ("config", "vocab", "unigram", "step", "smooth_loss", "rng") if k not in arrays]
+        if missing:
+            raise CheckpointError(f"{path} is not a tinygrad-rnn training checkpoint "
+                                  f"(no {', '.join(repr(k) for k in missing)})")
+        config = _config_from(unpack_json(arrays["config"]), path)
+        try:
+            vocab = Vocab.from_array(arrays["vocab"])
+        except DataError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+        run = cls(config, vocab, arrays["unigram"])
+        if run.unigram.shape != (vocab.size,):
+            raise CheckpointError(f"{path}: 'unigram' has shape {run.unigram.shape}, expected ({vocab.size},)")
+        what = f"a CharRNN ({config.cell}, hidden size {config.hidden}, {vocab.size} characters)"
+        try:
+            run.model.load_state_dict(_prefixed(arrays, "param."))
+            run.optimizer.load_state_dict(_prefixed(arrays, "optim."))
+        except ValueError as e:
+            raise CheckpointError(f"{path} does not fit {what}: {e}") from None
+        run.step, run.smooth_loss = _scalar(arrays, "step", int, path), _scalar(arrays, "smooth_loss", float, path)
+        run.rng = unpack_rng(arrays["rng"])
+        run.state = _state_from(_prefixed(arrays, "state."), config, run.step, path, what)
+        return run
+
+
+def _prefixed(arrays: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def _scalar(arrays: dict, key: str, kind: type, path: Path) -> Any:
+    value = np.asarray(arrays[key])
+    if value.shape != () or value.dtype.kind not in ("iu" if kind is int else "f"):
+        raise CheckpointError(f"{path}: {key!r} must be a single {kind.__name__}, got {value.dtype} {value.shape}")
+    if kind is int and value < 0:
+        raise CheckpointError(f"{path}: {key!r} must be >= 0, got {value}")
+    return kind(value)
+
+
+def _config_from(stored: Any, path: Path) -> Config:
+    """Config from the checkpoint's JSON, each field checked as strictly as the command line checks it."""
+    if not isinstance(stored, dict) or stored.get("format") != _FORMAT:
+        raise CheckpointError(f"{path}: unknown checkpoint format (expected format {_FORMAT})")
+    names = {f.name for f in fields(Config)}
+    if set(stored) - {"format"} != names:
+        raise CheckpointError(f"{path}: config must have the fields {', '.join(sorted(names))}")
+    config = Config(**{k: stored[k] for k in names})
+    ok = (config.cell in CELLS and config.optim in OPTIMIZERS
+          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                  for v in (config.hidden, config.seq_len, config.batch, config.eval_every,
+                            config.sample_every, config.checkpoint_every))
+          and all(isinstance(v, (int, float)) and v > 0 for v in (config.lr, config.clip))
+          and isinstance(config.seed, int) and 0 < config.val_fraction < 1
+          and (config.text is None or isinstance(config.text, str)) and isinstance(config.text_sha256, str))
+    if not ok:
+        raise CheckpointError(f"{path}: config holds invalid values: {stored}")
+    return config
+
+
+def _state_from(stored: dict, config: Config, step: int, path: Path, what: str) -> Any:
+    """The carried hidden state: none before the first step, else h (rnn) or (h, s) (lstm) of shape (B, H)."""
+    want = 0 if step == 0 else 1 if config.cell == "rnn" else 2
+    shape = (config.batch, config.hidden)
+    arrays = [stored.get(str(i)) for i in range(want)]
+    if set(stored) != {str(i) for i in range(want)} or any(
+            a.shape != shape or a.dtype != np.float64 for a in arrays):
+        raise CheckpointError(f"{path} does not fit {what}: the carried state must be {want} "
+                              f"float64 array(s) of shape {shape}")
+    if want == 0:
+        return None
+    return Tensor(arrays[0].copy()) if want == 1 else tuple(Tensor(a.copy()) for a in arrays)
+
+
+def evaluate(model: nn.CharRNN, ids: np.ndarray, streams: int = 64, chunk: int = 64) -> dict:
+    """Mean cross-entropy of ids[1:] given ids[:-1] -> {"nats_per_char", "bits_per_char", "perplexity"}.
+
+    The text is cut into `streams` contiguous pieces run side by side (state carried within each piece,
+    zero at its start), so every target is scored exactly once, as data.ngram_baselines scores them.
+    """
+    x, y = np.asarray(ids[:-1]), np.asarray(ids[1:])
+    n = x.shape[0]
+    streams = max(1, min(streams, n))
+    length = -(-n // streams)                         # ceil: the last piece is padded, then masked
+    pad = streams * length - n
+
+    def grid(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, np.zeros(pad, dtype=a.dtype)]).reshape(streams, length).T  # (L, S)
+
+    xs, ys = grid(x), grid(y)
+    mask = grid(np.ones(n))
+    total, state = 0.0, None
+    with no_grad():
+        for t in range(0, length, chunk):
+            logits, state = model(xs[t:t + chunk], state)                       # (T, S, V)
+            z = logits.data - logits.data.max(axis=-1, keepdims=True)           # stable log-softmax
+            logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+            picked = np.take_along_axis(logp, ys[t:t + chunk, :, None], axis=-1)[..., 0]
+            total -= float((picked * mask[t:t + chunk]).sum())
+    nats = total / n
+    return {"nats_per_char": nats, "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats)}
+
+
+def generate(model: nn.CharRNN, vocab: Vocab, unigram: np.ndarray, prime: str, length: int,
+             temperature: float, rng: np.random.Generator) -> Iterator[str]:
+    """Yield `length` characters sampled one at a time after reading `prime`.
+
+    Each is drawn from softmax(logits / temperature); with an empty prime the first is drawn from the
+    training text's character frequencies (add-one smoothed) at the same temperature.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    with no_grad():
+        state = None
+        if prime:
+            logits, state = model(vocab.encode(prime), state)                  # (len(prime), V)
+            scores = logits.data[-1]
+        else:
+            scores = np.log(np.asarray(unigram, dtype=np.float64) + 1)
+        for _ in range(length):
+            z = scores / temperature
+            p = np.exp(z - z.max())
+            c = int(rng.choice(vocab.size, p=p / p.sum()))
+            yield vocab.chars[c]
+            logits, state = model(np.array([c]), state)
+            scores = logits.data[-1]
