@@ -21,7 +21,7 @@ import numpy as np
 
 from . import check, nn, viz
 from .checkpoint import CheckpointError
-from .data import DataError, Vocab, load_text, ngram_baselines, split
+from .data import DataError, Vocab, load_text, ngram_baselines
 from .tensor import no_grad
 from .train import CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, evaluate, generate, text_sha256
 
@@ -273,8 +273,7 @@ def _train(args: argparse.Namespace) -> int:
     _check_out(out, args.force, args.resume)
     run, text = _resume(args) if args.resume else _fresh(args)
     c = run.config
-    train_text, val_text = split(text, c.val_fraction)
-    train_ids, val_ids = run.vocab.encode(train_text), run.vocab.encode(val_text)
+    train_ids, val_ids = run.split(text)
     if len(train_ids) < c.batch:
         raise _Error(f"the training part of the text has {len(train_ids)} characters, too few for "
                      f"--batch {c.batch} streams")
@@ -338,10 +337,7 @@ def _fresh(args: argparse.Namespace) -> tuple[Run, str]:
                     seed=Config.seed if args.seed is None else args.seed,
                     text=None if args.text is None else str(args.text.resolve()), text_sha256=text_sha256(text),
                     **_schedule(args, Config()))
-    vocab = Vocab.from_text(text)
-    train_text, _ = split(text, config.val_fraction)
-    unigram = np.bincount(vocab.encode(train_text), minlength=vocab.size)
-    return Run(config, vocab, unigram), text
+    return Run.start(config, text), text
 
 
 def _resume(args: argparse.Namespace) -> tuple[Run, str]:

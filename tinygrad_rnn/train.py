@@ -15,7 +15,7 @@ import numpy as np
 from . import nn
 from .checkpoint import (CheckpointError, load_checkpoint, pack_json, pack_rng, save_checkpoint,
                          unpack_json, unpack_rng)
-from .data import DataError, Vocab, get_batch
+from .data import DataError, Vocab, get_batch, split
 from .tensor import Tensor, no_grad
 
 __all__ = ["Config", "Run", "CELLS", "OPTIMIZERS", "DEFAULT_LR", "evaluate", "generate", "text_sha256"]
@@ -68,6 +68,18 @@ class Run:
         self.step = 0                   # chunks trained so far; chunk k is get_batch(ids, k, ...)
         self.smooth_loss = math.nan     # running mean of the training loss, for display
         self.rng = np.random.default_rng([config.seed, 1])  # for samples only; training draws nothing
+
+    @classmethod
+    def start(cls, config: Config, text: str) -> "Run":
+        """A new run on `text`: the vocabulary of the whole text (so held-out characters are known)."""
+        vocab = Vocab.from_text(text)
+        train_text, _ = split(text, config.val_fraction)
+        return cls(config, vocab, np.bincount(vocab.encode(train_text), minlength=vocab.size))
+
+    def split(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Training ids (N,) and held-out ids (M,) of `text`: its last val_fraction is held out."""
+        train_text, val_text = split(text, self.config.val_fraction)
+        return self.vocab.encode(train_text), self.vocab.encode(val_text)
 
     def train_step(self, train_ids: np.ndarray) -> float:
         """One truncated-BPTT chunk (T, B): forward, mean cross-entropy, backward, clip, update."""
