@@ -30,7 +30,7 @@ __all__ = ["main", "build_parser"]
 PROG = "tinygrad-rnn"
 _PICTURE_SUFFIXES = (".svg", ".png", ".pdf", ".dot")
 _HELLO = "hello"
-_SAMPLE_CHARS, _SAMPLE_TEMPERATURE = 200, 0.8
+_SAMPLE_CHARS, _SAMPLE_TEMPERATURE, _SAMPLE_PRIME = 200, 0.8, 32
 
 
 class _UsageError(Exception):
@@ -299,8 +299,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"{PROG}: interrupted at step {run.step}; saved {out}; continue with: "
               f"{PROG} train --resume {out} --steps {args.steps}", file=sys.stderr)
         return 130
-    score = evaluate(run.model, val_ids)
     run.save(out)
+    score = evaluate(run.model, val_ids)
     print(f"held-out after {run.step} steps: {score['bits_per_char']:.3f} bits/char, perplexity "
           f"{score['perplexity']:.2f} (bigram {base['bigram']['bits_per_char']:.3f}, "
           f"unigram {base['unigram']['bits_per_char']:.3f})")
@@ -402,8 +402,8 @@ def _train_loop(run: Run, train_ids: np.ndarray, val_ids: np.ndarray, args: argp
                              f"or --clip); {out} was not updated")
             speed = done * chars_per_step / busy
             bar.update(1)
-            bar.set_postfix(loss=f"{run.smooth_loss:.3f}", ppl=f"{math.exp(run.smooth_loss):.2f}",
-                            chars_s=f"{speed:,.0f}", refresh=False)
+            bar.set_postfix({"loss": f"{run.smooth_loss:.3f}", "ppl": f"{math.exp(run.smooth_loss):.2f}",
+                             "chars/s": f"{speed:,.0f}"}, refresh=False)
             if stop["set"]:
                 return True
             if run.step % c.eval_every == 0 and run.step < args.steps:
@@ -412,9 +412,12 @@ def _train_loop(run: Run, train_ids: np.ndarray, val_ids: np.ndarray, args: argp
                           f"{score['nats_per_char']:.3f} nats/char = {score['bits_per_char']:.3f} bits/char, "
                           f"perplexity {score['perplexity']:.2f}  {speed:,.0f} chars/s", file=sys.stdout)
             if run.step % c.sample_every == 0:
-                text = "".join(generate(run.model, run.vocab, run.unigram, "", _SAMPLE_CHARS,
+                # the same prime every time, so successive samples show what the model has learned
+                prime = run.vocab.decode(val_ids[:_SAMPLE_PRIME])
+                text = "".join(generate(run.model, run.vocab, run.unigram, prime, _SAMPLE_CHARS,
                                         _SAMPLE_TEMPERATURE, run.rng))
-                bar.write(f"--- sample at step {run.step} (temperature {_SAMPLE_TEMPERATURE}) ---\n{text}\n---",
+                bar.write(f"--- sample at step {run.step}: the first {len(prime)} held-out characters, then "
+                          f"{_SAMPLE_CHARS} sampled at temperature {_SAMPLE_TEMPERATURE} ---\n{prime}{text}\n---",
                           file=sys.stdout)
             if run.step % c.checkpoint_every == 0 and run.step < args.steps:
                 run.save(out)
