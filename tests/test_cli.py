@@ -148,6 +148,13 @@ def test_sample_prints_prime_then_exactly_n_characters(trained, prime):
     assert run("sample", "good.npz", "--prime", prime, "--length", "50", "--seed", "3", cwd=d)[1] == out
 
 
+def test_sample_at_a_temperature_near_zero_is_greedy(trained):
+    d, _ = trained
+    outs = {run("sample", "good.npz", "--prime", "the", "--length", "30", "--temperature", "1e-300",
+                "--seed", seed, cwd=d)[1] for seed in (1, 2)}
+    assert len(outs) == 1 and len(outs.pop()) == 33  # the seed no longer matters: always the likeliest
+
+
 def test_train_on_the_shipped_corpus_by_default(tmp_path):
     rc, out, err = run("train", "--steps", "2", "--cell", "rnn", "--hidden", "8", "--seq-len", "4",
                        "--batch", "2", cwd=tmp_path)

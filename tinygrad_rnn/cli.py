@@ -23,7 +23,7 @@ from . import check, nn, viz
 from .checkpoint import CheckpointError
 from .data import DataError, Vocab, load_text, ngram_baselines
 from .tensor import no_grad
-from .train import CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, evaluate, generate, text_sha256
+from .train import CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, evaluate, generate, perplexity, text_sha256
 
 __all__ = ["main", "build_parser"]
 
@@ -399,10 +399,10 @@ def _train_loop(run: Run, train_ids: np.ndarray, val_ids: np.ndarray, args: argp
             busy, done = busy + time.perf_counter() - started, done + 1
             if not math.isfinite(loss):
                 raise _Error(f"training diverged: the loss became {loss} at step {run.step} (try a lower --lr "
-                             f"or --clip); {out} was not updated")
+                             f"or --clip); this state was not saved to {out}")
             speed = done * chars_per_step / busy
             bar.update(1)
-            bar.set_postfix({"loss": f"{run.smooth_loss:.3f}", "ppl": f"{math.exp(run.smooth_loss):.2f}",
+            bar.set_postfix({"loss": f"{run.smooth_loss:.3f}", "ppl": f"{perplexity(run.smooth_loss):.2f}",
                              "chars/s": f"{speed:,.0f}"}, refresh=False)
             if stop["set"]:
                 return True

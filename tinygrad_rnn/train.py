@@ -18,7 +18,8 @@ from .checkpoint import (CheckpointError, load_checkpoint, pack_json, pack_rng, 
 from .data import DataError, Vocab, get_batch, split
 from .tensor import Tensor, no_grad
 
-__all__ = ["Config", "Run", "CELLS", "OPTIMIZERS", "DEFAULT_LR", "evaluate", "generate", "text_sha256"]
+__all__ = ["Config", "Run", "CELLS", "OPTIMIZERS", "DEFAULT_LR", "evaluate", "generate", "perplexity",
+           "text_sha256"]
 
 CELLS = ("rnn", "lstm")
 OPTIMIZERS = {"adagrad": nn.optim.Adagrad, "adam": nn.optim.Adam, "sgd": nn.optim.SGD}
@@ -219,7 +220,12 @@ def evaluate(model: nn.CharRNN, ids: np.ndarray, streams: int = 64, chunk: int =
             picked = np.take_along_axis(logp, ys[t:t + chunk, :, None], axis=-1)[..., 0]
             total -= float((picked * mask[t:t + chunk]).sum())
     nats = total / n
-    return {"nats_per_char": nats, "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats)}
+    return {"nats_per_char": nats, "bits_per_char": nats / math.log(2), "perplexity": perplexity(nats)}
+
+
+def perplexity(nats: float) -> float:
+    """exp(nats per character), inf rather than an OverflowError for a diverged model."""
+    return math.exp(nats) if nats < 700 else math.inf
 
 
 def generate(model: nn.CharRNN, vocab: Vocab, unigram: np.ndarray, prime: str, length: int,
@@ -239,7 +245,10 @@ def generate(model: nn.CharRNN, vocab: Vocab, unigram: np.ndarray, prime: str, l
         else:
             scores = np.log(np.asarray(unigram, dtype=np.float64) + 1)
         for _ in range(length):
-            z = scores / temperature
+            with np.errstate(over="ignore"):
+                z = scores / temperature
+            if not np.isfinite(z).all():  # so cold it overflows: the limit is the most likely character
+                z = np.where(scores == scores.max(), 0.0, -np.inf)
             p = np.exp(z - z.max())
             c = int(rng.choice(vocab.size, p=p / p.sum()))
             yield vocab.chars[c]
