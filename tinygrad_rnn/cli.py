@@ -390,6 +390,10 @@ def _train_loop(run: Run, train_ids: np.ndarray, val_ids: np.ndarray, args: argp
 
     c = run.config
     chars_per_step = c.seq_len * c.batch
+    # the same prime for every sample, so successive samples show what the model has learned;
+    # cut after a space, so the sample starts a word
+    prime = run.vocab.decode(val_ids[:_SAMPLE_PRIME])
+    prime = prime[:prime.rfind(" ") + 1] or prime
     busy, done = 0.0, 0  # time spent in train_step and steps taken in this session, for chars/s
     with _sigint_flag() as stop, tqdm(total=args.steps, initial=run.step, unit="step", dynamic_ncols=True,
                                       disable=not sys.stderr.isatty(), leave=False) as bar:
@@ -412,12 +416,10 @@ def _train_loop(run: Run, train_ids: np.ndarray, val_ids: np.ndarray, args: argp
                           f"{score['nats_per_char']:.3f} nats/char = {score['bits_per_char']:.3f} bits/char, "
                           f"perplexity {score['perplexity']:.2f}  {speed:,.0f} chars/s", file=sys.stdout)
             if run.step % c.sample_every == 0:
-                # the same prime every time, so successive samples show what the model has learned
-                prime = run.vocab.decode(val_ids[:_SAMPLE_PRIME])
                 text = "".join(generate(run.model, run.vocab, run.unigram, prime, _SAMPLE_CHARS,
                                         _SAMPLE_TEMPERATURE, run.rng))
-                bar.write(f"--- sample at step {run.step}: the first {len(prime)} held-out characters, then "
-                          f"{_SAMPLE_CHARS} sampled at temperature {_SAMPLE_TEMPERATURE} ---\n{prime}{text}\n---",
+                bar.write(f"--- sample at step {run.step}: {_SAMPLE_CHARS} characters at temperature "
+                          f"{_SAMPLE_TEMPERATURE} after the held-out prime {prime!r} ---\n{prime}{text}\n---",
                           file=sys.stdout)
             if run.step % c.checkpoint_every == 0 and run.step < args.steps:
                 run.save(out)
