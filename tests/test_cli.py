@@ -219,6 +219,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path):
     (["--resume", "pickled.npz"], 1, "it holds pickled objects, refused"),
     (["--resume", "foreign.npz"], 1, "foreign.npz is not a tinygrad-rnn training checkpoint"),
     (["--resume", "reshaped.npz"], 1, "reshaped.npz does not fit a CharRNN (rnn, hidden size 12, "),
+    (["--resume", "badjson.npz"], 1, "badjson.npz: stored JSON is unreadable"),
     (["--out", "no/such/dir/x.npz"], 1, "--out no/such/dir/x.npz: directory no/such/dir does not exist"),
     (["--out", "."], 1, "--out . is a directory"),
     (["--out", "corpus.txt/x.npz"], 1, "corpus.txt is not a directory"),
@@ -237,6 +238,7 @@ def test_train_bad_input(trained, args, code, says):
     arrays = dict(np.load(d / "good.npz"))
     arrays["param.cell.W_hh"] = np.zeros((5, 5))
     np.savez(d / "reshaped.npz", **arrays)
+    np.savez(d / "badjson.npz", **{**arrays, "config": np.array("{not json")})
     still_good = unchanged(d / "good.npz")
     fresh = [] if "--resume" in args or "--text" in args else ["--text", "corpus.txt"]
     out = [] if "--out" in args else ["--out", "new.npz"]

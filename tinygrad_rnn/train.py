@@ -127,7 +127,11 @@ class Run:
         if missing:
             raise CheckpointError(f"{path} is not a tinygrad-rnn training checkpoint "
                                   f"(no {', '.join(repr(k) for k in missing)})")
-        config = _config_from(unpack_json(arrays["config"]), path)
+        try:
+            stored, rng = unpack_json(arrays["config"]), unpack_rng(arrays["rng"])
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+        config = _config_from(stored, path)
         try:
             vocab = Vocab.from_array(arrays["vocab"])
         except DataError as e:
@@ -142,7 +146,7 @@ class Run:
         except ValueError as e:
             raise CheckpointError(f"{path} does not fit {what}: {e}") from None
         run.step, run.smooth_loss = _scalar(arrays, "step", int, path), _scalar(arrays, "smooth_loss", float, path)
-        run.rng = unpack_rng(arrays["rng"])
+        run.rng = rng
         run.state = _state_from(_prefixed(arrays, "state."), config, run.step, path, what)
         return run
 
