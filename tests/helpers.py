@@ -1,11 +1,12 @@
-"""One-line gradient tests, after HIPS autograd's check_grads: `assert_grads_match(fn, *arrays)`."""
+"""One-line gradient tests, after HIPS autograd's check_grads: `assert_grads_match(fn, *arrays)`,
+and `numeric_grads`, the plain central differences the engine's own tests compare against."""
 from typing import Callable
 
 import numpy as np
 
 from tinygrad_rnn import Tensor, check
 
-__all__ = ["assert_grads_match"]
+__all__ = ["assert_grads_match", "numeric_grads"]
 
 
 def assert_grads_match(fn: Callable[..., Tensor], *arrays, eps: float = 1e-6, atol: float = 1e-5,
@@ -19,3 +20,23 @@ def assert_grads_match(fn: Callable[..., Tensor], *arrays, eps: float = 1e-6, at
     inputs = tuple(Tensor(np.array(a, dtype=np.float64), requires_grad=True, name=f"x{k}")
                    for k, a in enumerate(arrays))
     assert check.gradcheck(fn, inputs, eps=eps, atol=atol, rtol=rtol)
+
+
+def numeric_grads(f: Callable[[], float], arrays, eps: float = 1e-6) -> list:
+    """Central differences of the scalar f() w.r.t. every entry of each array, perturbed in place.
+
+    NumPy only (no engine backward involved), so it is an independent oracle for the engine's tests.
+    """
+    grads = []
+    for a in arrays:
+        g = np.zeros_like(a)
+        for i in np.ndindex(a.shape):
+            old = a[i]
+            a[i] = old + eps
+            up = f()
+            a[i] = old - eps
+            down = f()
+            a[i] = old
+            g[i] = (up - down) / (2 * eps)
+        grads.append(g)
+    return grads

@@ -6,32 +6,17 @@ import pytest
 import tinygrad_rnn as tr
 from tinygrad_rnn import Tensor, nn
 
-
-def numeric_grads(f, arrays, eps=1e-5):
-    """Central differences of the scalar f() with respect to each array, perturbed in place."""
-    grads = []
-    for a in arrays:
-        g = np.zeros_like(a)
-        for i in np.ndindex(a.shape):
-            old = a[i]
-            a[i] = old + eps
-            up = f()
-            a[i] = old - eps
-            down = f()
-            a[i] = old
-            g[i] = (up - down) / (2 * eps)
-        grads.append(g)
-    return grads
+from helpers import numeric_grads
 
 
-def assert_grads_match(loss_fn, tensors):
+def assert_loss_grads_match(loss_fn, tensors):
     """Autodiff gradients of loss_fn() (a scalar Tensor) equal central differences to 1e-6 relative
     (entries far below the largest are held to 1e-6 of the largest: differences carry rounding noise)."""
     for t in tensors:
         t.grad = None
     loss_fn().backward()
     auto = [t.grad.copy() for t in tensors]
-    numeric = numeric_grads(lambda: loss_fn().item(), [t.data for t in tensors])
+    numeric = numeric_grads(lambda: loss_fn().item(), [t.data for t in tensors], eps=1e-5)
     for t, a, n in zip(tensors, auto, numeric):
         assert np.abs(n).max() > 1e-4, f"{t.name}: the check would be vacuous"
         np.testing.assert_allclose(a, n, rtol=1e-6, atol=1e-6 * np.abs(n).max(), err_msg=t.name)
@@ -122,7 +107,7 @@ def test_linear_matches_formula_and_gradients():
     np.testing.assert_allclose(lin(Tensor(x)).data, x @ lin.W.data.T + lin.b.data, rtol=1e-14)
     np.testing.assert_allclose(lin(Tensor(x[0])).data, lin.W.data @ x[0] + lin.b.data, rtol=1e-14)
     xt = Tensor(x, requires_grad=True, name="x")
-    assert_grads_match(lambda: weighted_sum(lin(xt), rng=np.random.default_rng(1)), [lin.W, lin.b, xt])
+    assert_loss_grads_match(lambda: weighted_sum(lin(xt), rng=np.random.default_rng(1)), [lin.W, lin.b, xt])
     assert list(nn.Linear(3, 2, bias=False).named_parameters()) == ["W"]
 
 
@@ -136,7 +121,7 @@ def test_rnn_cell_gradients(batch):
     h = Tensor(rng.standard_normal(shape[:-1] + (4,)), requires_grad=True, name="h_prev")
     np.testing.assert_allclose(cell(x, h).data, np.tanh(x.data @ cell.W_xh.data.T + h.data @ cell.W_hh.data.T
                                                          + cell.b_h.data), rtol=1e-14)
-    assert_grads_match(lambda: weighted_sum(cell(x, h), rng=np.random.default_rng(1)),
+    assert_loss_grads_match(lambda: weighted_sum(cell(x, h), rng=np.random.default_rng(1)),
                        [cell.W_xh, cell.W_hh, cell.b_h, x, h])
 
 
@@ -149,7 +134,7 @@ def test_lstm_cell_gradients(cell_input, batch):
     x = Tensor(rng.standard_normal(shape), requires_grad=True, name="x")
     h = Tensor(rng.standard_normal(shape[:-1] + (4,)), requires_grad=True, name="h_prev")
     s = Tensor(rng.standard_normal(shape[:-1] + (4,)), requires_grad=True, name="s_prev")
-    assert_grads_match(lambda: weighted_sum(*cell(x, (h, s)), rng=np.random.default_rng(1)),
+    assert_loss_grads_match(lambda: weighted_sum(*cell(x, (h, s)), rng=np.random.default_rng(1)),
                        [cell.W_x, cell.W_h, cell.b, x, h, s])
 
 
@@ -243,7 +228,7 @@ def test_charrnn_gradients(cell, kw, batch):
     idx[1] = idx[0]  # a repeated character: the gather's gradient must add up
     if batch:
         idx[2] = idx[2, 0]  # and repeated within one step's batch
-    assert_grads_match(lambda: nn.cross_entropy(model(idx)[0], targets), model.parameters())
+    assert_loss_grads_match(lambda: nn.cross_entropy(model(idx)[0], targets), model.parameters())
 
 
 @pytest.mark.parametrize("cell,kw", CELLS)
