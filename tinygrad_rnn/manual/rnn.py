@@ -39,14 +39,8 @@ def rnn_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Array
     shapes and dtypes, and the last hidden state in h0's shape (feed it back as h0 to chain chunks).
     """
     fn = "rnn_bptt"
-    P = _check_params(fn, params, _RNN_NDIMS)
-    (H, V), K = P["W_xh"].shape, P["W_hy"].shape[0]
-    _check_shapes(fn, P, {"W_hh": (H, H), "b_h": (H,), "W_hy": (K, H), "b_y": (K,)},
-                  f"H={H}, V={V} from W_xh, K={K} from W_hy")
-    inputs, targets, batched = _check_sequences(fn, inputs, targets, V, K)
-    T, B = inputs.shape
-    dtype = np.result_type(*P.values())
-    h0 = _check_state(fn, "h0", h0, H, B, batched, dtype)
+    P, inputs, targets, h0, batched = _check_rnn_args(fn, params, inputs, targets, h0)
+    (T, B), H, dtype = inputs.shape, h0.shape[1], h0.dtype
     if truncate is not None and (isinstance(truncate, bool) or not isinstance(truncate, (int, np.integer))
                                  or truncate < 1):
         raise ValueError(f"{fn}: truncate must be None or a positive int, got {truncate!r}")
@@ -91,6 +85,18 @@ def rnn_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Array
     grads = {k: d[k].astype(P[k].dtype, copy=False) for k in _RNN_NDIMS}
     h_last = hs[-1] if batched else hs[-1, 0]
     return loss, grads, h_last
+
+
+def _check_rnn_args(fn: str, params: Mapping, inputs: ArrayLike, targets: ArrayLike, h0: ArrayLike
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The checks rnn_bptt and rnn_rtrl share: (params, inputs (T, B), targets (T, B), h0 (B, H), batched)."""
+    P = _check_params(fn, params, _RNN_NDIMS)
+    (H, V), K = P["W_xh"].shape, P["W_hy"].shape[0]
+    _check_shapes(fn, P, {"W_hh": (H, H), "b_h": (H,), "W_hy": (K, H), "b_y": (K,)},
+                  f"H={H}, V={V} from W_xh, K={K} from W_hy")
+    inputs, targets, batched = _check_sequences(fn, inputs, targets, V, K)
+    h0 = _check_state(fn, "h0", h0, H, inputs.shape[1], batched, np.result_type(*P.values()))
+    return P, inputs, targets, h0, batched
 
 
 def _check_params(fn: str, params: Mapping, ndims: dict[str, int]) -> dict[str, np.ndarray]:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .rnn import _RNN_NDIMS, _check_params, _check_sequences, _check_shapes, _check_state
+from .rnn import _RNN_NDIMS, _check_rnn_args
 from .softmax import _softmax_cross_entropy
 
 __all__ = ["rnn_rtrl"]
@@ -30,15 +30,8 @@ def rnn_rtrl(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Array
     whatever T is; BPTT costs O(H^2) per step but keeps all T states (O(T) memory) for its backward
     sweep. Returns (loss, grads) with params' keys, shapes and dtypes.
     """
-    fn = "rnn_rtrl"
-    P = _check_params(fn, params, _RNN_NDIMS)
-    (H, V), K = P["W_xh"].shape, P["W_hy"].shape[0]
-    _check_shapes(fn, P, {"W_hh": (H, H), "b_h": (H,), "W_hy": (K, H), "b_y": (K,)},
-                  f"H={H}, V={V} from W_xh, K={K} from W_hy")
-    inputs, targets, batched = _check_sequences(fn, inputs, targets, V, K)
-    T, B = inputs.shape
-    dtype = np.result_type(*P.values())
-    h = _check_state(fn, "h0", h0, H, B, batched, dtype)
+    P, inputs, targets, h, _ = _check_rnn_args("rnn_rtrl", params, inputs, targets, h0)
+    (T, B), (H, V), dtype = inputs.shape, P["W_xh"].shape, h.dtype
     W_xh, W_hh, b_h, W_hy, b_y = (P[k] for k in _RNN_NDIMS)
 
     eye, rows = np.eye(H, dtype=dtype), np.arange(B)
