@@ -1,7 +1,11 @@
 """One min-char-rnn training step (V=65, H=100, T=25, B=1, float64) through tinygrad_rnn next to a
-hand-written NumPy step of the same math (benchmarks/numpy_reference.py), for the RNN and the LSTM.
+hand-written NumPy step of the same math (benchmarks/numpy_reference.py) and, if PyTorch is installed,
+the same step on torch tensors with autograd (benchmarks/torch_reference.py), for the RNN and the LSTM.
 
 Step: forward over T steps, summed cross-entropy, backward, clip every gradient to [-5, 5], Adagrad.
+All runs start from the same weights and are checked to agree over 3 steps before they are timed.
+One thread each: NumPy's BLAS (tinygrad_rnn's default) and PyTorch (torch.set_num_threads(1)).
+Columns /numpy and /torch are tinygrad_rnn's time over theirs.
 Run: python benchmarks/char_rnn_step.py [--repeats N] [--profile]   (interleaved, median of N)
 """
 import argparse
@@ -9,14 +13,26 @@ import cProfile
 import pstats
 import time
 
-import numpy as np
-from numpy_reference import adagrad_update, lstm_loss_fun, rnn_loss_fun
+from tinygrad_rnn import nn  # isort: skip  (first: its one-BLAS-thread default must precede NumPy's import)
 
-from tinygrad_rnn import nn
+import numpy as np
+import numpy_reference
+
+try:
+    import torch
+    import torch_reference
+except ImportError:
+    torch = None
 
 V, H, T, LR = 65, 100, 25, 0.1
 KEYS = {"rnn": {"cell.W_xh": "W_xh", "cell.W_hh": "W_hh", "cell.b_h": "b_h", "out.W": "W_hy", "out.b": "b_y"},
         "lstm": {"cell.W_x": "W_x", "cell.W_h": "W_h", "cell.b": "b", "out.W": "W_hy", "out.b": "b_y"}}
+
+
+def initial_weights(cell, seed=0):
+    """The weights nn.CharRNN starts from, under the references' names (W_xh, ..., b_y)."""
+    model = nn.CharRNN(V, H, cell=cell, rng=np.random.default_rng(seed))
+    return {KEYS[cell][k]: p.data.copy() for k, p in model.named_parameters().items()}
 
 
 class AutodiffRun:
@@ -26,6 +42,10 @@ class AutodiffRun:
         self.model = nn.CharRNN(V, H, cell=cell, rng=np.random.default_rng(seed))
         self.opt = nn.optim.Adagrad(self.model.parameters(), lr=LR)
         self.data, self.pos, self.state = data, 0, None
+
+    def weights(self):
+        names = KEYS[self.model.cell_type]
+        return {names[k]: p.data for k, p in self.model.named_parameters().items()}
 
     def step(self):
         chunk = self.data[self.pos:self.pos + T + 1]
@@ -44,29 +64,62 @@ class NumpyRun:
     """The hand-written step on the same initial weights."""
 
     def __init__(self, cell, data, seed=0):
-        model = nn.CharRNN(V, H, cell=cell, rng=np.random.default_rng(seed))
-        self.P = {KEYS[cell][k]: p.data.copy() for k, p in model.named_parameters().items()}
+        self.P = initial_weights(cell, seed)
         self.mem = {k: np.zeros_like(v) for k, v in self.P.items()}
-        self.loss_fun = rnn_loss_fun if cell == "rnn" else lstm_loss_fun
+        self.loss_fun = numpy_reference.rnn_loss_fun if cell == "rnn" else numpy_reference.lstm_loss_fun
         self.state = np.zeros(H) if cell == "rnn" else (np.zeros(H), np.zeros(H))
         self.data, self.pos = data, 0
+
+    def weights(self):
+        return self.P
 
     def step(self):
         chunk = self.data[self.pos:self.pos + T + 1]
         self.pos = (self.pos + T) % (len(self.data) - T - 1)
         loss, d, self.state = self.loss_fun(self.P, chunk[:-1], chunk[1:], self.state)
-        adagrad_update(self.P, d, self.mem, LR)
+        numpy_reference.adagrad_update(self.P, d, self.mem, LR)
         return loss
 
 
+class TorchRun:
+    """The same step on float64 torch tensors, autograd for the backward, on the same initial weights."""
+
+    def __init__(self, cell, data, seed=0):
+        self.P = {k: torch.tensor(w, requires_grad=True) for k, w in initial_weights(cell, seed).items()}
+        self.mem = {k: torch.zeros_like(p, requires_grad=False) for k, p in self.P.items()}
+        self.loss_fun = torch_reference.rnn_loss_fun if cell == "rnn" else torch_reference.lstm_loss_fun
+        zeros = torch.zeros(H, dtype=torch.float64)
+        self.state = zeros if cell == "rnn" else (zeros, zeros)
+        self.data, self.pos = torch.from_numpy(data), 0
+
+    def weights(self):
+        return {k: p.detach().numpy() for k, p in self.P.items()}
+
+    def step(self):
+        chunk = self.data[self.pos:self.pos + T + 1]
+        self.pos = (self.pos + T) % (len(self.data) - T - 1)
+        loss, self.state = self.loss_fun(self.P, chunk[:-1], chunk[1:], self.state)
+        torch_reference.adagrad_update(self.P, self.mem, LR)
+        return loss
+
+
+def make_runs(cell, data):
+    """tinygrad_rnn, NumPy and, if installed, PyTorch: each at step 0 of the same model."""
+    runs = [AutodiffRun(cell, data), NumpyRun(cell, data)]
+    return runs if torch is None else runs + [TorchRun(cell, data)]
+
+
 def check_same_math(cell, data):
-    """Both runs give the same losses and weights for a few steps, so the timing compares like with like."""
-    a, b = AutodiffRun(cell, data), NumpyRun(cell, data)
+    """Every run gives the NumPy run's losses and weights for a few steps, so the timing compares like with like."""
+    auto, ref, *others = make_runs(cell, data)
     for _ in range(3):
-        la, lb = a.step(), b.step()
-        assert abs(la - lb) <= 1e-10 * abs(lb), (cell, la, lb)
-    for k, p in a.model.named_parameters().items():
-        assert np.allclose(p.data, b.P[KEYS[cell][k]], rtol=0, atol=1e-10), (cell, k)
+        want = ref.step()
+        for run in (auto, *others):
+            got = run.step()
+            assert abs(got - want) <= 1e-10 * abs(want), (cell, type(run).__name__, got, want)
+    for run in (auto, *others):
+        for k, w in run.weights().items():
+            assert np.allclose(w, ref.P[k], rtol=0, atol=1e-10), (cell, type(run).__name__, k)
 
 
 def time_interleaved(runs, repeats, warmup=20):
@@ -89,14 +142,28 @@ def main():
     parser.add_argument("--profile", action="store_true", help="cProfile the autodiff steps afterwards")
     args = parser.parse_args()
     data = np.random.default_rng(1).integers(0, V, 5000)
-    print(f"CharRNN training step, V={V} H={H} T={T} B=1 float64, median of {args.repeats} interleaved repeats")
+    threads = "one BLAS thread"
+    if torch is not None:
+        torch.set_num_threads(1)
+        threads += ", torch.set_num_threads(1)"
+    print(f"CharRNN training step, V={V} H={H} T={T} B=1 float64, {threads}, "
+          f"median of {args.repeats} interleaved repeats")
     for cell in ("rnn", "lstm"):
         check_same_math(cell, data)
-    print("checked: both give the same losses and weights over 3 steps (to 1e-10)")
-    print(f"{'cell':<6}{'tinygrad_rnn ms':>17}{'numpy ms':>11}{'ratio':>8}")
+    print(f"checked: {'all three give' if torch else 'both give'} the same losses and weights over 3 steps (to 1e-10)")
+    if torch is None:
+        print(f"{'cell':<6}{'tinygrad_rnn ms':>17}{'numpy ms':>11}{'ratio':>8}")
+    else:
+        print(f"{'cell':<6}{'tinygrad_rnn ms':>17}{'numpy ms':>11}{'torch ms':>11}{'/numpy':>8}{'/torch':>8}")
     for cell in ("rnn", "lstm"):
-        auto, ref = time_interleaved([AutodiffRun(cell, data), NumpyRun(cell, data)], args.repeats)
-        print(f"{cell:<6}{auto * 1e3:>17.3f}{ref * 1e3:>11.3f}{auto / ref:>8.2f}")
+        auto, ref, *theirs = time_interleaved(make_runs(cell, data), args.repeats)
+        row = f"{cell:<6}{auto * 1e3:>17.3f}{ref * 1e3:>11.3f}"
+        if theirs:
+            row += f"{theirs[0] * 1e3:>11.3f}"
+        row += f"{auto / ref:>8.2f}" + "".join(f"{auto / t:>8.2f}" for t in theirs)
+        print(row)
+    if torch is None:
+        print("PyTorch not installed: pip install -e '.[bench]' for its column")
     if args.profile:
         for cell in ("rnn", "lstm"):
             run = AutodiffRun(cell, data)

@@ -1,16 +1,25 @@
 """What the engine costs on tiny arrays: forward + backward through tinygrad_rnn next to the bare
-NumPy calls that do the same math (forward, then the vector-Jacobian product into a gradient buffer).
+NumPy calls that do the same math (forward, then the vector-Jacobian product into a gradient buffer)
+and, if PyTorch is installed, next to torch autograd on float64 tensors (one thread, as NumPy's BLAS).
 
 Run: python benchmarks/op_overhead.py   (timings interleaved, median of many repeats)
+Columns /numpy and /torch are engine time over theirs. A torch backward() call has a fixed cost of
+about 20 µs, so its column here is mostly that; over a whole training step see char_rnn_step.py.
 """
 import timeit
 
+import tinygrad_rnn as tr  # isort: skip  (first: its one-BLAS-thread default must precede NumPy's import)
+
 import numpy as np
 
-import tinygrad_rnn as tr
+try:
+    import torch
+except ImportError:
+    torch = None
 
 
-def engine_and_numpy_cases(rng):
+def cases(rng):
+    """(label, engine, numpy, torch or None) per op: each a no-argument forward + backward."""
     a, b = rng.standard_normal(100), rng.standard_normal(100)
     W, x = rng.standard_normal((100, 100)), rng.standard_normal(100)
     z = rng.standard_normal(65)
@@ -60,10 +69,39 @@ def engine_and_numpy_cases(rng):
         gz = g65 - np.exp(y) * g65.sum()
         return gz
 
-    return [("add (100,)", engine(add), np_add),
-            ("tanh (100,)", engine(tanh), np_tanh),
-            ("matvec (100,100) @ (100,)", engine(matvec), np_matvec),
-            ("log_softmax (65,)", engine(log_softmax), np_log_softmax)]
+    engine_and_numpy = [("add (100,)", engine(add), np_add),
+                        ("tanh (100,)", engine(tanh), np_tanh),
+                        ("matvec (100,100) @ (100,)", engine(matvec), np_matvec),
+                        ("log_softmax (65,)", engine(log_softmax), np_log_softmax)]
+    torch_fns = torch_cases(a, b, W, x, z) if torch is not None else [None] * len(engine_and_numpy)
+    return [(label, e, n, t) for (label, e, n), t in zip(engine_and_numpy, torch_fns)]
+
+
+def torch_cases(a, b, W, x, z):
+    """The same four ops through torch autograd, leaves reset to .grad = None each time as for the engine."""
+    pa, pb, pW, px, pz = (torch.tensor(v, requires_grad=True) for v in (a, b, W, x, z))
+    g100, g65 = torch.ones(100, dtype=torch.float64), torch.ones(65, dtype=torch.float64)
+
+    def autograd(make, g):
+        def run():
+            for t in (pa, pb, pW, px, pz):
+                t.grad = None
+            make().backward(g)
+        return run
+
+    def add():
+        return pa + pb
+
+    def tanh():
+        return pa.tanh()
+
+    def matvec():
+        return pW @ px
+
+    def log_softmax():
+        return pz.log_softmax(0)
+
+    return [autograd(add, g100), autograd(tanh, g100), autograd(matvec, g100), autograd(log_softmax, g65)]
 
 
 def median_us(fn, number, repeat):
@@ -72,15 +110,27 @@ def median_us(fn, number, repeat):
 
 def main():
     rng = np.random.default_rng(0)
-    print(f"{'op (forward + backward)':28s} {'engine µs':>10s} {'numpy µs':>10s} {'ratio':>7s}")
-    for label, engine_fn, numpy_fn in engine_and_numpy_cases(rng):
-        engine_fn(), numpy_fn()  # warm-up
-        engine_times, numpy_times = [], []
-        for _ in range(15):  # interleave so both see the same machine state
-            engine_times.append(median_us(engine_fn, 2000, 3))
-            numpy_times.append(median_us(numpy_fn, 2000, 3))
-        e, n = np.median(engine_times), np.median(numpy_times)
-        print(f"{label:28s} {e:10.2f} {n:10.2f} {e / n:7.2f}")
+    if torch is None:
+        print("float64, one BLAS thread")
+        print(f"{'op (forward + backward)':28s} {'engine µs':>10s} {'numpy µs':>10s} {'ratio':>7s}")
+    else:
+        torch.set_num_threads(1)
+        print("float64, one BLAS thread, torch.set_num_threads(1)")
+        print(f"{'op (forward + backward)':28s} {'engine µs':>10s} {'numpy µs':>10s} {'torch µs':>10s}"
+              f" {'/numpy':>7s} {'/torch':>7s}")
+    for label, engine_fn, numpy_fn, torch_fn in cases(rng):
+        fns = [engine_fn, numpy_fn] + ([torch_fn] if torch_fn else [])
+        for fn in fns:
+            fn()  # warm-up
+        times = [[] for _ in fns]
+        for _ in range(15):  # interleave so all see the same machine state
+            for fn, ts in zip(fns, times):
+                ts.append(median_us(fn, 2000, 3))
+        e, n, *t = (np.median(ts) for ts in times)
+        print(f"{label:28s} {e:10.2f} {n:10.2f} " + "".join(f"{v:10.2f} " for v in t) + f"{e / n:7.2f}"
+              + "".join(f" {e / v:7.2f}" for v in t))
+    if torch is None:
+        print("PyTorch not installed: pip install -e '.[bench]' for its column")
 
 
 if __name__ == "__main__":
