@@ -33,9 +33,7 @@ _OP_STYLE = dict(shape="box", style="rounded,filled", fillcolor="#ffffff", color
 _PARAM_STYLE = dict(shape="box", style="filled,bold", fontname="Helvetica-Bold", fontsize="11",
                     penwidth="2", margin="0.1,0.05")
 _CONST_STYLE = dict(shape="plaintext", fontsize="8", fontcolor="#888888", height="0.2", margin="0.02")
-# one group for all step boxes: dot lines them up as a straight time line
-_STEP_STYLE = dict(shape="box3d", style="filled", fillcolor="#f4f4f4", color="#666666", fontsize="11",
-                   group="steps")
+_STEP_STYLE = dict(shape="box3d", style="filled", fillcolor="#f4f4f4", color="#666666", fontsize="11")
 _ANCHOR_STYLE = dict(shape="point", style="invis", width="0", label="")
 _CLUSTER_STYLE = dict(style="rounded,filled", color="#c8c8c8", fontsize="11", fontcolor="#555555",
                       labeljust="l")
@@ -160,8 +158,10 @@ def draw(root: Tensor, *, params: Optional[dict] = None, show_shapes: bool = Tru
     end = {id(t): step_ids[_top(home[id(t)])] if collapse_scopes and home[id(t)] else ids[id(t)]
            for t in tensors}
 
+    # nslimit caps dot's placement iterations: a 25-step LSTM renders in 4 s instead of 200 s, and looks
+    # the same; past that, collapse_scopes=True (100 steps in 0.1 s)
     dot = graphviz.Digraph(graph_attr=dict(rankdir=rankdir, fontname="Helvetica", bgcolor="white",
-                                           nodesep="0.2", ranksep="0.3", newrank="true"),
+                                           nodesep="0.2", ranksep="0.3", newrank="true", nslimit="1"),
                            node_attr=dict(fontname="Helvetica"),
                            edge_attr=dict(color=_EDGE_COLOUR, arrowsize="0.6"))
     colours, members = {}, {}
@@ -202,12 +202,22 @@ def draw(root: Tensor, *, params: Optional[dict] = None, show_shapes: bool = Tru
                 dot.edge(src, dst)
         if step and not collapse_scopes and all(p.grad_fn is None for p in t.grad_fn.parents):
             hints[(step_ids[step], ids[id(t)])] = None
-    # Invisible edges keep the time steps in order along rankdir: step k's anchor comes after all
-    # that earlier steps hand over and before step k's ops that read only inputs and parameters
-    # (else dot pulls those ops, and with them the whole cluster, to the start of the picture).
-    hints.update({(step_ids[a], step_ids[b]): None for a, b in zip(steps, steps[1:]) if not collapse_scopes})
-    for src, dst in hints:
-        dot.edge(src, dst, style="invis")
+    if collapse_scopes:
+        # The boxes share one rank, chained in time order: a straight time line with short edges
+        # (one rank per box made dot take a minute to place a 100-step LSTM).
+        with dot.subgraph() as timeline:
+            timeline.attr(rank="same")
+            for box in step_ids.values():
+                timeline.node(box)
+            for a, b in zip(steps, steps[1:]):
+                timeline.edge(step_ids[a], step_ids[b], style="invis")
+    else:
+        # Invisible edges keep the time steps in order along rankdir: step k's anchor comes after all
+        # that earlier steps hand over and before step k's ops that read only inputs and parameters
+        # (else dot pulls those ops, and with them the whole cluster, to the start of the picture).
+        hints.update({(step_ids[a], step_ids[b]): None for a, b in zip(steps, steps[1:])})
+        for src, dst in hints:
+            dot.edge(src, dst, style="invis")
     if scale is not None:
         missing = any(t.grad is None and (t.requires_grad or t.grad_fn is not None) for t in tensors)
         dot.node("legend", label=scale.legend(missing), shape="plaintext", fontsize="9")
