@@ -372,6 +372,13 @@ def test_draw_unrolled_folded_is_one_cell_with_a_delayed_self_loop():
         viz.draw_unrolled(model, 4, folded=True, grads=True)
 
 
+def test_draw_unrolled_refuses_what_is_not_a_char_rnn():
+    with pytest.raises(TypeError, match="expects an nn.CharRNN"):
+        viz.draw_unrolled(nn.Linear(3, 2), 4)
+    with pytest.raises(ValueError, match="seq_len must be a positive int"):
+        viz.draw_unrolled(nn.CharRNN(5, 3), 0)
+
+
 def test_viz_imports_without_the_graphviz_package():
     code = ("import sys; sys.modules['graphviz'] = None\n"
             "from tinygrad_rnn import viz, Tensor\n"

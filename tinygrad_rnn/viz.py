@@ -329,7 +329,9 @@ def draw_unrolled(model: Any, seq_len: int, *, batch: Optional[int] = None,
 
     if not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
         raise ValueError(f"draw_unrolled: seq_len must be a positive int, got {seq_len!r}")
-    named = model.named_parameters()
+    named = model.named_parameters() if hasattr(model, "named_parameters") else {}
+    if "out.W" not in named:
+        raise TypeError(f"draw_unrolled: expects an nn.CharRNN (with parameter out.W), got {type(model).__name__}")
     if folded:
         extra = set(draw_kw) - {"rankdir"}
         if extra:
