@@ -502,3 +502,9 @@ def test_compare_cell_labels_lstm_blocks():
     report = check.compare_cell(_model("lstm"), rng.integers(0, 5, size=2), rng.integers(0, 5, size=2))
     assert list(report.labels.values())[:3] == ["cell.W_x (U^g|U^f|U|U^o, W_x)", "cell.W_h (W^g|W^f|W|W^o, W_h)",
                                                 "cell.b (b^g|b^f|b|b^o, b)"]
+
+
+def test_report_iterates_over_its_rows():
+    report = check.compare({"W": np.ones(2), "b": np.zeros(1)}, {"W": np.ones(2), "b": np.array([0.5])})
+    assert len(report) == 2
+    assert [(row.name, row.passed) for row in report] == [("W", True), ("b", False)]

@@ -71,6 +71,31 @@ def test_pow_and_reflected_forms_with_numbers():
     np.testing.assert_allclose((2.0 ** Tensor(a)).data, 2.0 ** a)
 
 
+def test_pow_edges_give_zero_gradients_as_pytorch():
+    x = Tensor(np.zeros(3), requires_grad=True)
+    (x ** 0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [0, 0, 0])
+    a, b = Tensor(np.array([0.0, 0.0, 0.0, -1.0]), requires_grad=True), Tensor(np.array([0.0, 1.0, 2.0, 2.0]), requires_grad=True)
+    with np.errstate(invalid="ignore"):
+        (a ** b).sum().backward()
+    np.testing.assert_array_equal(b.grad[:3], [0, 0, 0])
+    assert np.isnan(b.grad[3])  # d(a**b)/db = a**b log(a) has no real value for a < 0
+    np.testing.assert_array_equal(a.grad, [0, 1, 0, -2])
+
+
+def test_integer_tensors_promote_with_python_numbers_as_numpy():
+    np.testing.assert_array_equal((Tensor([1, 2]) + 0.5).data, [1.5, 2.5])
+    np.testing.assert_array_equal((Tensor([1, 2]) * 0.5).data, [0.5, 1.0])
+    np.testing.assert_array_equal((2.5 * Tensor([True, False])).data, [2.5, 0.0])
+    assert (Tensor([1, 2]) + 1).dtype == np.int64
+
+
+def test_gradient_of_a_zero_d_tensor_is_an_array():
+    s = Tensor(2.0, requires_grad=True)
+    (s * Tensor(np.ones((2, 3)))).sum().backward()
+    assert type(s.grad) is np.ndarray and s.grad.shape == () and s.grad == 6.0
+
+
 def test_ndarray_on_the_left_gives_tensors():
     rng = np.random.default_rng(0)
     x = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
@@ -205,6 +230,8 @@ def test_reshape_transpose_T():
     check_grads(lambda t: t.reshape(4, 6), x)
     check_grads(lambda t: t.reshape((3, -1)), x)
     check_grads(lambda t: t.transpose(2, 0, 1), x)
+    check_grads(lambda t: t.transpose(-1, 0, 1), x)
+    check_grads(lambda t: t.transpose(0, -1), x[0])
     check_grads(lambda t: t.transpose(), x)
     check_grads(lambda t: t.T, x[0])
     np.testing.assert_array_equal(Tensor(x).transpose(1, 2, 0).data, x.transpose(1, 2, 0))

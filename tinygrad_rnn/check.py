@@ -192,6 +192,12 @@ class Report:
     def __bool__(self) -> bool:
         return self.ok
 
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
     def __getitem__(self, name: str) -> Row:
         for r in self.rows:
             if r.name == name:

@@ -103,11 +103,13 @@ class Pow(Function):
     def backward(ctx, g):
         a, b, y = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        ga = g * b * np.power(a, b - 1) if need_a else None
-        gb = None
-        if need_b:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                gb = g * y * np.where(a > 0, np.log(np.where(a > 0, a, 1)), np.nan)
+        ga = gb = None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if need_a:  # a**0 is constant: 0, not 0 * inf, at a = 0 (as PyTorch)
+                ga = np.where(b == 0, 0, g * b * np.power(a, b - 1))
+            if need_b:  # y * log(a) -> 0 as a -> 0 for b >= 0 (as PyTorch); undefined for a < 0
+                log_a = np.log(np.where(a > 0, a, 1))
+                gb = np.where(a > 0, g * y * log_a, np.where((a == 0) & (b >= 0), 0, np.nan))
         return ga, gb
 
 
@@ -436,8 +438,12 @@ class Transpose(Function):
 
     @staticmethod
     def forward(ctx, a, axes=None):
-        if axes is not None and sorted(ax % max(a.ndim, 1) for ax in axes) != list(range(a.ndim)):
-            raise ValueError(f"transpose: axes {tuple(axes)} are not a permutation of a {a.ndim}-d tensor's axes")
+        if axes is not None:
+            if len(axes) != a.ndim or not all(-a.ndim <= ax < a.ndim for ax in axes):
+                raise ValueError(f"transpose: axes {tuple(axes)} are not a permutation of a {a.ndim}-d tensor's axes")
+            axes = tuple(ax % a.ndim for ax in axes)  # argsort in backward needs them non-negative
+            if sorted(axes) != list(range(a.ndim)):
+                raise ValueError(f"transpose: axes {tuple(axes)} are not a permutation of a {a.ndim}-d tensor's axes")
         ctx.axes = axes
         return np.transpose(a, axes)
 

@@ -227,9 +227,9 @@ class Tensor:
         """Wrap a number or array as a constant; Python numbers take self's dtype (no upcast)."""
         if isinstance(other, Tensor):
             return other
-        if isinstance(other, (int, float)) and not isinstance(other, bool):
+        if isinstance(other, (int, float)) and not isinstance(other, bool) and _float_dtype(self.data.dtype):
             return Tensor(np.asarray(other, dtype=self.data.dtype))
-        return Tensor(other)
+        return Tensor(other)  # integer tensors promote as NumPy does: int + 0.5 is a float
 
     def __add__(self, other):
         return Add.apply(self, self._lift(other))
@@ -447,7 +447,7 @@ def _fit_shape(g: np.ndarray, shape: tuple, ctx: Function) -> np.ndarray:
     if fitted is None or fitted.shape != shape:
         raise RuntimeError(f"{ctx.name}.backward returned a gradient of shape {g.shape} "
                            f"for an input of shape {shape}")
-    return fitted
+    return np.asarray(fitted)  # summing to shape () gives a NumPy scalar; .grad is always an array
 
 
 def _count_sole_owner_refs() -> int:
