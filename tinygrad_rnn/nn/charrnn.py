@@ -37,13 +37,12 @@ class CharRNN(Module):
     def forward(self, idx: Any, state: State = None) -> tuple[Tensor, State]:
         """idx (T,) or (T, B) ints, state h or (h, s) or None -> logits (T, [B,] V), last state."""
         idx = self._check_idx(idx)
-        hs = []
+        logits = []
         for t in range(len(idx)):
-            with scope(f"t={t}"):
+            with scope(f"t={t}"):  # the whole step, output included, as in the book's unrolled graph
                 state = self.cell.step(self.cell.project_onehot(idx[t]), state)
-            hs.append(state if self.cell_type == "rnn" else state[0])
-        # one output matmul over all steps instead of T small ones: the same math, far fewer ops
-        return self.out(stack(hs)), state
+                logits.append(self.out(state if self.cell_type == "rnn" else state[0]))  # o_t = c + V h_t
+        return stack(logits), state
 
     def _check_idx(self, idx: Any) -> np.ndarray:
         idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx)

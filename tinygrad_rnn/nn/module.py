@@ -50,7 +50,11 @@ class Module:
         return {name: p.data.copy() for name, p in self.named_parameters().items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Copy arrays into the parameters in place, after checking every name, shape and dtype."""
+        """Copy arrays into the parameters in place, after checking every name, shape and dtype.
+
+        Floating-point arrays of another precision are cast, as PyTorch's load_state_dict does
+        (so float32 weights exported from PyTorch load into a float64 model); others are refused.
+        """
         params = self.named_parameters()
         problems = [f"{name} (missing)" for name in params if name not in state]
         problems += [f"{name} (unexpected)" for name in state if name not in params]
@@ -61,8 +65,8 @@ class Module:
             arrays[name] = value = np.asarray(state[name])
             if value.shape != p.shape:
                 problems.append(f"{name} (shape {value.shape}, expected {p.shape})")
-            elif value.dtype != p.dtype:
-                problems.append(f"{name} (dtype {value.dtype}, expected {p.dtype})")
+            elif not np.issubdtype(value.dtype, np.floating):
+                problems.append(f"{name} (dtype {value.dtype}, expected floating point like {p.dtype})")
         if problems:
             raise ValueError(f"{type(self).__name__}.load_state_dict: bad entries: {', '.join(problems)}")
         for name, p in params.items():
