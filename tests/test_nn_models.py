@@ -87,17 +87,26 @@ def test_load_state_dict_names_every_bad_key():
     m = nn.CharRNN(5, 4, rng=np.random.default_rng(0))
     state = m.state_dict()
     state["cell.W_hh"] = np.zeros((3, 3))
-    state["out.b"] = state["out.b"].astype(np.float32)
+    state["out.b"] = state["out.b"].astype(np.int64)
     del state["cell.b_h"]
     state["cell.bogus"] = np.zeros(2)
     with pytest.raises(ValueError) as e:
         m.load_state_dict(state)
     msg = str(e.value)
     assert "\n" not in msg
-    for key in ("cell.W_hh (shape (3, 3), expected (4, 4))", "out.b (dtype float32", "cell.b_h (missing)",
+    for key in ("cell.W_hh (shape (3, 3), expected (4, 4))", "out.b (dtype int64, expected floating point", "cell.b_h (missing)",
                 "cell.bogus (unexpected)"):
         assert key in msg
     assert not np.array_equal(m.cell.W_hh.data, np.zeros((4, 4)))  # nothing was half-loaded
+
+
+def test_load_state_dict_casts_other_float_precisions():
+    m = nn.RNNCell(3, 4, rng=np.random.default_rng(0))
+    state32 = {k: v.astype(np.float32) for k, v in m.state_dict().items()}
+    m.load_state_dict(state32)
+    for name, p in m.named_parameters().items():
+        assert p.dtype == np.float64
+        np.testing.assert_array_equal(p.data, state32[name].astype(np.float64))
 
 
 def test_linear_matches_formula_and_gradients():
@@ -319,10 +328,13 @@ def test_charrnn_graph_gathers_columns_and_scopes_steps():
         stack.extend(t.grad_fn.parents)
     users = lambda p: [n.name for n in nodes if any(q is p for q in n.parents)]  # noqa: E731
     assert users(model.cell.W_xh) == ["ColumnGather"] * 3
-    assert users(model.cell.W_hh) == ["MatMul"] * 3
+    assert users(model.cell.W_hh) == ["Affine"] * 3
     assert not any(t.shape == (5,) and not t.requires_grad for n in nodes for t in n.parents)  # no one-hot
     assert {n.scope for n in nodes} == {"", "t=0", "t=1", "t=2"}
-    assert sorted(n.name for n in nodes if n.scope == "t=1") == ["Add", "Add", "ColumnGather", "MatMul", "Tanh"]
+    assert users(model.out.W) == ["Affine"] * 3  # o_t = c + V h_t at every step, V shared
+    # h_t = tanh(W_xh x_t + (W_hh h_{t-1} + b_h)), then o_t = V h_t + c, all inside the step's scope
+    assert sorted(n.name for n in nodes if n.scope == "t=1") == ["Add", "Affine", "Affine", "ColumnGather", "Tanh"]
+    assert sorted(n.name for n in nodes if n.scope == "") == ["CrossEntropy", "Stack"]
     assert loss.grad_fn.name == "CrossEntropy"
 
 

@@ -1,6 +1,6 @@
 """Keep freed gradient buffers in the process instead of handing them back to the OS.
 
-Backward makes one weight-sized temporary per use of a weight (np.outer for W_h, every step).
+Backward makes one weight-sized temporary per use of a weight (an outer product for W_h, every step).
 glibc returns such blocks to the OS on free and page-faults them back in on the next step:
 about 2,700 faults and 2x the time of an LSTM training step. Raising the trim and mmap
 thresholds keeps them reusable. Only on glibc; TINYGRAD_RNN_SYSTEM_MALLOC=1 leaves malloc alone.

@@ -7,6 +7,8 @@ iterative, as in HIPS autograd, so any depth works.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import sys
 from typing import Any, Iterator, Optional, Sequence
 
@@ -27,6 +29,7 @@ class _State:
 
 
 _state = _State()
+_creation_order = itertools.count()  # a node is always numbered after its inputs
 
 
 @contextlib.contextmanager
@@ -70,7 +73,7 @@ class Function:
     then call MyOp.apply(*tensors, **kw). The instance is the ctx and the graph node.
     """
     # Subclasses without __slots__ get a __dict__, so a user's ctx takes any attribute.
-    __slots__ = ("parents", "needs_input_grad", "saved_tensors", "scope")
+    __slots__ = ("parents", "needs_input_grad", "saved_tensors", "scope", "seq")
 
     @staticmethod
     def forward(ctx: "Function", *arrays: np.ndarray, **kwargs: Any) -> np.ndarray:
@@ -108,6 +111,7 @@ class Function:
             ctx.parents = inputs
             ctx.needs_input_grad = needs
             ctx.scope = _state.scope
+            ctx.seq = next(_creation_order)
             out.requires_grad = True
             out._ctx = ctx
         else:
@@ -365,33 +369,22 @@ def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     return grad
 
 
-def _toposort(root: Tensor) -> list:
-    """Tensors with a creator, parents before children (iterative post-order DFS: no recursion)."""
-    order, visited = [], {id(root)}
-    stack = [(root, iter(root._ctx.parents))]
-    while stack:
-        node, parents = stack[-1]
-        for parent in parents:
-            if parent._ctx is not None and id(parent) not in visited:
-                visited.add(id(parent))
-                stack.append((parent, iter(parent._ctx.parents)))
-                break
-        else:
-            stack.pop()
-            order.append(node)
-    return order
-
-
 def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
+    """Send gradients from root to the leaves, latest-created node first (as PyTorch's engine does).
+
+    Nodes are numbered at creation, after their inputs, so taking the highest number waiting
+    means every use of a node has already sent its gradient to it: a topological order from a
+    heap, with no recursion and no separate sort.
+    """
     if root._ctx is None:  # a leaf is its own gradient
         _accumulate(root, seed)
         return
     grads = {id(root): seed}  # pending dL/d(tensor) for intermediates, summed over their uses
+    waiting = [(-root._ctx.seq, root)]
     anomaly = _state.anomaly
-    for node in reversed(_toposort(root)):
-        grad = grads.pop(id(node), None)
-        if grad is None:
-            continue
+    while waiting:
+        node = heapq.heappop(waiting)[1]
+        grad = grads.pop(id(node))
         if node._retain:
             _accumulate(node, grad)
         ctx = node._ctx
@@ -420,7 +413,11 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
             else:
                 key = id(parent)
                 pending = grads.get(key)
-                grads[key] = g if pending is None else pending + g
+                if pending is None:
+                    grads[key] = g
+                    heapq.heappush(waiting, (-parent._ctx.seq, parent))
+                else:
+                    grads[key] = pending + g
 
 
 def _as_grad_tuple(input_grads: Any, ctx: Function) -> tuple:

@@ -8,6 +8,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..function import Affine
 from ..tensor import Tensor
 from .module import Module, _check_init, _parameter
 
@@ -37,5 +38,4 @@ class Linear(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x (in,) or (..., in) -> (out,) or (..., out)."""
-        y = _matvec(self.W, x)
-        return y if self.b is None else y + self.b
+        return _matvec(self.W, x) if self.b is None else Affine.apply(x, self.W, self.b)  # one node: y = W x + b
