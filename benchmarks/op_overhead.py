@@ -60,7 +60,7 @@ def cases(rng):
 
     def np_matvec():
         y = W @ x
-        gW, gx = np.outer(g100, x), W.T @ g100
+        gW, gx = np.dot(g100[:, None], x[None, :]), W.T @ g100  # the fastest outer product
         return y, gW, gx
 
     def np_log_softmax():
