@@ -7,6 +7,7 @@ from hypothesis.extra.numpy import array_shapes, mutually_broadcastable_shapes
 
 import tinygrad_rnn as tr
 from tinygrad_rnn import Tensor
+from tinygrad_rnn.function import Affine
 
 from helpers import numeric_grads
 
@@ -118,6 +119,16 @@ def test_matmul(shape_a, shape_b):
     a, b = rng.standard_normal(shape_a), rng.standard_normal(shape_b)
     np.testing.assert_allclose((Tensor(a) @ Tensor(b)).data, a @ b)
     check_grads(lambda x, y: x @ y, a, b)
+
+
+@pytest.mark.parametrize("shape_x", [(4,), (3, 4), (2, 3, 4)])
+def test_affine(shape_x):
+    rng = np.random.default_rng(0)
+    x, W, b = rng.standard_normal(shape_x), rng.standard_normal((5, 4)), rng.standard_normal(5)
+    np.testing.assert_allclose(Affine.apply(Tensor(x), Tensor(W), Tensor(b)).data, x @ W.T + b)
+    check_grads(lambda x, W, b: Affine.apply(x, W, b), x, W, b)
+    with pytest.raises(ValueError, match=r"^affine: x \(3, 4\), W \(5, 3\), b \(5,\): want x"):
+        Affine.apply(Tensor(np.ones((3, 4))), Tensor(np.ones((5, 3))), Tensor(np.ones(5)))
 
 
 def test_matmul_shape_error_names_op_and_shapes():

@@ -16,8 +16,8 @@ from .function import concat, stack, where  # noqa: E402
 from ._malloc import keep_freed_memory as _keep_freed_memory  # noqa: E402
 from . import check, manual, nn, viz  # noqa: E402  (tr.nn after `import tinygrad_rnn as tr`, as torch.nn)
 
-__all__ = ["Tensor", "Function", "concat", "stack", "where", "no_grad", "scope", "detect_anomaly", "nn", "manual", "check", "viz",
-           "is_grad_enabled", "zeros", "ones", "randn"]
+__all__ = ["Tensor", "Function", "concat", "stack", "where", "no_grad", "scope", "detect_anomaly",
+           "is_grad_enabled", "zeros", "ones", "randn", "nn", "manual", "check", "viz"]
 __version__ = "0.1.0"
 
 _keep_freed_memory()
