@@ -127,6 +127,8 @@ def test_affine(shape_x):
     x, W, b = rng.standard_normal(shape_x), rng.standard_normal((5, 4)), rng.standard_normal(5)
     np.testing.assert_allclose(Affine.apply(Tensor(x), Tensor(W), Tensor(b)).data, x @ W.T + b)
     check_grads(lambda x, W, b: Affine.apply(x, W, b), x, W, b)
+    u = rng.standard_normal(shape_x[:-1] + (5,))  # a further term, as U x in a = b + W h + U x
+    check_grads(lambda x, W, b, u: Affine.apply(x, W, b, u), x, W, b, u)
     with pytest.raises(ValueError, match=r"^affine: x \(3, 4\), W \(5, 3\), b \(5,\): want x"):
         Affine.apply(Tensor(np.ones((3, 4))), Tensor(np.ones((5, 3))), Tensor(np.ones(5)))
 

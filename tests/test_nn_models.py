@@ -332,8 +332,8 @@ def test_charrnn_graph_gathers_columns_and_scopes_steps():
     assert not any(t.shape == (5,) and not t.requires_grad for n in nodes for t in n.parents)  # no one-hot
     assert {n.scope for n in nodes} == {"", "t=0", "t=1", "t=2"}
     assert users(model.out.W) == ["Affine"] * 3  # o_t = c + V h_t at every step, V shared
-    # h_t = tanh(W_xh x_t + (W_hh h_{t-1} + b_h)), then o_t = V h_t + c, all inside the step's scope
-    assert sorted(n.name for n in nodes if n.scope == "t=1") == ["Add", "Affine", "Affine", "ColumnGather", "Tanh"]
+    # a_t = b + W h_{t-1} + U x_t, h_t = tanh(a_t), o_t = c + V h_t (eq. 10.8-10.10), inside the step's scope
+    assert sorted(n.name for n in nodes if n.scope == "t=1") == ["Affine", "Affine", "ColumnGather", "Tanh"]
     assert sorted(n.name for n in nodes if n.scope == "") == ["CrossEntropy", "Stack"]
     assert loss.grad_fn.name == "CrossEntropy"
 

@@ -172,27 +172,34 @@ class MatMul(Function):
 
 
 class Affine(Function):
-    """y = W x + b for a vector x, x W^T + b for rows of x (PyTorch's F.linear; book o = c + V h);
-    dL/dx = g W,  dL/dW = g^T x (summed over rows),  dL/db = g summed over rows"""
+    """y = W x + b (+ further terms) for a vector x, x W^T + b (+ ...) for rows of x; as PyTorch's
+    F.linear, or the book's a = b + W h + U x (eq. 10.8) with U x passed as a further term;
+    dL/dx = g W,  dL/dW = g^T x (summed over rows),  dL/db = g summed over rows,  dL/dterm = g"""
     __slots__ = ()
 
     @staticmethod
-    def forward(ctx, x, W, b):
+    def forward(ctx, x, W, b, *terms):
         if W.ndim != 2 or x.ndim == 0 or x.shape[-1] != W.shape[1] or b.shape != (W.shape[0],):
             raise ValueError(f"affine: x {x.shape}, W {W.shape}, b {b.shape}: "
                              f"want x (..., D), W (H, D), b (H,)")
         ctx.save_for_backward(x, W)
-        return (W @ x if x.ndim == 1 else x @ W.T) + b
+        y = (W @ x if x.ndim == 1 else x @ W.T) + b
+        for term in terms:
+            if term.shape != y.shape:
+                raise ValueError(f"affine: a further term of shape {term.shape} does not match the output {y.shape}")
+            y += term  # y is our own fresh array
+        return y
 
     @staticmethod
     def backward(ctx, g):
         x, W = ctx.saved_tensors
-        need_x, need_W, need_b = ctx.needs_input_grad
+        need_x, need_W, need_b = ctx.needs_input_grad[:3]
+        terms = (g,) * (len(ctx.parents) - 3)
         if x.ndim == 1:  # the seeds' column-vector step: one outer product
-            return (g @ W if need_x else None), (_outer(g, x) if need_W else None), g
+            return (g @ W if need_x else None), (_outer(g, x) if need_W else None), g, *terms
         rows_g, rows_x = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
         return ((g @ W if need_x else None), (rows_g.T @ rows_x if need_W else None),
-                (rows_g.sum(axis=0) if need_b else None))
+                (rows_g.sum(axis=0) if need_b else None), *terms)
 
 
 # ---- elementwise functions --------------------------------------------------------------------------

@@ -82,7 +82,7 @@ class RNNCell(Module):
         """h = tanh(xw + W_hh h_prev + b_h) for a projected input xw = W_xh x: (H,) or (B, H)."""
         H = self.hidden_size
         h_prev = _zeros_like_rows(xw, H) if h_prev is None else _as_state("RNNCell", h_prev, xw, H)
-        return (xw + Affine.apply(h_prev, self.W_hh, self.b_h)).tanh()  # eq. 10.8-10.9
+        return Affine.apply(h_prev, self.W_hh, self.b_h, xw).tanh()  # a = b + W h + U x, h = tanh(a): eq. 10.8-10.9
 
 
 class LSTMCell(Module):
@@ -122,7 +122,7 @@ class LSTMCell(Module):
             if not isinstance(state, (tuple, list)) or len(state) != 2:
                 raise ValueError(f"LSTMCell: state must be a pair (h, s) or None, got {type(state).__name__}")
             h_prev, s_prev = (_as_state("LSTMCell", v, xw, H) for v in state)
-        z = xw + Affine.apply(h_prev, self.W_h, self.b)  # all four gates' pre-activations: (..., 4H)
+        z = Affine.apply(h_prev, self.W_h, self.b, xw)  # all four gates' pre-activations: (..., 4H)
         i = z[..., 0 * H:1 * H].sigmoid()             # input gate        (book: g, eq. 10.42)
         f = z[..., 1 * H:2 * H].sigmoid()             # forget gate       (book: f, eq. 10.40)
         g = z[..., 2 * H:3 * H]                       # cell candidate    (book: the sigma in eq. 10.41)
