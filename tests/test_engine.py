@@ -497,3 +497,38 @@ def test_leaf_gradients_never_alias_each_other_or_the_seed():
     x.sum().backward()  # Sum's gradient is a read-only broadcast view: x.grad must be writable
     x.grad += 1
     np.testing.assert_array_equal(x.grad, [2, 2])
+
+
+def test_a_backward_that_returns_its_saved_arrays_is_not_aliased():
+    class Double(tr.Function):
+        """y = 2 x;  dL/dx = 2 (ignoring g on purpose: the saved array itself is returned)"""
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(np.full(x.shape, 2.0))
+            return 2 * x
+
+        @staticmethod
+        def backward(ctx, g):
+            return ctx.saved_tensors
+
+    x = Tensor(np.ones(2), requires_grad=True)
+    y = Double.apply(x).sum()
+    for _ in range(3):
+        y.backward(retain_graph=True)
+    np.testing.assert_array_equal(x.grad, [6, 6])  # 2 + 2 + 2, not 2 + 2 + 4
+
+
+def test_the_same_scope_object_can_be_entered_inside_itself():
+    step = tr.scope("a")
+    with step:
+        with step:
+            inner = (Tensor(np.ones(1), requires_grad=True) * 2).grad_fn.scope
+    after = (Tensor(np.ones(1), requires_grad=True) * 2).grad_fn.scope
+    assert (inner, after) == ("a/a", "")
+
+
+def test_reduction_axis_errors_name_the_op():
+    with pytest.raises(ValueError, match=r"^sum: axis 0 is out of range for a tensor with 0 dimensions$"):
+        Tensor(3.0).sum(axis=0)
+    with pytest.raises(ValueError, match=r"^mean: axis \(0, 0\) names the same axis twice$"):
+        Tensor(np.ones((2, 2))).mean(axis=(0, 0))

@@ -342,12 +342,16 @@ class Clip(Function):
 
 
 # ---- reductions ------------------------------------------------------------------------------------
-def _check_axis(op: str, axis, ndim: int):
+def _check_axis(op: str, axis, ndim: int) -> tuple:
+    """axis (int or tuple) as a tuple of non-negative axes, or a sentence naming the op."""
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     for ax in axes:
-        if not -ndim <= ax < max(ndim, 1):
+        if not -ndim <= ax < ndim:
             raise ValueError(f"{op}: axis {ax} is out of range for a tensor with {ndim} dimensions")
-    return tuple(ax % max(ndim, 1) for ax in axes)
+    axes = tuple(ax % ndim for ax in axes)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op}: axis {axis} names the same axis twice")
+    return axes
 
 
 def _expand(g: np.ndarray, shape: tuple, axis, keepdims: bool) -> np.ndarray:

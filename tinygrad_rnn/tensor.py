@@ -51,18 +51,19 @@ class scope:
 
     A class rather than a generator: CharRNN enters one per time step, and this is 4x cheaper.
     """
-    __slots__ = ("name", "_previous")
+    __slots__ = ("name", "_outer")
 
     def __init__(self, name: str) -> None:
         self.name = str(name)
+        self._outer: list = []  # a stack, so the same scope object may be entered again inside itself
 
     def __enter__(self) -> str:
-        self._previous = _state.scope
-        _state.scope = f"{self._previous}/{self.name}" if self._previous else self.name
+        self._outer.append(_state.scope)
+        _state.scope = f"{_state.scope}/{self.name}" if _state.scope else self.name
         return _state.scope
 
     def __exit__(self, *exc_info: Any) -> None:
-        _state.scope = self._previous
+        _state.scope = self._outer.pop()
 
 
 @contextlib.contextmanager
@@ -341,14 +342,10 @@ class Tensor:
 
     # ---- shape --------------------------------------------------------------------------------
     def reshape(self, *shape):
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return Reshape.apply(self, shape=shape)
+        return Reshape.apply(self, shape=_shape_of(shape))
 
     def transpose(self, *axes):
-        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-            axes = tuple(axes[0])
-        return Transpose.apply(self, axes=axes or None)
+        return Transpose.apply(self, axes=_shape_of(axes) or None)
 
     @property
     def T(self):
@@ -403,6 +400,8 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
         input_grads = ctx.backward(ctx, grad)
         if type(input_grads) is not tuple or len(input_grads) != len(ctx.parents):
             input_grads = _as_grad_tuple(input_grads, ctx)
+        else:  # a tuple of our own, so one the op keeps (its saved arrays, say) counts as a holder below
+            input_grads = (*input_grads,)
         if not retain_graph and ctx.saved_tensors:
             ctx.saved_tensors = _FREED
         for parent, g in zip(ctx.parents, input_grads):
