@@ -236,8 +236,8 @@ CELLS = [("rnn", {}), ("lstm", {"cell_input": "tanh"}), ("lstm", {"cell_input": 
 # ---- gradcheck on nn --------------------------------------------------------------------------------------
 def test_gradcheck_passes_on_linear_and_rnn_cell():
     rng = np.random.default_rng(0)
-    lin = nn.Linear(3, 2)
-    cell = nn.RNNCell(3, 4)
+    lin = nn.Linear(3, 2, rng=np.random.default_rng(0))
+    cell = nn.RNNCell(3, 4, rng=np.random.default_rng(0))
     x, h = (Tensor(rng.standard_normal(s), requires_grad=True) for s in [(2, 3), (2, 4)])
     assert check.gradcheck(lambda x, W, b: lin(x), (x, *lin.named_parameters().values()))
     params = cell.named_parameters()
@@ -248,7 +248,7 @@ def test_gradcheck_passes_on_linear_and_rnn_cell():
 @pytest.mark.parametrize("cell_input", ["tanh", "sigmoid"])
 def test_gradcheck_passes_on_lstm_cell_both_outputs(cell_input):
     rng = np.random.default_rng(0)
-    cell = nn.LSTMCell(3, 2, cell_input=cell_input)
+    cell = nn.LSTMCell(3, 2, cell_input=cell_input, rng=np.random.default_rng(0))
     x, h, s = (Tensor(rng.standard_normal(shape), requires_grad=True) for shape in [(2, 3), (2, 2), (2, 2)])
     params = cell.named_parameters()
     inputs = (x, h, s, params["W_x"], params["W_h"], params["b"])

@@ -2,9 +2,11 @@
 exit codes, exact one-line errors, files written and the numbers printed. Small models on tiny texts."""
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from tinygrad_rnn import cli
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
 SMALL = ["--hidden", "12", "--seq-len", "8", "--batch", "3", "--eval-every", "10", "--sample-every", "20"]
 ERROR = re.compile(r"^tinygrad-rnn: error: [^\n]+\n$")
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 
 
 def run(*args, cwd, env=ENV, timeout=60):
@@ -60,6 +63,7 @@ def unchanged(path):
 
 
 # ---- demo, graph, gradcheck --------------------------------------------------------------------------
+@needs_dot
 def test_demo_trains_prints_agreeing_gradients_and_draws(tmp_path):
     rc, out, err = run("demo", cwd=tmp_path)
     assert rc == 0, err
@@ -80,8 +84,8 @@ def test_demo_without_graphviz_writes_dot_and_says_how_to_install(tmp_path):
     assert "pics/hello_unrolled.dot" in out and "install Graphviz" in out
 
 
-@pytest.mark.parametrize("flags, suffix", [(["--cell", "lstm", "--grads"], ".svg"), (["--folded"], ".dot"),
-                                           (["--steps", "3"], ".dot")])
+@pytest.mark.parametrize("flags, suffix", [pytest.param(["--cell", "lstm", "--grads"], ".svg", marks=needs_dot),
+                                           (["--folded"], ".dot"), (["--steps", "3"], ".dot")])
 def test_graph_writes_the_picture_by_suffix(tmp_path, flags, suffix):
     rc, out, err = run("graph", *flags, "-o", f"pic{suffix}", cwd=tmp_path)
     assert rc == 0, err
@@ -184,11 +188,19 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "tinygrad_rnn", "train", *flags, "--steps", "10000000",
                              "--out", "int.npz"], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if line.startswith("step"):
-            break
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    watchdog = threading.Timer(120, proc.kill)  # never hang the suite if no "step" line comes
+    watchdog.start()
+    try:
+        for line in proc.stdout:
+            if line.startswith("step"):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130
     assert "Traceback" not in err and len(err.splitlines()) == 1
     step = int(re.search(r"interrupted at step (\d+); saved int.npz", err).group(1))
@@ -243,6 +255,22 @@ def test_train_bad_input(trained, args, code, says):
     out = [] if "--out" in args else ["--out", "new.npz"]
     fails(code, "train", *fresh, *args, *out, "--steps", "5", cwd=d, says=says)
     assert still_good() and not (d / "new.npz").exists()
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("param.cell.W_hh", np.nan, "nan.npz is corrupt: cell.W_hh holds NaN, inf or negative counts"),
+    ("optim.lr", -1.0, "nan.npz does not fit a CharRNN (rnn, hidden size 12, "),
+    ("optim.mem.0", np.inf, "mem.0 (holds NaN or inf)"),
+])
+def test_a_checkpoint_with_impossible_numbers_is_refused(trained, key, value, says):
+    d, _ = trained
+    arrays = dict(np.load(d / "good.npz"))
+    arrays[key] = np.full_like(arrays[key], value)
+    np.savez(d / "nan.npz", **arrays)
+    still_bad = unchanged(d / "nan.npz")
+    fails(1, "train", "--resume", "nan.npz", "--steps", "40", cwd=d, says=says)
+    fails(1, "sample", "nan.npz", "--length", "5", cwd=d, says=says)
+    assert still_bad()
 
 
 @pytest.mark.parametrize("args, says", [

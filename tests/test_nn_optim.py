@@ -114,6 +114,20 @@ def test_optimizer_load_state_dict_names_bad_keys():
         nn.optim.SGD([Tensor(np.ones(2))], lr=0.1)
 
 
+def test_optimizer_load_state_dict_refuses_impossible_values():
+    params = [Tensor(np.ones(2), requires_grad=True)]
+    opt = nn.optim.Adam(params, lr=0.1)
+    state = {**opt.state_dict(), "lr": -1.0, "beta2": 1.0, "m.0": np.array([np.nan, 0.0]), "step": np.array([-2])}
+    with pytest.raises(ValueError) as e:
+        opt.load_state_dict(state)
+    for key in ("lr (must be positive, got -1.0)", "beta2 (must be in [0, 1), got 1.0)", "m.0 (holds NaN or inf)",
+                "step (negative counts [-2])"):
+        assert key in str(e.value)
+    assert opt.lr == 0.1 and opt.beta2 == 0.999  # nothing was half-loaded
+    with pytest.raises(ValueError, match=r"^Adam: eps must be positive, got 0.0; beta1 must be in \[0, 1\), got 1.0$"):
+        nn.optim.Adam(params, lr=0.1, betas=(1.0, 0.9), eps=0)
+
+
 def test_clip_grad_value_and_norm():
     a, b = Tensor(np.zeros(3), requires_grad=True), Tensor(np.zeros(2), requires_grad=True)
     a.grad, b.grad = np.array([-7.0, 2.0, 9.0]), np.array([4.0, -5.5])

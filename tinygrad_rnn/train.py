@@ -145,6 +145,13 @@ class Run:
             run.optimizer.load_state_dict(_prefixed(arrays, "optim."))
         except ValueError as e:
             raise CheckpointError(f"{path} does not fit {what}: {e}") from None
+        broken = [name for name, p in run.model.named_parameters().items() if not np.isfinite(p.data).all()]
+        if broken or (run.unigram < 0).any():
+            raise CheckpointError(f"{path} is corrupt: {', '.join(broken) or 'unigram'} holds NaN, inf "
+                                  "or negative counts")
+        if run.optimizer.lr != config.lr:
+            raise CheckpointError(f"{path} is corrupt: its optimizer's lr {run.optimizer.lr} "
+                                  f"differs from its config's {config.lr}")
         run.step, run.smooth_loss = _scalar(arrays, "step", int, path), _scalar(arrays, "smooth_loss", float, path)
         run.rng = rng
         run.state = _state_from(_prefixed(arrays, "state."), config, run.step, path, what)

@@ -16,6 +16,20 @@ __all__ = ["SGD", "Adagrad", "Adam"]
 
 Params = Union[Iterable[Tensor], dict]
 
+# hyperparameter -> (test, what it must be); checked on construction and on load_state_dict
+_RULES = {"lr": (lambda v: math.isfinite(v) and v > 0, "positive"),
+          "eps": (lambda v: math.isfinite(v) and v > 0, "positive"),
+          "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+          "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+          "beta2": (lambda v: 0 <= v < 1, "in [0, 1)")}
+
+
+def _check_hyper(owner: str, values: dict[str, float]) -> None:
+    bad = [f"{k} must be {what}, got {values[k]}" for k, (ok, what) in _RULES.items()
+           if k in values and not ok(values[k])]
+    if bad:
+        raise ValueError(f"{owner}: {'; '.join(bad)}")
+
 
 class Optimizer:
     """Base: holds the parameters and per-parameter buffers (named in `_buffers`)."""
@@ -32,9 +46,8 @@ class Optimizer:
                 raise ValueError(f"{name}: parameter {i} is not a Tensor with requires_grad=True")
         if len({id(p) for p in self.params}) != len(self.params):
             raise ValueError(f"{name}: a parameter appears more than once")
-        if not lr > 0:
-            raise ValueError(f"{name}: lr must be positive, got {lr}")
         self.lr = float(lr)
+        _check_hyper(name, {h: getattr(self, h) for h in self._hyper})
         for buf in self._buffers:
             setattr(self, buf, [np.zeros_like(p.data) for p in self.params])
         self.steps = np.zeros(len(self.params), dtype=np.int64)  # updates so far, per parameter
@@ -76,6 +89,12 @@ class Optimizer:
                 problems.append(f"{k} (shape {got.shape}, expected {like.shape})")
             elif isinstance(mine, np.ndarray) and got.dtype != like.dtype:
                 problems.append(f"{k} (dtype {got.dtype}, expected {like.dtype})")
+            elif k == "step" and (got < 0).any():
+                problems.append(f"step (negative counts {got.tolist()})")
+            elif isinstance(mine, np.ndarray) and not np.isfinite(got).all():
+                problems.append(f"{k} (holds NaN or inf)")
+            elif k in _RULES and not _RULES[k][0](float(got)):
+                problems.append(f"{k} (must be {_RULES[k][1]}, got {float(got)})")
         if problems:
             raise ValueError(f"{type(self).__name__}.load_state_dict: bad entries: {', '.join(problems)}")
         for k, mine in want.items():
@@ -94,8 +113,6 @@ class SGD(Optimizer):
     _hyper = ("lr", "momentum")
 
     def __init__(self, params: Params, lr: float, momentum: float = 0.0) -> None:
-        if not 0 <= momentum < 1:
-            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
         self.momentum = float(momentum)
         super().__init__(params, lr)
 
@@ -130,8 +147,6 @@ class Adam(Optimizer):
 
     def __init__(self, params: Params, lr: float, betas: tuple = (0.9, 0.999), eps: float = 1e-8) -> None:
         self.beta1, self.beta2 = (float(b) for b in betas)
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"Adam: betas must lie in [0, 1), got {tuple(betas)}")
         self.eps = float(eps)
         super().__init__(params, lr)
 
