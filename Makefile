@@ -19,8 +19,13 @@ bench: setup
 
 setup: $(STAMP) graphviz
 
+# Debian's python3 makes venvs only with python3-venv; as root we install it, else we say so.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@if ! $(PYTHON) -c "import ensurepip" >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing python3-venv (Debian) so that $(PYTHON) can create $(VENV)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+	fi
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "cannot create $(VENV); on Debian or Ubuntu: apt-get install python3-venv"; exit 1; }
 
 # Reinstall only when the metadata changes, so a set-up tree is quick.
 $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
