@@ -4,9 +4,10 @@ from typing import Callable
 
 import numpy as np
 
+import tinygrad_rnn as tr
 from tinygrad_rnn import Tensor, check
 
-__all__ = ["assert_grads_match", "numeric_grads"]
+__all__ = ["assert_grads_match", "numeric_grads", "WrongSin"]
 
 
 def assert_grads_match(fn: Callable[..., Tensor], *arrays, eps: float = 1e-6, atol: float = 1e-5,
@@ -40,3 +41,17 @@ def numeric_grads(f: Callable[[], float], arrays, eps: float = 1e-6) -> list:
             g[i] = (up - down) / (2 * eps)
         grads.append(g)
     return grads
+
+
+class WrongSin(tr.Function):
+    """y = sin(a) with a deliberately wrong backward, g * sin(a) for g * cos(a): the checks must catch it."""
+
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.sin(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return (g * np.sin(a),)

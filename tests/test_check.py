@@ -3,27 +3,13 @@ import re
 
 import numpy as np
 import pytest
-from helpers import assert_grads_match
+from helpers import WrongSin, assert_grads_match
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import tinygrad_rnn as tr
 from tinygrad_rnn import Tensor, check, manual, nn
-
-
-class WrongSin(tr.Function):
-    """y = sin(a) with the sign of the derivative's argument wrong: backward returns g * sin(a), not g * cos(a)."""
-
-    @staticmethod
-    def forward(ctx, a):
-        ctx.save_for_backward(a)
-        return np.sin(a)
-
-    @staticmethod
-    def backward(ctx, g):
-        (a,) = ctx.saved_tensors
-        return (g * np.sin(a),)
 
 
 class Sin(tr.Function):

@@ -9,7 +9,7 @@ import tinygrad_rnn as tr
 from tinygrad_rnn import Tensor
 from tinygrad_rnn.function import Affine
 
-from helpers import numeric_grads
+from helpers import WrongSin, numeric_grads
 
 
 def check_grads(fn, *arrays, seed=0, rtol=1e-6, atol=1e-8):
@@ -434,19 +434,8 @@ def test_custom_function_with_hand_written_backward():
 
 
 def test_wrong_backward_is_caught_by_the_finite_difference_helper():
-    class BadSin(tr.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return np.sin(x)
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return (g * np.sin(x),)  # wrong: should be cos
-
     with pytest.raises(AssertionError, match="input 0"):
-        check_grads(lambda t: BadSin.apply(t), np.array([0.3, 1.2]))
+        check_grads(lambda t: WrongSin.apply(t), np.array([0.3, 1.2]))  # its backward uses sin for cos
 
 
 def test_backward_returning_wrong_shape_is_reported():
