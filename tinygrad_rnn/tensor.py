@@ -43,6 +43,7 @@ def no_grad() -> Iterator[None]:
 
 
 def is_grad_enabled() -> bool:
+    """False inside no_grad()."""
     return _state.grad_enabled
 
 
@@ -284,6 +285,7 @@ class Tensor:
         return Neg.apply(self)
 
     def __getitem__(self, index):
+        """NumPy indexing (slices, ints, int arrays, masks); repeated indices add up in the gradient."""
         return GetItem.apply(self, index=_plain_index(index))
 
     # Comparisons give constant boolean tensors (masks for tr.where); no gradient flows.
@@ -322,33 +324,42 @@ class Tensor:
         return Abs.apply(self)
 
     def clip(self, lo=None, hi=None):
+        """Entries limited to [lo, hi]; the gradient passes only where lo <= x <= hi (as torch.clamp)."""
         return Clip.apply(self, lo=lo, hi=hi)
 
     # ---- reductions ---------------------------------------------------------------------------
     def sum(self, axis=None, keepdims=False):
+        """Sum over axis (int, tuple or None for all), as np.sum."""
         return Sum.apply(self, axis=axis, keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
+        """Mean over axis (int, tuple or None for all), as np.mean."""
         return Mean.apply(self, axis=axis, keepdims=keepdims)
 
     def max(self, axis=None, keepdims=False):
+        """Largest entry over axis, as np.max; tied maxima share the gradient equally (as torch.amax)."""
         return Max.apply(self, axis=axis, keepdims=keepdims)
 
     def softmax(self, axis=-1):
+        """exp(x) / sum(exp(x)) along axis, computed without overflow."""
         return Softmax.apply(self, axis=axis)
 
     def log_softmax(self, axis=-1):
+        """x - logsumexp(x) along axis, finite even for logits of 1e4."""
         return LogSoftmax.apply(self, axis=axis)
 
     # ---- shape --------------------------------------------------------------------------------
     def reshape(self, *shape):
+        """The same entries in a new shape: t.reshape(2, 3) or t.reshape((2, 3)), -1 allowed."""
         return Reshape.apply(self, shape=_shape_of(shape))
 
     def transpose(self, *axes):
+        """Axes permuted as np.transpose; no axes reverses them."""
         return Transpose.apply(self, axes=_shape_of(axes) or None)
 
     @property
     def T(self):
+        """The tensor with its axes reversed (the matrix transpose for 2-D)."""
         return Transpose.apply(self, axes=None)
 
 
