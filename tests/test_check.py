@@ -494,3 +494,12 @@ def test_report_iterates_over_its_rows():
     report = check.compare({"W": np.ones(2), "b": np.zeros(1)}, {"W": np.ones(2), "b": np.array([0.5])})
     assert len(report) == 2
     assert [(row.name, row.passed) for row in report] == [("W", True), ("b", False)]
+
+
+def test_gradcheck_leaves_a_retained_intermediate_gradient_as_it_was():
+    rng = np.random.default_rng(0)
+    W = Tensor(rng.standard_normal((3, 3)), requires_grad=True)
+    h = (W * 2).retain_grad()  # built before the call, captured by fn
+    x = Tensor(rng.standard_normal(3), requires_grad=True)
+    assert check.gradcheck(lambda x: (h @ x).tanh(), (x,))
+    assert h.grad is None and W.grad is None and x.grad is None

@@ -118,18 +118,19 @@ def _grads_kept(tensors: Sequence[Tensor]) -> Iterator[None]:
 
 
 def _graph_leaves(root: Tensor) -> list:
-    """Leaves that requires grad in root's graph: backward writes their .grad, so it is saved around it."""
-    leaves, seen, stack = [], set(), [root]
+    """The tensors in root's graph whose .grad backward writes (leaves that require grad, and
+    intermediates with retain_grad()), so that it is saved and restored around it."""
+    holders, seen, stack = [], set(), [root]
     while stack:
         node = stack.pop()
         if id(node) in seen or not node.requires_grad:
             continue
         seen.add(id(node))
-        if node.grad_fn is None:
-            leaves.append(node)
-        else:
+        if node.grad_fn is None or node._retain:
+            holders.append(node)
+        if node.grad_fn is not None:
             stack.extend(node.grad_fn.parents)
-    return leaves
+    return holders
 
 
 def _analytic_jacobians(out: Tensor, wrt: Sequence[Tensor]) -> list:
