@@ -521,3 +521,27 @@ def test_reduction_axis_errors_name_the_op():
         Tensor(3.0).sum(axis=0)
     with pytest.raises(ValueError, match=r"^mean: axis \(0, 0\) names the same axis twice$"):
         Tensor(np.ones((2, 2))).mean(axis=(0, 0))
+
+
+class _Rows(tr.Function):
+    """y = W[idx];  dL/dW[idx] += g, returned sparse"""
+    @staticmethod
+    def forward(ctx, W, idx=None):
+        ctx.idx = idx
+        return W[idx]
+
+    @staticmethod
+    def backward(ctx, g):
+        return (tr.tensor.SparseGrad(ctx.idx, g),)
+
+
+@pytest.mark.parametrize("idx", [2, np.array([0, 3, 0, 0])])
+def test_sparse_gradients_add_into_leaves_and_intermediates(idx):
+    W = np.random.default_rng(0).standard_normal((4, 3))
+    check_grads(lambda w: _Rows.apply(w, idx=idx), W)             # straight into the leaf's .grad
+    check_grads(lambda w: _Rows.apply(w * 1.5, idx=idx).tanh(), W)  # through an intermediate: made dense
+    leaf = Tensor(W, requires_grad=True)
+    _Rows.apply(leaf, idx=idx).sum().backward()
+    expected = np.zeros((4, 3))
+    np.add.at(expected, idx, 1.0)
+    np.testing.assert_array_equal(leaf.grad, expected)

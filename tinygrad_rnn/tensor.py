@@ -14,7 +14,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["Tensor", "Function", "no_grad", "scope", "detect_anomaly",
+__all__ = ["Tensor", "Function", "SparseGrad", "no_grad", "scope", "detect_anomaly",
            "zeros", "ones", "randn", "is_grad_enabled"]
 
 
@@ -135,6 +135,32 @@ class Function:
 
 
 _FREED = None  # saved_tensors after a backward without retain_graph
+
+
+class SparseGrad:
+    """A gradient that is zero except at `index`, where it is `values` (repeated indices add up).
+
+    A backward may return one for an input it only reads a few entries of (a one-hot input's
+    column of W_xh): the engine adds it into a leaf's .grad without building the zeros.
+    """
+    __slots__ = ("index", "values")
+
+    def __init__(self, index: Any, values: np.ndarray) -> None:
+        self.index, self.values = index, values
+
+    def add_to(self, buffer: np.ndarray) -> None:
+        """buffer[index] += values, summing repeated indices."""
+        parts = self.index if isinstance(self.index, tuple) else (self.index,)
+        if all(isinstance(p, (slice, int, np.integer)) for p in parts):
+            buffer[self.index] += self.values  # no index repeats: the fast in-place add
+        else:
+            np.add.at(buffer, self.index, self.values)
+
+    def dense(self, like: np.ndarray) -> np.ndarray:
+        """The full gradient, shaped and typed like `like`."""
+        full = np.zeros_like(like)
+        self.add_to(full)
+        return full
 
 
 def _float_dtype(dtype: np.dtype) -> bool:
@@ -398,8 +424,9 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
     grads = {id(root): seed}  # pending dL/d(tensor) for intermediates, summed over their uses
     waiting = [(-root._ctx.seq, root)]
     anomaly = _state.anomaly
+    pop, push, refcount, ndarray = heapq.heappop, heapq.heappush, sys.getrefcount, np.ndarray  # local: hot loop
     while waiting:
-        node = heapq.heappop(waiting)[1]
+        node = pop(waiting)[1]
         grad = grads.pop(id(node))
         if node._retain:
             _accumulate(node, grad)
@@ -418,22 +445,33 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
         for parent, g in zip(ctx.parents, input_grads):
             if g is None or not parent.requires_grad:
                 continue
-            if type(g) is not np.ndarray or g.shape != parent.data.shape:
-                g = _fit_shape(np.asarray(g), parent.data.shape, ctx)
+            if type(g) is not ndarray or g.shape != parent.data.shape:
+                if type(g) is SparseGrad:
+                    if anomaly:
+                        _check_finite(g.values, ctx)
+                    if parent._ctx is None:  # the point of it: add into .grad, no dense zeros
+                        if parent.grad is None:
+                            parent.grad = np.zeros_like(parent.data)
+                        g.add_to(parent.grad)
+                        continue
+                    g = g.dense(parent.data)
+                else:
+                    g = _fit_shape(np.asarray(g), parent.data.shape, ctx)
             if anomaly:
                 _check_finite(g, ctx)
             if parent._ctx is None:
-                if parent.grad is None and sys.getrefcount(g) <= _SOLE_OWNER and g.base is None \
-                        and g.dtype == parent.data.dtype:
+                if parent.grad is not None:
+                    parent.grad += g  # +=, never =: every use of a leaf adds its share
+                elif refcount(g) <= _SOLE_OWNER and g.base is None and g.dtype == parent.data.dtype:
                     parent.grad = g  # nobody else holds g: take it instead of copying (as PyTorch does)
                 else:
-                    _accumulate(parent, g)
+                    parent.grad = g.astype(parent.data.dtype)  # a copy: g may also be another input's
             else:
                 key = id(parent)
                 pending = grads.get(key)
                 if pending is None:
                     grads[key] = g
-                    heapq.heappush(waiting, (-parent._ctx.seq, parent))
+                    push(waiting, (-parent._ctx.seq, parent))
                 else:
                     grads[key] = pending + g
 

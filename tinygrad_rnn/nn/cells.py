@@ -11,7 +11,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..function import Affine
-from ..tensor import Function, Tensor
+from ..tensor import Function, SparseGrad, Tensor
 from .layers import _matvec
 from .module import Module, _check_init, _parameter
 
@@ -22,21 +22,17 @@ _CELL_INPUTS = ("tanh", "sigmoid")
 
 class ColumnGather(Function):
     """y = W[:, idx]^T, i.e. W x for one-hot x;  dL/dW[:, idx] += g^T  (repeated idx add up)"""
-    __slots__ = ("shape", "idx")
+    __slots__ = ("idx",)
 
     @staticmethod
     def forward(ctx, W, idx=None):
-        ctx.shape, ctx.idx = W.shape, idx
+        ctx.idx = idx
         return W[:, idx].T.copy()  # a copy: the optimizer later updates W in place
 
     @staticmethod
     def backward(ctx, g):
-        dW = np.zeros(ctx.shape, dtype=g.dtype)
-        if np.ndim(ctx.idx) == 0:
-            dW[:, ctx.idx] = g
-        else:
-            np.add.at(dW.T, ctx.idx, g)
-        return (dW,)
+        # only the gathered columns: added straight into W.grad (as min-char-rnn's dWxh[:, x] += dhraw)
+        return (SparseGrad((slice(None), ctx.idx), g.T),)
 
 
 def _zeros_like_rows(xw: Tensor, size: int) -> Tensor:
