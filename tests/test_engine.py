@@ -545,3 +545,18 @@ def test_sparse_gradients_add_into_leaves_and_intermediates(idx):
     expected = np.zeros((4, 3))
     np.add.at(expected, idx, 1.0)
     np.testing.assert_array_equal(leaf.grad, expected)
+
+
+def test_outer_product_gradients_of_a_shared_weight_are_summed_once():
+    rng = np.random.default_rng(0)
+    W, b = rng.standard_normal((3, 4)), rng.standard_normal(3)
+    x1, x2 = rng.standard_normal(4), rng.standard_normal((2, 4))
+
+    def shared(w, b):  # W used by two Affines, a matvec, a dense op, and through an intermediate
+        return (Affine.apply(x1, w, b).sum() + Affine.apply(x2, w, b).tanh().sum() + (w @ x1).exp().sum()
+                + (w * w).sum() + Affine.apply(x1, w * 2.0, b).sum())
+    check_grads(shared, W, b)
+    w32 = Tensor(W.astype(np.float32), requires_grad=True)
+    Affine.apply(x1.astype(np.float32), w32, Tensor(b.astype(np.float32))).sum().backward()
+    assert w32.grad.dtype == np.float32
+    np.testing.assert_allclose(w32.grad, np.outer(np.ones(3), x1), rtol=1e-6)
