@@ -507,8 +507,12 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
                 else:
                     grads[key] = pending + g
     for leaf, us, vs in outer_terms.values():
-        total = np.dot(np.concatenate(us).T, np.concatenate(vs))  # sum_t u_t^T v_t as one product
-        _accumulate(leaf, total.astype(leaf.data.dtype, copy=False))
+        u, v = (us[0], vs[0]) if len(us) == 1 else (np.concatenate(us), np.concatenate(vs))
+        total = np.dot(u.T, v).astype(leaf.data.dtype, copy=False)  # sum_t u_t^T v_t as one product
+        if leaf.grad is None:
+            leaf.grad = total  # a fresh array of our own: no copy
+        else:
+            leaf.grad += total
 
 
 def _as_grad_tuple(input_grads: Any, ctx: Function) -> tuple:
