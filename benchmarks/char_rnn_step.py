@@ -128,8 +128,10 @@ def time_interleaved(runs, repeats, warmup=20):
         for run in runs:
             run.step()
     times = [[] for _ in runs]
-    for _ in range(repeats):
-        for run, ts in zip(runs, times):
+    pairs = list(zip(runs, times))
+    for r in range(repeats):
+        k = r % len(pairs)  # rotate who goes first: each run follows each other equally often
+        for run, ts in pairs[k:] + pairs[:k]:
             start = time.perf_counter()
             run.step()
             ts.append(time.perf_counter() - start)
