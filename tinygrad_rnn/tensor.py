@@ -442,7 +442,7 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
         _accumulate(root, seed)
         return
     grads = {id(root): seed}  # pending dL/d(tensor) for intermediates, summed over their uses
-    outer_terms: dict = {}  # id(leaf) -> (leaf, [u rows], [v rows]): OuterGrads summed at the end
+    outer_terms: dict = {}  # id(leaf) -> (leaf, [OuterGrad, ...]): summed at the end
     waiting = [(-root._ctx.seq, root)]
     anomaly = _state.anomaly
     pop, push, refcount, ndarray = heapq.heappop, heapq.heappush, sys.getrefcount, np.ndarray  # local: hot loop
@@ -472,10 +472,11 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
                         _check_finite(g.u, ctx)
                         _check_finite(g.v, ctx)
                     if parent._ctx is None:  # the point of it: one product for all of them, below
-                        u, v = g.rows()
-                        terms = outer_terms.setdefault(id(parent), (parent, [], []))
-                        terms[1].append(u)
-                        terms[2].append(v)
+                        terms = outer_terms.get(id(parent))
+                        if terms is None:
+                            outer_terms[id(parent)] = (parent, [g])
+                        else:
+                            terms[1].append(g)
                         continue
                     g = g.dense()
                 elif type(g) is SparseGrad:
@@ -506,9 +507,13 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
                     push(waiting, (-parent._ctx.seq, parent))
                 else:
                     grads[key] = pending + g
-    for leaf, us, vs in outer_terms.values():
-        u, v = (us[0], vs[0]) if len(us) == 1 else (np.concatenate(us), np.concatenate(vs))
-        total = np.dot(u.T, v).astype(leaf.data.dtype, copy=False)  # sum_t u_t^T v_t as one product
+    for leaf, terms in outer_terms.values():
+        if len(terms) == 1:
+            total = terms[0].dense()
+        else:  # sum_t u_t^T v_t as one (H, T) @ (T, D) product
+            rows = [g.rows() for g in terms]
+            total = np.dot(np.concatenate([u for u, _ in rows]).T, np.concatenate([v for _, v in rows]))
+        total = total.astype(leaf.data.dtype, copy=False)
         if leaf.grad is None:
             leaf.grad = total  # a fresh array of our own: no copy
         else:
