@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .tensor import Function, OuterGrad, Tensor
+from .tensor import Function, OuterGrad, SparseGrad, Tensor
 
 __all__ = ["Add", "Sub", "Mul", "Div", "Pow", "Neg", "MatMul", "Affine", "Exp", "Log", "Tanh", "Sigmoid",
            "Relu", "Sqrt", "Abs", "Clip", "Sum", "Mean", "Max", "Softmax", "LogSoftmax", "Reshape",
@@ -486,19 +486,13 @@ class Transpose(Function):
         return (np.transpose(g, None if ctx.axes is None else np.argsort(ctx.axes)),)
 
 
-def _is_basic(index) -> bool:
-    """Slices, ints, None and ... only: each entry is picked at most once."""
-    parts = index if isinstance(index, tuple) else (index,)
-    return all(p is None or p is Ellipsis or isinstance(p, (slice, int, np.integer)) for p in parts)
-
-
 class GetItem(Function):
     """y = a[index];  dL/da = zeros with g scatter-added at index (repeated indices add up)"""
-    __slots__ = ("shape", "dtype", "index")
+    __slots__ = ("index",)
 
     @staticmethod
     def forward(ctx, a, index=None):
-        ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
+        ctx.index = index
         try:
             return a[index]
         except IndexError as e:
@@ -506,12 +500,7 @@ class GetItem(Function):
 
     @staticmethod
     def backward(ctx, g):
-        full = np.zeros(ctx.shape, dtype=ctx.dtype)
-        if _is_basic(ctx.index):
-            full[ctx.index] = g
-        else:
-            np.add.at(full, ctx.index, g)
-        return (full,)
+        return (SparseGrad(ctx.index, g),)  # into a leaf's .grad directly; made dense otherwise
 
 
 class Concat(Function):

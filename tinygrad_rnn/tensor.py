@@ -1,8 +1,7 @@
 """The engine: Tensor, the Function base every op derives from, and the iterative backward pass.
 
-Follows micrograd's "each op builds its output and its gradient rule" and early tinygrad's
-Function/ctx pattern (as in PyTorch's torch.autograd.Function); the topological sort is
-iterative, as in HIPS autograd, so any depth works.
+Early tinygrad's Function/ctx pattern (PyTorch's torch.autograd.Function); backward visits nodes
+newest first from a heap of creation numbers, as PyTorch's engine does: no recursion, any depth.
 """
 from __future__ import annotations
 
@@ -151,8 +150,8 @@ class SparseGrad:
     def add_to(self, buffer: np.ndarray) -> None:
         """buffer[index] += values, summing repeated indices."""
         parts = self.index if isinstance(self.index, tuple) else (self.index,)
-        if all(isinstance(p, (slice, int, np.integer)) for p in parts):
-            buffer[self.index] += self.values  # no index repeats: the fast in-place add
+        if all(p is None or p is Ellipsis or isinstance(p, (slice, int, np.integer)) for p in parts):
+            buffer[self.index] += self.values  # basic indexing picks each entry once: in place
         else:
             np.add.at(buffer, self.index, self.values)
 
@@ -161,10 +160,6 @@ class SparseGrad:
         full = np.zeros_like(like)
         self.add_to(full)
         return full
-
-
-def _float_dtype(dtype: np.dtype) -> bool:
-    return np.issubdtype(dtype, np.floating)
 
 
 class OuterGrad:
@@ -185,6 +180,10 @@ class OuterGrad:
     def dense(self) -> np.ndarray:
         u, v = self.rows()
         return np.dot(u.T, v)  # np.dot: BLAS even for one row, where @ is 4x slower
+
+
+def _float_dtype(dtype: np.dtype) -> bool:
+    return np.issubdtype(dtype, np.floating)
 
 
 class Tensor:
