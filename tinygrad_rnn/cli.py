@@ -231,9 +231,7 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"  step {step:4d}  loss {loss.item():.4f}")
 
     with no_grad():
-        logits, _ = model(inputs)
-    z = logits.data - logits.data.max(axis=1, keepdims=True)
-    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)              # (T, V)
+        probs = model(inputs)[0].softmax(axis=-1).data                    # (T, V)
     print("\npredictions after training (t: input -> predicted next character, its probability):")
     for t, (x, y) in enumerate(zip("hell", "ello")):
         best = int(probs[t].argmax())

@@ -226,8 +226,7 @@ def evaluate(model: nn.CharRNN, ids: np.ndarray, streams: int = 64, chunk: int =
     with no_grad():
         for t in range(0, length, chunk):
             logits, state = model(xs[t:t + chunk], state)                       # (T, S, V)
-            z = logits.data - logits.data.max(axis=-1, keepdims=True)           # stable log-softmax
-            logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+            logp = logits.log_softmax(axis=-1).data                             # (T, S, V)
             picked = np.take_along_axis(logp, ys[t:t + chunk, :, None], axis=-1)[..., 0]
             total -= float((picked * mask[t:t + chunk]).sum())
     nats = total / n

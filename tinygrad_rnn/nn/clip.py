@@ -1,20 +1,14 @@
 """Gradient clipping in place: by value (min-char-rnn clips every entry to [-5, 5]) or by global norm (PyTorch's)."""
 from __future__ import annotations
 
-from typing import Iterable, Union
-
 import numpy as np
 
-from ..tensor import Tensor
+from .module import Params, _param_list
 
 __all__ = ["clip_grad_value", "clip_grad_norm"]
 
-Params = Union[Iterable[Tensor], dict]
-
-
 def _grads(params: Params) -> list:
-    params = params.values() if isinstance(params, dict) else params
-    return [p.grad for p in params if p.grad is not None]
+    return [p.grad for p in _param_list(params) if p.grad is not None]
 
 
 def clip_grad_value(params: Params, clip: float) -> None:

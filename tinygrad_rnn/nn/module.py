@@ -5,7 +5,7 @@ as attributes; submodules nest their names with "." ("cell.W_xh"), in definition
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
@@ -14,6 +14,14 @@ from ..tensor import Tensor
 __all__ = ["Module"]
 
 _INITS = ("uniform", "normal")
+
+
+Params = Union[Iterable[Tensor], dict]  # a list of tensors or a named_parameters() dict
+
+
+def _param_list(params: Params) -> list:
+    """The tensors of a list or of a named_parameters() dict."""
+    return list(params.values()) if isinstance(params, dict) else list(params)
 
 
 class Module:

@@ -6,15 +6,14 @@ so it saves to an .npz without pickle, and load_state_dict() resumes training bi
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Union
+from typing import Any
 
 import numpy as np
 
 from ..tensor import Tensor
+from .module import Params, _param_list
 
 __all__ = ["SGD", "Adagrad", "Adam"]
-
-Params = Union[Iterable[Tensor], dict]
 
 # hyperparameter -> (test, what it must be); checked on construction and on load_state_dict
 _RULES = {"lr": (lambda v: math.isfinite(v) and v > 0, "positive"),
@@ -37,7 +36,7 @@ class Optimizer:
     _hyper: tuple = ("lr",)
 
     def __init__(self, params: Params, lr: float) -> None:
-        self.params = list(params.values()) if isinstance(params, dict) else list(params)
+        self.params = _param_list(params)
         name = type(self).__name__
         if not self.params:
             raise ValueError(f"{name}: got an empty parameter list")
