@@ -560,3 +560,15 @@ def test_outer_product_gradients_of_a_shared_weight_are_summed_once():
     Affine.apply(x1.astype(np.float32), w32, Tensor(b.astype(np.float32))).sum().backward()
     assert w32.grad.dtype == np.float32
     np.testing.assert_allclose(w32.grad, np.outer(np.ones(3), x1), rtol=1e-6)
+
+
+def test_a_tensor_copies_the_array_it_is_made_from():
+    w0 = np.array([1.0, 2.0])
+    w = Tensor(w0, requires_grad=True)
+    (w * w).sum().backward()
+    tr.nn.optim.SGD([w], lr=0.5).step()  # updates w.data in place
+    np.testing.assert_array_equal(w0, [1.0, 2.0])
+    np.testing.assert_array_equal(w.data, [0.0, 0.0])
+    assert w.detach().data is w.data  # detach shares, as in PyTorch
+    with pytest.raises(ValueError, match="^Tensor: data is not a regular array"):
+        Tensor([[1.0, 2.0], [3.0]])

@@ -194,7 +194,10 @@ class Tensor:
     def __init__(self, data: Any, requires_grad: bool = False, name: Optional[str] = None):
         if isinstance(data, Tensor):
             data = data.data
-        array = np.asarray(data)
+        try:  # a copy, as torch.tensor(ndarray): an optimizer's in-place step never edits the caller's array
+            array = np.array(data)
+        except ValueError as e:
+            raise ValueError(f"Tensor: data is not a regular array ({e})") from None
         if array.dtype == object:
             raise TypeError(f"Tensor: cannot hold data of type {type(data).__name__} (object array)")
         if requires_grad and not _float_dtype(array.dtype):
@@ -254,8 +257,11 @@ class Tensor:
 
     # ---- graph handling ---------------------------------------------------------------------
     def detach(self) -> "Tensor":
-        """The same data, cut from the graph (truncated BPTT cuts the hidden state with this)."""
-        return Tensor(self.data)
+        """The same data (shared, not copied), cut from the graph: truncated BPTT cuts the state so."""
+        detached = Tensor.__new__(Tensor)
+        detached.data, detached.grad, detached.requires_grad = self.data, None, False
+        detached.name, detached._ctx, detached._retain = None, None, False
+        return detached
 
     def retain_grad(self) -> "Tensor":
         """Keep .grad on this intermediate after backward (e.g. dL/dh_t)."""
