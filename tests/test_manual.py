@@ -441,3 +441,22 @@ def test_manual_imports_numpy_only():
             for name in names:
                 assert name == "." or name.split(".")[0] in allowed, f"{f.name} imports {name}"
     assert set(manual.__all__) == {"rnn_bptt", "lstm_bptt", "softmax_jacobian", "rnn_rtrl"}
+
+
+def test_min_char_rnn_column_state_and_none_work_like_a_vector_of_zeros():
+    rng = np.random.default_rng(0)
+    H, V = 4, 5
+    P = {"W_xh": rng.standard_normal((H, V)), "W_hh": rng.standard_normal((H, H)), "b_h": rng.standard_normal(H),
+         "W_hy": rng.standard_normal((V, H)), "b_y": rng.standard_normal(V)}
+    x, y = rng.integers(0, V, 6), rng.integers(0, V, 6)
+    loss, grads, h_last = manual.rnn_bptt(P, x, y, np.zeros(H))
+    for h0 in (np.zeros((H, 1)), None):
+        loss2, grads2, h_last2 = manual.rnn_bptt(P, x, y, h0)
+        assert loss2 == loss and all(np.array_equal(grads[k], grads2[k]) for k in grads)
+        assert h_last2.shape == np.shape(np.zeros(H) if h0 is None else h0)
+        np.testing.assert_array_equal(h_last2.ravel(), h_last)
+    L = {"W_x": rng.standard_normal((4 * H, V)), "W_h": rng.standard_normal((4 * H, H)), "b": rng.standard_normal(4 * H),
+         "W_hy": P["W_hy"], "b_y": P["b_y"]}
+    loss, _, (h, s) = manual.lstm_bptt(L, x, y, (np.zeros(H), np.zeros(H)))
+    loss2, _, (h2, s2) = manual.lstm_bptt(L, x, y, None)
+    assert loss2 == loss and np.array_equal(h2, h) and np.array_equal(s2, s)

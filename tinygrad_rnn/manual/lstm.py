@@ -6,11 +6,12 @@ eqs. 10.40–10.44. The output layer and the loss are those of rnn.py.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Optional
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .rnn import _check_params, _check_sequences, _check_shapes, _check_state
+from .rnn import _as_given, _check_params, _check_sequences, _check_shapes, _check_state
 from .softmax import _softmax_cross_entropy
 
 __all__ = ["lstm_bptt"]
@@ -19,7 +20,7 @@ _LSTM_NDIMS = {"W_x": 2, "W_h": 2, "b": 1, "W_hy": 2, "b_y": 1}
 
 
 def lstm_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: ArrayLike,
-              state0: tuple[ArrayLike, ArrayLike], cell_input: str = "tanh"
+              state0: Optional[tuple] = None, cell_input: str = "tanh"
               ) -> tuple[float, dict[str, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Loss and exact gradients of a char-LSTM by BPTT; inputs/targets (T,) or (T, B), state0 = (h0, s0).
 
@@ -53,6 +54,7 @@ def lstm_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Arra
     inputs, targets, batched = _check_sequences(fn, inputs, targets, V, K)
     T, B = inputs.shape
     dtype = np.result_type(*P.values())
+    state0 = (None, None) if state0 is None else state0  # zeros, as for a first chunk
     if not (isinstance(state0, (tuple, list)) and len(state0) == 2):
         raise ValueError(f"{fn}: state0 must be a pair (h0, s0), got {type(state0).__name__}")
     h0 = _check_state(fn, "h0", state0[0], H, B, batched, dtype)
@@ -96,9 +98,7 @@ def lstm_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Arra
         dh_next = da @ W_h                                     # W_h^T da
 
     grads = {k: d[k].astype(P[k].dtype, copy=False) for k in _LSTM_NDIMS}
-    if batched:
-        return loss, grads, (hs[-1], ss[-1])
-    return loss, grads, (hs[-1, 0], ss[-1, 0])
+    return loss, grads, (_as_given(hs[-1], state0[0], batched), _as_given(ss[-1], state0[1], batched))
 
 
 def _sigmoid(a: np.ndarray) -> np.ndarray:

@@ -19,9 +19,10 @@ _RNN_NDIMS = {"W_xh": 2, "W_hh": 2, "b_h": 1, "W_hy": 2, "b_y": 1}
 
 
 def rnn_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: ArrayLike,
-             h0: ArrayLike, truncate: Optional[int] = None
+             h0: Optional[ArrayLike] = None, truncate: Optional[int] = None
              ) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
-    """Loss and exact gradients of a char-RNN by BPTT; inputs/targets (T,) or (T, B), h0 (H,) or (B, H).
+    """Loss and exact gradients of a char-RNN by BPTT; inputs/targets (T,) or (T, B), h0 (H,) or (B, H)
+    (min-char-rnn's column (H, 1) works too; None is zeros).
 
     Forward, x_t one-hot (book: U = W_xh, W = W_hh, V = W_hy, b = b_h, c = b_y):
         h_t = tanh(W_xh x_t + W_hh h_{t-1} + b_h)                              (10.8, 10.9)
@@ -39,6 +40,7 @@ def rnn_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Array
     shapes and dtypes, and the last hidden state in h0's shape (feed it back as h0 to chain chunks).
     """
     fn = "rnn_bptt"
+    given_h0 = h0
     P, inputs, targets, h0, batched = _check_rnn_args(fn, params, inputs, targets, h0)
     (T, B), H, dtype = inputs.shape, h0.shape[1], h0.dtype
     if truncate is not None and (isinstance(truncate, bool) or not isinstance(truncate, (int, np.integer))
@@ -83,8 +85,7 @@ def rnn_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Array
                 dh = step_back(s, dh)
 
     grads = {k: d[k].astype(P[k].dtype, copy=False) for k in _RNN_NDIMS}
-    h_last = hs[-1] if batched else hs[-1, 0]
-    return loss, grads, h_last
+    return loss, grads, _as_given(hs[-1], given_h0, batched)
 
 
 def _check_rnn_args(fn: str, params: Mapping, inputs: ArrayLike, targets: ArrayLike, h0: ArrayLike
@@ -149,14 +150,24 @@ def _check_sequences(fn: str, inputs: ArrayLike, targets: ArrayLike, V: int, K: 
     return inputs.reshape(T, -1), targets.reshape(T, -1), batched
 
 
-def _check_state(fn: str, name: str, state: ArrayLike, H: int, B: int, batched: bool,
+def _check_state(fn: str, name: str, state: Optional[ArrayLike], H: int, B: int, batched: bool,
                  dtype: np.dtype) -> np.ndarray:
-    """A state of shape (B, H) for batched inputs or (H,) otherwise, returned as (B, H) in dtype."""
+    """A state of shape (B, H) for batched inputs, else (H,) or min-char-rnn's column (H, 1);
+    None means zeros. Returned as (B, H) in dtype."""
+    if state is None:
+        return np.zeros((B, H), dtype)
     state = np.asarray(state)
     if not (np.issubdtype(state.dtype, np.floating) or np.issubdtype(state.dtype, np.integer)):
         raise ValueError(f"{fn}: {name} must be a real array, got dtype {state.dtype}")
     want = (B, H) if batched else (H,)
-    if state.shape != want:
+    if state.shape != want and not (not batched and state.shape == (H, 1)):
         kind = f"inputs of shape (T, B) with B={B}" if batched else "unbatched inputs of shape (T,)"
         raise ValueError(f"{fn}: {name} has shape {state.shape}, expected {want} for {kind}")
     return state.astype(dtype).reshape(B, H)
+
+
+def _as_given(last: np.ndarray, given: Optional[ArrayLike], batched: bool) -> np.ndarray:
+    """The last state, (B, H) rows, in the shape the first one was given: (B, H), (H,) or (H, 1)."""
+    if batched:
+        return last
+    return last[0] if given is None else last[0].reshape(np.shape(given))

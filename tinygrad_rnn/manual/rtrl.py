@@ -6,6 +6,7 @@ sweep; the result equals rnn_bptt's, at a much higher cost per step.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Optional
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -17,7 +18,7 @@ __all__ = ["rnn_rtrl"]
 
 
 def rnn_rtrl(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: ArrayLike,
-             h0: ArrayLike) -> tuple[float, dict[str, np.ndarray]]:
+             h0: Optional[ArrayLike] = None) -> tuple[float, dict[str, np.ndarray]]:
     """Loss and gradients of rnn_bptt's RNN by real-time recurrent learning; inputs (T,) or (T, B).
 
     With a_t = W_xh x_t + W_hh h_{t-1} + b_h and h_t = tanh(a_t), carry J_t = dh_t/dθ for each
