@@ -74,6 +74,10 @@ class RNNCell(Module):
         """W_xh x for one-hot x, as a column gather: idx int or (B,) ints -> (H,) or (B, H)."""
         return ColumnGather.apply(self.W_xh, idx=idx)
 
+    def hidden(self, state: Tensor) -> Tensor:
+        """The hidden vector h of a state (for an RNN the state itself)."""
+        return state
+
     def step(self, xw: Tensor, h_prev: Optional[Tensor] = None) -> Tensor:
         """h = tanh(xw + W_hh h_prev + b_h) for a projected input xw = W_xh x: (H,) or (B, H)."""
         H = self.hidden_size
@@ -108,6 +112,10 @@ class LSTMCell(Module):
     def project_onehot(self, idx: Any) -> Tensor:
         """W_x x for one-hot x, as a column gather: idx int or (B,) ints -> (4H,) or (B, 4H)."""
         return ColumnGather.apply(self.W_x, idx=idx)
+
+    def hidden(self, state: tuple) -> Tensor:
+        """The hidden vector h of a state (h, s)."""
+        return state[0]
 
     def step(self, xw: Tensor, state: Optional[tuple] = None) -> tuple[Tensor, Tensor]:
         """One step from a projected input xw = W_x x (4H,) or (B, 4H) -> (h, s)."""

@@ -36,13 +36,22 @@ class CharRNN(Module):
 
     def forward(self, idx: Any, state: State = None) -> tuple[Tensor, State]:
         """idx (T,) or (T, B) ints, state h or (h, s) or None -> logits (T, [B,] V), last state."""
+        logits, states = self.unroll(idx, state)
+        return logits, states[-1]
+
+    def unroll(self, idx: Any, state: State = None) -> tuple[Tensor, list]:
+        """As forward, but returns the state after every step: logits (T, [B,] V), [state_0 … state_{T-1}].
+
+        The states are the graph's own tensors, so analysis and pictures can read ∂L/∂h_t from them.
+        """
         idx = self._check_idx(idx)
-        logits = []
+        logits, states = [], []
         for t in range(len(idx)):
             with scope(f"t={t}"):  # the whole step, output included, as in the book's unrolled graph
                 state = self.cell.step(self.cell.project_onehot(idx[t]), state)
-                logits.append(self.out(state if self.cell_type == "rnn" else state[0]))  # o_t = c + V h_t
-        return stack(logits), state
+                logits.append(self.out(self.cell.hidden(state)))  # o_t = c + V h_t
+            states.append(state)
+        return stack(logits), states
 
     def _check_idx(self, idx: Any) -> np.ndarray:
         idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
