@@ -66,6 +66,6 @@ def test_fit_raises_training_diverged_before_saving(tmp_path, monkeypatch):
     fit(run, TEXT, 5, checkpoint=tmp_path / "c.npz")
     good = (tmp_path / "c.npz").read_bytes()
     monkeypatch.setattr(Run, "train_step", lambda self, ids: (setattr(self, "step", self.step + 1), math.nan)[1])
-    with pytest.raises(train.TrainingDiverged, match="training diverged: the loss became nan at step 6"):
+    with pytest.raises(train.TrainingDiverged, match="training diverged: the loss became nan nats/char at step 6"):
         fit(run, TEXT, 10, checkpoint=tmp_path / "c.npz")
     assert (tmp_path / "c.npz").read_bytes() == good

@@ -32,7 +32,7 @@ class CharRNN(Module):
                  dtype: type = np.float64, **cell_kw: Any) -> None:
         if cell not in _CELLS:
             raise ValueError(f"CharRNN: cell must be one of {tuple(_CELLS)}, got {cell!r}")
-        dtype, rng = _check_init("CharRNN", init, dtype, rng)
+        dtype, rng = _check_init("CharRNN", init, dtype, rng, vocab_size=vocab_size, hidden_size=hidden_size)
         self.vocab_size, self.hidden_size, self.cell_type = vocab_size, hidden_size, cell
         self.cell = _CELLS[cell](vocab_size, hidden_size, rng=rng, init=init, dtype=dtype, **cell_kw)
         self.out = Linear(hidden_size, vocab_size, rng=rng, init=init, dtype=dtype)
