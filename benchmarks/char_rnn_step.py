@@ -4,16 +4,20 @@ the same step on torch tensors with autograd (benchmarks/torch_reference.py), fo
 
 Step: forward over T steps, summed cross-entropy, backward, clip every gradient to [-5, 5], Adagrad.
 All runs start from the same weights and are checked to agree over 3 steps before they are timed.
-One thread each: NumPy's BLAS (tinygrad_rnn's default) and PyTorch (torch.set_num_threads(1)).
+One thread each: NumPy's BLAS (set below, as the command line does) and PyTorch (torch.set_num_threads(1)).
 Columns /numpy and /torch are tinygrad_rnn's time over theirs.
 Run: python benchmarks/char_rnn_step.py [--repeats N] [--profile]   (interleaved, median of N)
 """
 import argparse
 import cProfile
+import os
 import pstats
 import time
 
-from tinygrad_rnn import nn  # isort: skip  (first: its one-BLAS-thread default must precede NumPy's import)
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before NumPy loads BLAS;
+    os.environ.setdefault(_name, "1")                                          # the library sets none
+
+from tinygrad_rnn import nn  # noqa: E402
 
 import numpy as np
 import numpy_reference

@@ -27,7 +27,7 @@ from .train import _param_shapes, _training_bytes
 from .train import (CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, TrainingDiverged, fit, generate, perplexity,
                     text_sha256)
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "console", "build_parser"]
 
 PROG = "tinygrad-rnn"
 _PICTURE_SUFFIXES = (".svg", ".png", ".pdf", ".dot")
@@ -179,6 +179,63 @@ def build_parser() -> argparse.ArgumentParser:
     grad.add_argument("--steps", type=_positive_int, default=4, metavar="T", help="time steps (default 4)")
     grad.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S", help="initialisation seed (default 0)")
     return parser
+
+
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                 "VECLIB_MAXIMUM_THREADS")
+
+
+def console() -> None:
+    """The `tinygrad-rnn` command and `python -m tinygrad_rnn`: main() with one BLAS thread, then exit."""
+    _one_blas_thread()
+    sys.exit(main())
+
+
+def _one_blas_thread() -> None:
+    """One BLAS thread for this command's own process, unless the user set a BLAS thread variable.
+
+    On an RNN's small matrices BLAS threads only fight over the cores (an LSTM trains 5-13x slower
+    with them on 2 cores). threadpoolctl does it in place when installed, else OpenBLAS's own setter
+    (the BLAS of NumPy's wheels); failing both, the variables must be set before BLAS loads, which
+    NumPy did already: the command starts itself again, once, with them set (exec: same process id).
+    The library itself never touches this.
+    """
+    if any(name in os.environ for name in _BLAS_THREADS) or (os.cpu_count() or 1) == 1:
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        pass
+    else:
+        threadpool_limits(1, user_api="blas")
+        return
+    if _openblas_one_thread() or os.name != "posix":
+        return
+    argv = getattr(sys, "orig_argv", None) or [sys.executable, "-m", "tinygrad_rnn", *sys.argv[1:]]
+    sys.stdout.flush()
+    os.execve(sys.executable, argv, {**os.environ, **dict.fromkeys(_BLAS_THREADS, "1")})
+
+
+def _openblas_one_thread() -> bool:
+    """openblas_set_num_threads(1) on the OpenBLAS this process loaded (Linux); False if there is none."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1].lower()}
+    except OSError:
+        return False
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("", "scipy_"):  # NumPy >= 2 wheels bundle scipy-openblas with prefixed names
+            for suffix in ("", "64_"):
+                setter = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+                if setter is not None:
+                    setter(1)
+                    return True
+    return False
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
