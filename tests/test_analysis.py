@@ -1,7 +1,8 @@
-"""tinygrad_rnn.analysis, for every cell (rnn, lstm both ways, gru, a user-written one), against independent computations: per-step gradients against a model whose
-steps read separate parameter copies, influence rows against separate backward passes, ∂L/∂h_t and
-state Jacobians against central differences of forward runs, and a linear cell where
-‖∂h_{T-1}/∂h_t‖ = ρ^(T-1-t) exactly. Every function must leave the model exactly as it was."""
+"""tinygrad_rnn.analysis for every cell (rnn, lstm both ways, gru, a user-written one) against
+independent computations: per-step gradients against a model whose steps read separate parameter
+copies, influence rows against separate backward passes, ∂L/∂h_t and state Jacobians against central
+differences of forward runs, and a linear cell where ‖∂h_{T-1}/∂h_t‖ = ρ^(T-1-t) exactly.
+Every function must leave the model exactly as it was."""
 import numpy as np
 import pytest
 
