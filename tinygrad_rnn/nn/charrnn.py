@@ -2,6 +2,7 @@
 
 Book notation (ch. 10): o_t = c + V h_t with V = out.W, c = out.b. The one-hot input is a column
 gather of the cell's input weight; each step's ops are created under tr.scope("t=<step>").
+learn_h0=True makes the initial state h(0) (and s(0) of an LSTM) parameters "h0" ("s0"), part of θ.
 """
 from __future__ import annotations
 
@@ -26,13 +27,18 @@ class CharRNN(Module):
 
     def __init__(self, vocab_size: int, hidden_size: int, cell: str = "rnn", *,
                  rng: Optional[np.random.Generator] = None, init: str = "uniform",
-                 dtype: type = np.float64, **cell_kw: Any) -> None:
+                 dtype: type = np.float64, learn_h0: bool = False, **cell_kw: Any) -> None:
         if cell not in _CELLS:
             raise ValueError(f"CharRNN: cell must be one of {tuple(_CELLS)}, got {cell!r}")
         dtype, rng = _check_init("CharRNN", init, dtype, rng)
         self.vocab_size, self.hidden_size, self.cell_type = vocab_size, hidden_size, cell
         self.cell = _CELLS[cell](vocab_size, hidden_size, rng=rng, init=init, dtype=dtype, **cell_kw)
         self.out = Linear(hidden_size, vocab_size, rng=rng, init=init, dtype=dtype)
+        self.learn_h0 = learn_h0
+        if learn_h0:  # start at zeros, so an untrained h(0) is the usual zero state
+            self.h0 = Tensor(np.zeros(hidden_size, dtype), requires_grad=True, name="h0")
+            if cell == "lstm":
+                self.s0 = Tensor(np.zeros(hidden_size, dtype), requires_grad=True, name="s0")
 
     def forward(self, idx: Any, state: State = None) -> tuple[Tensor, State]:
         """idx (T,) or (T, B) ints, state h or (h, s) or None -> logits (T, [B,] V), last state."""
@@ -45,6 +51,8 @@ class CharRNN(Module):
         The states are the graph's own tensors, so analysis and pictures can read ∂L/∂h_t from them.
         """
         idx = self._check_idx(idx)
+        if state is None and self.learn_h0:
+            state = self.initial_state(idx.shape[1:])
         logits, states = [], []
         for t in range(len(idx)):
             with scope(f"t={t}"):  # the whole step, output included, as in the book's unrolled graph
@@ -52,6 +60,16 @@ class CharRNN(Module):
                 logits.append(self.out(self.cell.hidden(state)))  # o_t = c + V h_t
             states.append(state)
         return stack(logits), states
+
+    def initial_state(self, batch: tuple = ()) -> State:
+        """The learned h(0) (LSTM: (h(0), s(0))) for a batch shape () or (B,); None without learn_h0."""
+        if not self.learn_h0:
+            return None
+        zeros = Tensor(np.zeros(tuple(batch) + (self.hidden_size,), self.h0.dtype))
+        h0 = self.h0 + zeros if batch else self.h0   # one h(0) for every row: its gradient sums over them
+        if not hasattr(self, "s0"):
+            return h0
+        return h0, (self.s0 + zeros if batch else self.s0)
 
     def _check_idx(self, idx: Any) -> np.ndarray:
         idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
