@@ -366,10 +366,11 @@ def test_float32_stays_float32(cell):
 
 # --- learnable initial state h(0) ----------------------------------------------------------
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
-def test_learned_h0_is_a_parameter_and_its_gradient_is_the_initial_states(cell):
+def test_learned_h0_is_a_parameter_and_its_gradient_is_the_initial_states(cell, fused):
     rng = np.random.default_rng(0)
-    model = nn.CharRNN(5, 4, cell=cell, learn_h0=True, rng=np.random.default_rng(1))
+    model = nn.CharRNN(5, 4, cell=cell, learn_h0=True, fused=fused, rng=np.random.default_rng(1))
     plain = nn.CharRNN(5, 4, cell=cell, rng=np.random.default_rng(1))
     names = ["h0", "s0"] if cell == "lstm" else ["h0"]
     assert list(model.named_parameters())[-len(names):] == names

@@ -2,6 +2,7 @@
 
 Book notation (ch. 10): o_t = c + V h_t with V = out.W, c = out.b. The one-hot input is a column
 gather of the cell's input weight; each step's ops are created under tr.scope("t=<step>").
+fused=True runs each step as one node (nn/fused.py) and the output layer once over all steps.
 learn_h0=True makes the initial state h(0) (and s(0) of an LSTM) parameters "h0" ("s0"), part of θ.
 """
 from __future__ import annotations
@@ -10,22 +11,24 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..function import stack
+from ..function import concat, stack
 from ..tensor import Tensor, scope
 from .cells import LSTMCell, RNNCell
+from .fused import LSTMStep, RNNStep
 from .layers import Linear
 from .module import Module, _check_init
 
 __all__ = ["CharRNN", "detach_state"]
 
 _CELLS = {"rnn": RNNCell, "lstm": LSTMCell}
+_FUSED = {RNNCell: RNNStep, LSTMCell: LSTMStep}  # a built-in cell's one-node step
 State = Union[Tensor, tuple, None]
 
 
 class CharRNN(Module):
     """Character-level language model: idx (T,) or (T, B) ints -> logits (T, V) or (T, B, V), state."""
 
-    def __init__(self, vocab_size: int, hidden_size: int, cell: str = "rnn", *,
+    def __init__(self, vocab_size: int, hidden_size: int, cell: str = "rnn", *, fused: bool = False,
                  rng: Optional[np.random.Generator] = None, init: str = "uniform",
                  dtype: type = np.float64, learn_h0: bool = False, **cell_kw: Any) -> None:
         if cell not in _CELLS:
@@ -34,6 +37,10 @@ class CharRNN(Module):
         self.vocab_size, self.hidden_size, self.cell_type = vocab_size, hidden_size, cell
         self.cell = _CELLS[cell](vocab_size, hidden_size, rng=rng, init=init, dtype=dtype, **cell_kw)
         self.out = Linear(hidden_size, vocab_size, rng=rng, init=init, dtype=dtype)
+        if fused and type(self.cell) not in _FUSED:
+            raise ValueError(f"CharRNN: fused=True needs a built-in cell ('rnn', 'lstm' or 'gru'), "
+                             f"not a user-written {type(self.cell).__name__}")
+        self.fused = bool(fused)
         self.learn_h0 = learn_h0
         if learn_h0:  # start at zeros, so an untrained h(0) is the usual zero state
             self.h0 = Tensor(np.zeros(hidden_size, dtype), requires_grad=True, name="h0")
@@ -42,17 +49,24 @@ class CharRNN(Module):
 
     def forward(self, idx: Any, state: State = None) -> tuple[Tensor, State]:
         """idx (T,) or (T, B) ints, state h or (h, s) or None -> logits (T, [B,] V), last state."""
-        logits, states = self.unroll(idx, state)
+        if self.fused:
+            idx = self._check_idx(idx)
+            logits, states = self._unroll_fused(idx, self._start(idx, state), every_state=False)
+        else:
+            logits, states = self.unroll(idx, state)
         return logits, states[-1]
 
     def unroll(self, idx: Any, state: State = None) -> tuple[Tensor, list]:
         """As forward, but returns the state after every step: logits (T, [B,] V), [state_0 … state_{T-1}].
 
         The states are the graph's own tensors, so analysis and pictures can read ∂L/∂h_t from them.
+        A fused LSTM carries z_t = [h_t; s_t] from step to step, so its (h_t, s_t) here are read out of
+        z_t: exact values, but the gradient that reaches them is not ∂L/∂h_t (use fused=False for that).
         """
         idx = self._check_idx(idx)
-        if state is None and self.learn_h0:
-            state = self.initial_state(idx.shape[1:])
+        state = self._start(idx, state)
+        if self.fused:
+            return self._unroll_fused(idx, state, every_state=True)
         logits, states = [], []
         for t in range(len(idx)):
             with scope(f"t={t}"):  # the whole step, output included, as in the book's unrolled graph
@@ -70,6 +84,52 @@ class CharRNN(Module):
         if not hasattr(self, "s0"):
             return h0
         return h0, (self.s0 + zeros if batch else self.s0)
+
+    def _start(self, idx: np.ndarray, state: State) -> State:
+        """The state a sequence starts from: the given one, else the learned h(0), else None (zeros)."""
+        return self.initial_state(idx.shape[1:]) if state is None and self.learn_h0 else state
+
+    def _unroll_fused(self, idx: np.ndarray, state: State, every_state: bool) -> tuple[Tensor, list]:
+        """One node per step (RNNStep, LSTMStep), then the output layer once on the stacked h_t."""
+        cell, H = self.cell, self.hidden_size
+        step = _FUSED[type(cell)]
+        if isinstance(cell, LSTMCell):
+            params, kw = (cell.W_x, cell.W_h, cell.b), {"cell_input": cell.cell_input}
+            z = self._fused_lstm_state(idx, state)
+        else:
+            params, kw = (cell.W_xh, cell.W_hh, cell.b_h), {}
+            z = self._state_tensor("RNNCell", state, idx.shape[1:] + (H,))
+        zs = []
+        for t in range(len(idx)):
+            with scope(f"t={t}"):
+                z = step.apply(*params, z, idx=idx[t], **kw)
+            zs.append(z)
+        hs = stack(zs)                          # (T, [B,] H), or (T, [B,] 2H) holding [h; s]
+        if isinstance(cell, LSTMCell):
+            hs = hs[..., :H]
+            zs = [(z[..., :H], z[..., H:]) for z in (zs if every_state else zs[-1:])]
+        return self.out(hs), zs                 # o_t = c + V h_t for every t: one matrix product
+
+    def _fused_lstm_state(self, idx: np.ndarray, state: State) -> Tensor:
+        """A fused LSTM's first z = [h; s]: (…, 2H) zeros for None, else the given (h, s) joined."""
+        H, rows = self.hidden_size, idx.shape[1:]
+        if state is None:
+            return self._state_tensor("LSTMCell", None, rows + (2 * H,))
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise ValueError(f"LSTMCell: state must be a pair (h, s) or None, got {type(state).__name__}")
+        h, s = (self._state_tensor("LSTMCell", v, rows + (H,)) for v in state)
+        if h.requires_grad or s.requires_grad:
+            return concat([h, s], axis=-1)
+        return Tensor(np.concatenate([h.data, s.data], axis=-1))
+
+    def _state_tensor(self, owner: str, v: Any, shape: tuple) -> Tensor:
+        """A given state as a Tensor of the shape this input needs; None is zeros."""
+        if v is None:
+            return Tensor(np.zeros(shape, dtype=self.out.W.dtype))
+        v = v if isinstance(v, Tensor) else Tensor(np.asarray(v, dtype=self.out.W.dtype))
+        if v.shape != shape:
+            raise ValueError(f"{owner}: state has shape {v.shape}, expected {shape} for this input")
+        return v
 
     def _check_idx(self, idx: Any) -> np.ndarray:
         idx = np.asarray(idx.data if isinstance(idx, Tensor) else idx)
