@@ -59,16 +59,25 @@ def test_fused_equals_op_level_values_and_gradients(cell, kw, batch, T):
 
 
 @pytest.mark.parametrize("cell,kw", CELLS)
-def test_fused_unroll_gives_every_steps_state(cell, kw):
+def test_fused_unroll_gives_every_steps_state_and_its_gradient(cell, kw):
+    """analysis reads ∂L/∂h_t from unroll's states: a fused model's must be the same."""
     rng = np.random.default_rng(0)
-    idx = rng.integers(0, 6, (4, 2))
-    (lo, so), (lf, sf) = (model.unroll(idx) for model in _pair(cell, kw))
-    np.testing.assert_allclose(lf.data, lo.data, rtol=0, atol=1e-12)
+    idx, targets = rng.integers(0, 6, (4, 2)), rng.integers(0, 6, (4, 2))
+    results = []
+    for model in _pair(cell, kw):
+        logits, states = model.unroll(idx)
+        hs = [model.cell.hidden(s).retain_grad() for s in states]
+        nn.cross_entropy(logits, targets).backward()
+        results.append((logits.data, states, [h.grad for h in hs]))
+    (lo, so, go), (lf, sf, gf) = results
+    np.testing.assert_allclose(lf, lo, rtol=0, atol=1e-12)
     assert len(sf) == len(so) == 4
     for a, b in zip(sf, so):
         for x, y in zip(_leaves(a), _leaves(b)):
             assert x.shape == y.shape == (2, 5)
             np.testing.assert_allclose(x.data, y.data, rtol=0, atol=1e-12)
+    for a, b in zip(gf, go):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
 
 
 def _nodes(root):

@@ -51,7 +51,7 @@ class CharRNN(Module):
         """idx (T,) or (T, B) ints, state h or (h, s) or None -> logits (T, [B,] V), last state."""
         if self.fused:
             idx = self._check_idx(idx)
-            logits, states = self._unroll_fused(idx, self._start(idx, state), every_state=False)
+            logits, states = self._unroll_fused(idx, self._start(idx, state))
         else:
             logits, states = self.unroll(idx, state)
         return logits, states[-1]
@@ -60,13 +60,13 @@ class CharRNN(Module):
         """As forward, but returns the state after every step: logits (T, [B,] V), [state_0 … state_{T-1}].
 
         The states are the graph's own tensors, so analysis and pictures can read ∂L/∂h_t from them.
-        A fused LSTM carries z_t = [h_t; s_t] from step to step, so its (h_t, s_t) here are read out of
-        z_t: exact values, but the gradient that reaches them is not ∂L/∂h_t (use fused=False for that).
+        A fused RNN's h_t are its step nodes' outputs; a fused LSTM carries z_t = [h_t; s_t] between its
+        steps, where no h_t tensor lies on the path, so its unroll runs the op-level steps (same values).
         """
         idx = self._check_idx(idx)
         state = self._start(idx, state)
-        if self.fused:
-            return self._unroll_fused(idx, state, every_state=True)
+        if self.fused and not isinstance(self.cell, LSTMCell):
+            return self._unroll_fused(idx, state)
         logits, states = [], []
         for t in range(len(idx)):
             with scope(f"t={t}"):  # the whole step, output included, as in the book's unrolled graph
@@ -89,8 +89,9 @@ class CharRNN(Module):
         """The state a sequence starts from: the given one, else the learned h(0), else None (zeros)."""
         return self.initial_state(idx.shape[1:]) if state is None and self.learn_h0 else state
 
-    def _unroll_fused(self, idx: np.ndarray, state: State, every_state: bool) -> tuple[Tensor, list]:
-        """One node per step (RNNStep, LSTMStep), then the output layer once on the stacked h_t."""
+    def _unroll_fused(self, idx: np.ndarray, state: State) -> tuple[Tensor, list]:
+        """One node per step (RNNStep, LSTMStep), then the output layer once on the stacked h_t;
+        every state for an RNN, only the last for an LSTM."""
         cell, H = self.cell, self.hidden_size
         step = _FUSED[type(cell)]
         if isinstance(cell, LSTMCell):
@@ -107,7 +108,7 @@ class CharRNN(Module):
         hs = stack(zs)                          # (T, [B,] H), or (T, [B,] 2H) holding [h; s]
         if isinstance(cell, LSTMCell):
             hs = hs[..., :H]
-            zs = [(z[..., :H], z[..., H:]) for z in (zs if every_state else zs[-1:])]
+            zs = [(zs[-1][..., :H], zs[-1][..., H:])]  # the last state only: see unroll
         return self.out(hs), zs                 # o_t = c + V h_t for every t: one matrix product
 
     def _fused_lstm_state(self, idx: np.ndarray, state: State) -> Tensor:
