@@ -347,7 +347,7 @@ def test_charrnn_rejects_bad_idx():
             model(bad)
         assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="cell must be one of"):
-        nn.CharRNN(5, 4, cell="gru")
+        nn.CharRNN(5, 4, cell="gated")
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
@@ -366,8 +366,8 @@ def test_float32_stays_float32(cell):
 
 # --- learnable initial state h(0) ----------------------------------------------------------
 
-@pytest.mark.parametrize("fused", [False, True])
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell, fused", [("rnn", False), ("lstm", False), ("gru", False),
+                                         ("rnn", True), ("lstm", True)])
 def test_learned_h0_is_a_parameter_and_its_gradient_is_the_initial_states(cell, fused):
     rng = np.random.default_rng(0)
     model = nn.CharRNN(5, 4, cell=cell, learn_h0=True, fused=fused, rng=np.random.default_rng(1))
@@ -383,7 +383,7 @@ def test_learned_h0_is_a_parameter_and_its_gradient_is_the_initial_states(cell, 
         nn.cross_entropy(model(idx)[0], targets).backward()
         batch = idx.shape[1:]
         given = [Tensor(np.broadcast_to(p.data, batch + (4,)), requires_grad=True) for p in starts]
-        state = given[0] if cell == "rnn" else tuple(given)
+        state = tuple(given) if cell == "lstm" else given[0]
         nn.cross_entropy(plain(idx, state)[0], targets).backward()
         for p, g in zip(starts, given):       # one h(0) shared by every row: the rows' gradients add up
             assert np.abs(p.grad).max() > 1e-3
@@ -406,6 +406,20 @@ def test_learned_h0_starts_at_zero_trains_and_loads():
     copy.load_state_dict(model.state_dict())
     np.testing.assert_array_equal(copy(idx)[0].data, model(idx)[0].data)
     assert plain.initial_state() is None and "h0" not in plain.named_parameters()
+    with pytest.raises(ValueError, match="learn_h0 needs a built-in cell"):
+        nn.CharRNN(4, 3, cell=Ungated(4, 3), learn_h0=True)
+
+
+class Ungated(nn.Module):
+    """A user-written cell: h = tanh(W x + h_prev)."""
+
+    def __init__(self, input_size, hidden_size):
+        self.hidden_size = hidden_size
+        self.W = Tensor(np.ones((hidden_size, input_size)), requires_grad=True)
+
+    def forward(self, x, h_prev=None):
+        a = x @ self.W.T
+        return (a if h_prev is None else a + h_prev).tanh()
 
 
 # --- the neural trigram --------------------------------------------------------------------
