@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from helpers import assert_grads_match, numeric_grads
+import tinygrad_rnn as tr
 from tinygrad_rnn import Tensor, nn
 
 
@@ -184,3 +185,20 @@ def test_binary_cross_entropy_rejects_bad_targets():
             nn.binary_cross_entropy(logits, targets)
     with pytest.raises(ValueError, match="reduction must be one of"):
         nn.binary_cross_entropy(logits, np.zeros(3), reduction="none")
+
+
+@pytest.mark.parametrize("which", ["cross_entropy", "cross_entropy_ignore", "binary_cross_entropy"])
+def test_loss_jvp_equals_directional_finite_difference(which):
+    rng = np.random.default_rng(4)
+    z, v = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    t = rng.integers(0, 3, 5)
+    t[1] = -100
+    fn = {"cross_entropy": lambda x: nn.cross_entropy(x, np.abs(t) % 3, reduction="mean"),
+          "cross_entropy_ignore": lambda x: nn.cross_entropy(x, t, reduction="mean"),
+          "binary_cross_entropy": lambda x: nn.binary_cross_entropy(x, rng_t, reduction="mean")}[which]
+    rng_t = np.random.default_rng(5).uniform(0, 1, (5, 3))
+    out, tangent = tr.jvp(fn, (Tensor(z),), (v,))
+    eps = 1e-6
+    numeric = (fn(Tensor(z + eps * v)).item() - fn(Tensor(z - eps * v)).item()) / (2 * eps)
+    np.testing.assert_allclose(out.item(), fn(Tensor(z)).item(), rtol=1e-15)
+    np.testing.assert_allclose(tangent, numeric, rtol=1e-7)

@@ -18,10 +18,29 @@ __all__ = ["cross_entropy", "binary_cross_entropy", "mse"]
 _REDUCTIONS = ("sum", "mean")
 
 
+def _probs_minus_onehot(ctx: Function) -> np.ndarray:
+    """dL/dz for g = 1 on the counted rows: softmax(z_n) - onehot(t_n), (N', V), a fresh array."""
+    probs, picks = ctx.saved_tensors[:2]
+    dz = probs.copy()
+    dz[picks] -= 1
+    return dz
+
+
+def _all_rows(dz: np.ndarray, keep: np.ndarray, shape: tuple) -> np.ndarray:
+    """Counted rows (N', V) back to the logits' shape; ignored rows get exactly zero."""
+    if keep is None:
+        return dz.reshape(shape)
+    full = np.zeros((keep.size, shape[-1]), dtype=dz.dtype)
+    full[keep.reshape(-1)] = dz
+    return full.reshape(shape)
+
+
 class CrossEntropy(Function):
     """L = -sum_n m_n log softmax(z_n)[t_n] (/ sum_n m_n for "mean"), m_n = [t_n != ignore_index];
-    dL/dz_n = g * m_n * (softmax(z_n) - onehot(t_n)) (/ sum_n m_n)"""
+    dL/dz_n = g * m_n * (softmax(z_n) - onehot(t_n)) (/ sum_n m_n);
+    dL = sum_n m_n dz_n · (softmax(z_n) - onehot(t_n)) (/ sum_n m_n)"""
     __slots__ = ("scale",)
+    batched_jvp = True  # takes tangents (K, *shape), as every built-in op
 
     @staticmethod
     def forward(ctx, logits, targets=None, mean=False, keep=None):
@@ -40,15 +59,18 @@ class CrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, g):
-        probs, picks, shape, keep = ctx.saved_tensors
-        dz = probs.copy()
-        dz[picks] -= 1                                             # softmax - onehot
+        dz = _probs_minus_onehot(ctx)                              # softmax - onehot
         dz *= g * ctx.scale
-        if keep is None:
-            return (dz.reshape(shape),)
-        full = np.zeros((keep.size, shape[-1]), dtype=dz.dtype)    # ignored rows get exactly zero
-        full[keep.reshape(-1)] = dz
-        return (full.reshape(shape),)
+        shape, keep = ctx.saved_tensors[2:]
+        return (_all_rows(dz, keep, shape),)
+
+    @staticmethod
+    def jvp(ctx, dz):
+        shape, keep = ctx.saved_tensors[2:]
+        dz = dz.reshape(len(dz), -1, shape[-1])                    # (K, N, V)
+        if keep is not None:
+            dz = dz[:, keep.reshape(-1)]
+        return dz.reshape(len(dz), -1) @ _probs_minus_onehot(ctx).ravel() * ctx.scale  # (K,)
 
 
 def cross_entropy(logits: Tensor, targets: Any, reduction: str = "sum", ignore_index: int = -100) -> Tensor:
@@ -83,8 +105,9 @@ def cross_entropy(logits: Tensor, targets: Any, reduction: str = "sum", ignore_i
 
 class BinaryCrossEntropy(Function):
     """L = sum -[t log σ(z) + (1 - t) log(1 - σ(z))] = sum max(z, 0) - z t + log(1 + exp(-|z|)) (/ N);
-    dL/dz = g * (σ(z) - t) (/ N)"""
+    dL/dz = g * (σ(z) - t) (/ N);  dL = sum dz · (σ(z) - t) (/ N)"""
     __slots__ = ("scale",)
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, z, targets=None, mean=False):
@@ -98,6 +121,11 @@ class BinaryCrossEntropy(Function):
     def backward(ctx, g):
         y, targets = ctx.saved_tensors
         return ((y - targets) * (g * ctx.scale),)                  # the sigmoid's y(1-y) cancels
+
+    @staticmethod
+    def jvp(ctx, dz):
+        y, targets = ctx.saved_tensors
+        return dz.reshape(len(dz), -1) @ (y - targets).ravel() * ctx.scale  # (K,)
 
 
 def binary_cross_entropy(logits: Tensor, targets: Any, reduction: str = "sum") -> Tensor:
