@@ -16,9 +16,19 @@ __all__ = ["cross_entropy", "mse"]
 _REDUCTIONS = ("sum", "mean")
 
 
+def _probs_minus_onehot(ctx: Function) -> np.ndarray:
+    """dL/dz for g = 1: softmax(z_n) - onehot(t_n), rows (N, V), a fresh array."""
+    probs, picks, _ = ctx.saved_tensors
+    dz = probs.copy()
+    dz[picks] -= 1
+    return dz
+
+
 class CrossEntropy(Function):
-    """L = -sum_n log softmax(z_n)[t_n] (/ N for "mean");  dL/dz_n = g * (softmax(z_n) - onehot(t_n)) (/ N)"""
+    """L = -sum_n log softmax(z_n)[t_n] (/ N for "mean");  dL/dz_n = g * (softmax(z_n) - onehot(t_n)) (/ N);
+    dL = sum_n dz_n · (softmax(z_n) - onehot(t_n)) (/ N)"""
     __slots__ = ("scale",)
+    batched_jvp = True  # takes tangents (K, *shape), as every built-in op
 
     @staticmethod
     def forward(ctx, logits, targets=None, mean=False):
@@ -34,11 +44,13 @@ class CrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, g):
-        probs, picks, shape = ctx.saved_tensors
-        dz = probs.copy()
-        dz[picks] -= 1                                             # softmax - onehot
+        dz = _probs_minus_onehot(ctx)
         dz *= g * ctx.scale
-        return (dz.reshape(shape),)
+        return (dz.reshape(ctx.saved_tensors[2]),)
+
+    @staticmethod
+    def jvp(ctx, dz):
+        return dz.reshape(len(dz), -1) @ _probs_minus_onehot(ctx).ravel() * ctx.scale  # (K,)
 
 
 def cross_entropy(logits: Tensor, targets: Any, reduction: str = "sum") -> Tensor:
