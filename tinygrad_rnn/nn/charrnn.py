@@ -16,14 +16,14 @@ import numpy as np
 from ..function import concat, stack
 from ..tensor import Tensor, scope
 from .cells import GRUCell, LSTMCell, RNNCell
-from .fused import LSTMStep, RNNStep
+from .fused import GRUStep, LSTMStep, RNNStep
 from .layers import Linear
 from .module import Module, _check_init
 
 __all__ = ["CharRNN", "detach_state"]
 
 _CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
-_FUSED = {RNNCell: RNNStep, LSTMCell: LSTMStep}  # a built-in cell's one-node step
+_FUSED = {RNNCell: RNNStep, LSTMCell: LSTMStep, GRUCell: GRUStep}  # a built-in cell's one-node step
 State = Union[Tensor, tuple, None]
 
 
@@ -72,7 +72,7 @@ class CharRNN(Module):
         """As forward, but returns the state after every step: logits (T, [B,] V), [state_0 … state_{T-1}].
 
         The states are the graph's own tensors, so analysis and pictures can read ∂L/∂h_t from them.
-        A fused RNN's h_t are its step nodes' outputs; a fused LSTM carries z_t = [h_t; s_t] between its
+        A fused RNN's or GRU's h_t are its step nodes' outputs; a fused LSTM carries z_t = [h_t; s_t] between its
         steps, where no h_t tensor lies on the path, so its unroll runs the op-level steps (same values).
         """
         idx = self._check_idx(idx)
@@ -128,16 +128,17 @@ class CharRNN(Module):
         return h
 
     def _unroll_fused(self, idx: np.ndarray, state: State) -> tuple[Tensor, list]:
-        """One node per step (RNNStep, LSTMStep), then the output layer once on the stacked h_t;
-        every state for an RNN, only the last for an LSTM."""
+        """One node per step (RNNStep, LSTMStep, GRUStep), then the output layer once on the stacked h_t;
+        every state for an RNN or GRU, only the last for an LSTM."""
         cell, H = self.cell, self.hidden_size
         step = _FUSED[type(cell)]
         if isinstance(cell, LSTMCell):
             params, kw = (cell.W_x, cell.W_h, cell.b), {"cell_input": cell.cell_input}
             z = self._fused_lstm_state(idx, state)
         else:
-            params, kw = (cell.W_xh, cell.W_hh, cell.b_h), {}
-            z = self._state_tensor("RNNCell", state, idx.shape[1:] + (H,))
+            params = (cell.W_x, cell.W_h, cell.b_x, cell.b_h) if isinstance(cell, GRUCell) else \
+                (cell.W_xh, cell.W_hh, cell.b_h)
+            kw, z = {}, self._state_tensor(type(cell).__name__, state, idx.shape[1:] + (H,))
         zs = []
         for t in range(len(idx)):
             with scope(f"t={t}"):
