@@ -115,3 +115,16 @@ def test_rtrl_bad_input():
         analysis.rtrl_grads(model, np.zeros(3, int), np.zeros(4, int))
     with pytest.raises(TypeError, match="rtrl_grads: model must be a CharRNN"):
         analysis.rtrl_grads(nn.Linear(2, 2), np.zeros(3, int), np.zeros(3, int))
+
+
+def test_lab_rtrl_experiment_gets_the_same_gradients_both_ways():
+    from tinygrad_rnn import lab
+    r = lab.run("rtrl", Ts=(3, 12), Hs=(2,), H=3, T=5, V=4, cells=("rnn", "lstm", "gru"))
+    runs = r.numbers["runs"]
+    assert set(runs) == {(c, h, t) for c in ("rnn", "lstm", "gru") for h, t in ((3, 3), (3, 12), (2, 5), (3, 5))}
+    for (cell, h, t), run in runs.items():
+        assert run["err"] <= 1e-10, (cell, h, t)
+        assert run["P"] == sum(p.size for p in nn.CharRNN(4, h, cell).parameters())
+        assert run["rtrl_s"] > 0 and run["bptt_s"] > 0 and run["rtrl_mem"] > 0 and run["bptt_mem"] > 0
+    assert r.numbers["worst"] <= 1e-10 and "The gradients agree to" in r.table
+    assert r.table.count("\nrnn ") == 4 and r.table.count("\ngru ") == 4
