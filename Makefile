@@ -15,7 +15,7 @@ test: setup
 bench: setup
 	$(BIN)/pip install -q -e ".[test,bench]"
 	$(BIN)/python benchmarks/op_overhead.py
-	$(BIN)/python benchmarks/char_rnn_step.py
+	$(BIN)/python benchmarks/bench.py
 
 setup: $(STAMP) graphviz
 

@@ -32,8 +32,8 @@ class MGU(nn.Module):
 def make_model(cell, rng, **kw):
     if cell == "user":
         return nn.CharRNN(V, H, cell=MGU(V, H, rng), rng=rng)
-    if cell == "rnn_fused":
-        return nn.CharRNN(V, H, cell="rnn", fused=True, rng=rng)
+    if cell.endswith("_fused"):
+        return nn.CharRNN(V, H, cell=cell[:-len("_fused")], fused=True, rng=rng)
     if cell == "lstm_sigmoid":
         return nn.CharRNN(V, H, cell="lstm", cell_input="sigmoid", rng=rng, **kw)
     return nn.CharRNN(V, H, cell=cell, rng=rng, **kw)
@@ -54,7 +54,7 @@ def random_state(cell, rng, batch=()):
     return (h, rng.standard_normal(batch + (H,)) * 0.5) if cell.startswith("lstm") else h
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "lstm_sigmoid", "gru", "user", "rnn_fused"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "lstm_sigmoid", "gru", "user", "rnn_fused", "lstm_fused", "gru_fused"])
 @pytest.mark.parametrize("batch", [(), (2,)])
 def test_rtrl_equals_backward(cell, batch):
     rng = np.random.default_rng(0)

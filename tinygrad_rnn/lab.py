@@ -189,6 +189,7 @@ def vanishing(T: int = 30, H: int = 16, radii: tuple = (0.5, 0.9, 1.0, 1.1, 1.5)
     rnn1 = [runs["rnn", gains[0], rho]["rate"] for rho in radii]
     lstm1 = [runs["lstm", gains[0], rho]["rate"] for rho in radii]
     big, sat = max(radii), runs["rnn", gains[-1], max(radii)]
+    below = all(runs["rnn", gain, rho]["rate"] < rho for gain in gains for rho in radii)
     lines = [f"The last step's loss L_T sent back T = {T} steps (H = {H}, random input over 4 symbols). The recurrent",
              "weights are scaled to spectral radius ρ (the LSTM: each gate's H x H block of W_h), the input weights",
              "multiplied by gain (a strong input drives tanh into saturation).",
@@ -200,7 +201,8 @@ def vanishing(T: int = 30, H: int = 16, radii: tuple = (0.5, 0.9, 1.0, 1.1, 1.5)
              _table(headers, rows, groups=groups), "",
              "The lecture notes: the gradient falls like ρ^(T-t), so a smaller ρ means faster decay.",
              f"So it does: the RNN's rate grows with ρ (gain {gains[0]:g}): " + " < ".join(f"{r:.2f}" for r in rnn1) + ".",
-             "Too simple: the rate stays below ρ, since tanh' < 1 multiplies every step.",
+             ("Too simple: the rate stays below ρ, since tanh' < 1 multiplies every step." if below else
+              "Too simple: the rate is not ρ; tanh' < 1 multiplies every step."),
              f"With input gain {gains[-1]:g} the units saturate (mean tanh' {sat['mean']:.2f}) and ρ = {big:g} "
              f"{'vanishes too' if sat['rate'] < 1 else 'still explodes'} (rate {sat['rate']:.2f}).",
              f"The LSTM's rate moves less with ρ ({lstm1[0]:.2f} -> {lstm1[-1]:.2f}; the RNN's {rnn1[0]:.2f} -> "
@@ -219,11 +221,11 @@ def vanishing(T: int = 30, H: int = 16, radii: tuple = (0.5, 0.9, 1.0, 1.1, 1.5)
                     ax.semilogy(d, r["grad"][-1] * rho ** d, ":", color=_COLOURS[k], lw=1.2)
             ax.set_title(f"{cell.upper()}, input gain {gain:g}" + (" (saturated)" if gain != gains[0] else ""),
                          fontsize=10)
-            ax.set_xlabel("distance back in time  T − t")
+            ax.set_xlabel("distance back in time  $T - t$  (steps)")
             ax.grid(True, which="major", alpha=0.3)
             ax.legend(fontsize=8, title="solid: measured" + ("   dotted: ρ^(T−t)" if cell == "rnn" else ""),
                       title_fontsize=8, loc="lower left")
-        axes[0].set_ylabel("‖∂L_T / ∂h_t‖")
+        axes[0].set_ylabel(r"$\Vert\partial L_T\,/\,\partial h_t\Vert$  (log scale)")
 
     return Result("vanishing", "‖∂L_T/∂h_t‖ falls like ρ^(T−t) only roughly: saturated tanh makes ρ > 1 vanish too",
                   "\n".join(lines), dict(runs=runs, radii=radii, gains=gains, T=T), draw)

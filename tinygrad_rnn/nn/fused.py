@@ -1,6 +1,6 @@
 """Fused time steps for CharRNN(fused=True): one graph node per step whose backward is the hand derivation.
 
-The forward and backward of each node are manual's own step functions (manual/rnn.py, manual/lstm.py), the
+The forward and backward of each node are manual's own step functions (manual/rnn.py, lstm.py, gru.py), the
 code that the checks prove equal to autodiff; here it becomes the fast path. An LSTM step carries its
 state as one array z = [h; s] (..., 2H), so that a step stays one node with one output.
 """
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..function import _affine_tangent, _times, _total
+from ..manual.gru import _gru_step, _gru_step_back
 from ..manual.lstm import _lstm_step, _lstm_step_back
 from ..manual.rnn import _rnn_step, _rnn_step_back
-from ..function import _affine_tangent, _times, _total
 from ..tensor import Function, OuterGrad, SparseGrad
 
-__all__ = ["RNNStep", "LSTMStep"]
+__all__ = ["RNNStep", "LSTMStep", "GRUStep"]
 
 
 def _bias_grad(da: np.ndarray) -> np.ndarray:
@@ -99,3 +100,41 @@ class LSTMStep(Function):
         tanh_s = np.tanh(s)
         dh = do * tanh_s + o * (1 - tanh_s * tanh_s) * ds                # h = o * tanh(s)
         return np.concatenate([dh, ds], axis=-1)
+
+class GRUStep(Function):
+    """h_t from h_{t-1}: ax = W_x[:, x_t] + b_x, ah = W_h h_{t-1} + b_h, gates r, z, candidate n (PyTorch's GRU);
+    dax, dah and dh_next from manual's step back (gru_bptt's equations):
+    dL/dW_x[:, x_t] = dax,  dL/db_x = dax,  dL/dW_h = dah h_{t-1}^T,  dL/db_h = dah,  dL/dh_{t-1} = dh_next;
+    forward: dax = dW_x[:, x_t] + db_x, dah = dW_h h_{t-1} + W_h dh_{t-1} + db_h, dr = r (1 - r) (dax_r + dah_r),
+    dz likewise, dn = (1 - n^2) (dax_n + dr * ah_n + r * dah_n),  dh_t = dz (h_{t-1} - n) + (1 - z) dn + z dh_{t-1}"""
+    __slots__ = ("idx",)
+    batched_jvp = True  # takes tangents (K, *shape), as every built-in op
+
+    @staticmethod
+    def forward(ctx, W_x, W_h, b_x, b_h, h_prev, idx=None):
+        ctx.idx = idx
+        r, z, n, ah_n, h = _gru_step(W_x[:, idx].T + b_x, h_prev, W_h, b_h)
+        ctx.save_for_backward(r, z, n, ah_n, h_prev, W_h)
+        return h
+
+    @staticmethod
+    def backward(ctx, g):
+        r, z, n, ah_n, h_prev, W_h = ctx.saved_tensors
+        dax, dah, dh_prev = _gru_step_back(g, r, z, n, ah_n, h_prev, W_h)
+        return (SparseGrad((slice(None), ctx.idx), dax.T), OuterGrad(dah, h_prev), _bias_grad(dax), _bias_grad(dah),
+                dh_prev if ctx.needs_input_grad[4] else None)
+
+    @staticmethod
+    def jvp(ctx, dW_x, dW_h, db_x, db_h, dh_prev):
+        r, z, n, ah_n, h_prev, W_h = ctx.saved_tensors
+        H = W_h.shape[1]
+
+        def gate(t, k):  # gate k's block of a (K, ..., 3H) tangent; a missing one stays missing
+            return None if t is None else t[..., k * H:(k + 1) * H]
+        dax = _total(_gather_tangent(dW_x, ctx.idx), db_x)      # input side: W_x[:, x_t] + b_x
+        dah = _affine_tangent(h_prev, W_h, dh_prev, dW_h, db_h)  # hidden side: W_h h_{t-1} + b_h
+        both = _total(dax, dah)
+        dr = _times(gate(both, 0), r * (1 - r))
+        dz = _times(gate(both, 1), z * (1 - z))
+        dn = _times(_total(gate(dax, 2), _times(dr, ah_n), _times(gate(dah, 2), r)), 1 - n * n)
+        return _total(_times(dz, h_prev - n), _times(dn, 1 - z), _times(dh_prev, z))  # h = (1 - z) n + z h_prev
