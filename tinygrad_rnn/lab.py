@@ -181,11 +181,12 @@ def vanishing(T: int = 30, H: int = 16, radii: tuple = (0.5, 0.9, 1.0, 1.1, 1.5)
             row = [f"{gain:g}", f"{rho:.2f}", f"{rho ** (T - 1):.1e}"]
             for cell in ("rnn", "lstm"):
                 r = runs[cell, gain, rho]
-                row += [f"{r['ratio']:.1e}", f"{r['rate']:.3f}", f"{r['jac_rate']:.3f}", f"{r['mean']:.2f}"]
+                row += [f"{r['ratio']:.1e}", f"{r['jac'][0]:.1e}", f"{r['rate']:.3f}", f"{r['jac_rate']:.3f}",
+                        f"{r['mean']:.2f}"]
             rows.append(row)
-    headers = ["gain", "ρ", "ρ^(T-1)"] + ["h_0/h_T-1", "rate", "rate ‖Π‖", "tanh'"] + ["h_0/h_T-1", "rate",
-                                                                                   "rate ‖J‖", "f"]
-    groups = [("input", 3), ("RNN", 4), ("LSTM", 4)]
+    headers = ["gain", "ρ", "ρ^(T-1)"] + ["h_0/h_T-1", "‖Π‖", "rate", "rate ‖Π‖", "tanh'"] + [
+        "h_0/h_T-1", "‖J‖", "rate", "rate ‖J‖", "f"]
+    groups = [("input", 3), ("RNN", 5), ("LSTM", 5)]
     rnn1 = [runs["rnn", gains[0], rho]["rate"] for rho in radii]
     lstm1 = [runs["lstm", gains[0], rho]["rate"] for rho in radii]
     big, sat = max(radii), runs["rnn", gains[-1], max(radii)]
@@ -194,9 +195,10 @@ def vanishing(T: int = 30, H: int = 16, radii: tuple = (0.5, 0.9, 1.0, 1.1, 1.5)
              "weights are scaled to spectral radius ρ (the LSTM: each gate's H x H block of W_h), the input weights",
              "multiplied by gain (a strong input drives tanh into saturation).",
              "  h_0/h_T-1  ‖∂L_T/∂h_0‖ / ‖∂L_T/∂h_T-1‖, which the lecture notes estimate as ρ^(T-1)",
-             "  rate       the factor r of a fit ‖∂L_T/∂h_t‖ ≈ c r^(T-1-t)",
-             "  rate ‖Π‖   the same fit of ‖Π diag(tanh') W_hh‖ = ‖∂h_T-1/∂h_t‖ (analysis.state_jacobians)",
-             "  rate ‖J‖   the same fit of ‖∂[h;s]_T-1/∂[h;s]_t‖, the LSTM's state Jacobian",
+             "  ‖Π‖        ‖∂h_T-1/∂h_0‖ = ‖Π_t diag(tanh'(a_t)) W_hh‖ over T-1 steps (analysis.state_jacobians)",
+             "  ‖J‖        the LSTM's ‖∂[h;s]_T-1/∂[h;s]_0‖, its state Jacobian over T-1 steps",
+             "  rate       the factor r of a fit ‖∂L_T/∂h_t‖ ≈ c r^(T-1-t); rate ‖Π‖, rate ‖J‖: the same fit of",
+             "             ‖∂h_T-1/∂h_t‖ and ‖∂[h;s]_T-1/∂[h;s]_t‖ for t = 0 … T-1",
              "  tanh', f   the RNN's mean tanh'(a_t) = 1 - h_t^2; the LSTM's mean forget gate", "",
              _table(headers, rows, groups=groups), "",
              "The lecture notes: the gradient falls like ρ^(T-t), so a smaller ρ means faster decay.",
