@@ -49,7 +49,9 @@ class CharRNN(Module):
         for t in range(len(idx)):
             with scope(f"t={t}"):  # the whole step, output included, as in the book's unrolled graph
                 state = self.cell.step(self.cell.project_onehot(idx[t]), state)
-                logits.append(self.out(self.cell.hidden(state)))  # o_t = c + V h_t
+                h = self.cell.hidden(state)
+                logits.append(self.out(h))  # o_t = c + V h_t
+            _name_step(h, state, logits[-1], t + 1)
             states.append(state)
         return stack(logits), states
 
@@ -63,6 +65,14 @@ class CharRNN(Module):
             raise ValueError(f"CharRNN: idx must lie in [0, {self.vocab_size}), "
                              f"got values from {idx.min()} to {idx.max()}")
         return idx
+
+
+def _name_step(h: Tensor, state: State, o: Tensor, t: int) -> None:
+    """Name a step's tensors as the book does, h(t), s(t), o(t) with t = 1 … T and h(0) the initial state,
+    so pictures and error messages read `h(2) = Tanh`."""
+    h.name, o.name = f"h({t})", f"o({t})"
+    if isinstance(state, tuple) and len(state) == 2 and state[0] is h and isinstance(state[1], Tensor):
+        state[1].name = f"s({t})"  # the LSTM's internal state
 
 
 def detach_state(state: State) -> State:
