@@ -216,7 +216,7 @@ def test_gradcheck_verdicts_match_pytorch(atol, rtol, verdict):
     assert ours == theirs == verdict
 
 
-CELLS = [("rnn", {}), ("lstm", {"cell_input": "tanh"}), ("lstm", {"cell_input": "sigmoid"})]
+CELLS = [("rnn", {}), ("lstm", {"cell_input": "tanh"}), ("lstm", {"cell_input": "sigmoid"}), ("gru", {})]
 
 
 # ---- gradcheck on nn --------------------------------------------------------------------------------------
@@ -485,9 +485,74 @@ def test_compare_cell_table_names_parameters_both_ways():
 
 def test_compare_cell_labels_lstm_blocks():
     rng = np.random.default_rng(6)
-    report = check.compare_cell(_model("lstm"), rng.integers(0, 5, size=2), rng.integers(0, 5, size=2))
-    assert list(report.labels.values())[:3] == ["cell.W_x (U^g|U^f|U|U^o, W_x)", "cell.W_h (W^g|W^f|W|W^o, W_h)",
-                                                "cell.b (b^g|b^f|b|b^o, b)"]
+    args = rng.integers(0, 5, size=2), rng.integers(0, 5, size=2)
+    book = check.compare_cell(_model("lstm", cell_input="sigmoid"), *args)
+    assert list(book.labels.values())[:3] == ["cell.W_x (U^g|U^f|U|U^o, W_x)", "cell.W_h (W^g|W^f|W|W^o, W_h)",
+                                              "cell.b (b^g|b^f|b|b^o, b)"]
+    assert "calls them g|f|(cell input)|q" in str(book)
+    # the default tanh cell input is PyTorch's LSTM, not the book's: no book symbols on its gate weights
+    tanh = check.compare_cell(_model("lstm"), *args)
+    assert list(tanh.labels.values()) == ["cell.W_x (W_x)", "cell.W_h (W_h)", "cell.b (b)",
+                                          "out.W (V, W_hy)", "out.b (c, b_y)"]
+    assert "U^g" not in str(tanh) and "cell_input='sigmoid'" in str(tanh)
+
+
+def test_compare_cell_gru_has_no_book_gate_symbols():
+    rng = np.random.default_rng(6)
+    report = check.compare_cell(_model("gru"), rng.integers(0, 5, size=3), rng.integers(0, 5, size=3))
+    assert report.ok and report.pairs == check._PAIRS
+    assert list(report.labels.values()) == ["cell.W_x (W_x)", "cell.W_h (W_h)", "cell.b_x (b_x)", "cell.b_h (b_h)",
+                                            "out.W (V, W_hy)", "out.b (c, b_y)"]
+    assert "gru cell" in str(report) and "r|z|n" in str(report)
+
+
+class _MGU(nn.Module):
+    """The minimal gated unit: f = σ(W_f x + U_f h + b_f), n = tanh(W x + U (f*h) + b), h' = (1-f)*h + f*n."""
+
+    def __init__(self, D, H, rng):
+        self.hidden_size = H
+        self.W_f, self.U_f, self.b_f = (Tensor(0.5 * rng.standard_normal(s), requires_grad=True)
+                                        for s in [(H, D), (H, H), (H,)])
+        self.W, self.U, self.b = (Tensor(0.5 * rng.standard_normal(s), requires_grad=True)
+                                  for s in [(H, D), (H, H), (H,)])
+
+    def forward(self, x, h):
+        h = Tensor(np.zeros(x.shape[:-1] + (self.hidden_size,))) if h is None else h
+        f = (x @ self.W_f.T + h @ self.U_f.T + self.b_f).sigmoid()
+        n = (x @ self.W.T + (f * h) @ self.U.T + self.b).tanh()
+        return (1 - f) * h + f * n
+
+
+@pytest.mark.parametrize("shape", [(4,), (3, 2)])
+def test_compare_cell_on_a_user_cell_is_autodiff_vs_numeric_and_says_so(shape):
+    rng = np.random.default_rng(7)
+    model = nn.CharRNN(5, 3, cell=_MGU(5, 3, rng), rng=rng)
+    inputs, targets = rng.integers(0, 5, size=shape), rng.integers(0, 5, size=shape)
+    h0 = rng.standard_normal(shape[1:] + (3,))
+    report = check.compare_cell(model, inputs, targets, state=h0)
+    assert report.ok and report.pairs == (("autodiff", "numeric"),) and "manual" not in report.losses
+    assert set(report.labels) == set(model.named_parameters())
+    assert report.labels["out.W"] == "out.W (V)" and report.labels["cell.U_f"] == "cell.U_f"
+    assert all(r.max_abs < 1e-6 for r in report.reports[("autodiff", "numeric")].rows)
+    logits, _ = model(inputs, Tensor(h0))
+    assert report.losses["autodiff"] == pytest.approx(nn.cross_entropy(logits, targets).item(), abs=1e-12)
+    text = str(report)
+    assert "_MGU cell" in text and "finite differences only" in text and "manual" not in text
+    header = text.splitlines()[text.splitlines().index(next(l for l in text.splitlines() if "autodiff vs numeric" in l
+                                                            and "within" not in l)) + 1]
+    assert header.split() == ["parameter", "max", "abs", "max", "rel", "pass"]
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_compare_cell_on_a_user_cell_with_a_wrong_gradient_fails():
+    rng = np.random.default_rng(8)
+    cell = _MGU(5, 3, rng)
+    right = cell.forward
+    cell.forward = lambda x, h: right(x, h) + WrongSin.apply(cell.b)  # sin(b) with a wrong backward
+    report = check.compare_cell(nn.CharRNN(5, 3, cell=cell, rng=rng), rng.integers(0, 5, 3), rng.integers(0, 5, 3))
+    assert not report.ok
+    assert [r.name for r in report.reports[("autodiff", "numeric")].rows if not r.passed] == ["cell.b"]
+    assert "DISAGREEMENT" in str(report)
 
 
 def test_report_iterates_over_its_rows():

@@ -440,7 +440,7 @@ def test_manual_imports_numpy_only():
             allowed = {".", "numpy", "__future__", "typing", "collections"}
             for name in names:
                 assert name == "." or name.split(".")[0] in allowed, f"{f.name} imports {name}"
-    assert set(manual.__all__) == {"rnn_bptt", "lstm_bptt", "softmax_jacobian", "rnn_rtrl"}
+    assert set(manual.__all__) == {"rnn_bptt", "lstm_bptt", "gru_bptt", "softmax_jacobian", "rnn_rtrl"}
 
 
 def test_min_char_rnn_column_state_and_none_work_like_a_vector_of_zeros():

@@ -347,7 +347,7 @@ def test_charrnn_rejects_bad_idx():
             model(bad)
         assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="cell must be one of"):
-        nn.CharRNN(5, 4, cell="gru")
+        nn.CharRNN(5, 4, cell="gated")
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])

@@ -13,8 +13,8 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 from .tensor import (Function, Tensor, detect_anomaly, is_grad_enabled, no_grad, ones, randn,  # noqa: E402
                      scope, zeros)
 from .function import concat, stack, where  # noqa: E402
-from . import check, manual, nn, viz  # noqa: E402  (tr.nn after `import tinygrad_rnn as tr`, as torch.nn)
+from . import analysis, check, manual, nn, viz  # noqa: E402  (tr.nn after `import tinygrad_rnn as tr`, as torch.nn)
 
 __all__ = ["Tensor", "Function", "concat", "stack", "where", "no_grad", "scope", "detect_anomaly",
-           "is_grad_enabled", "zeros", "ones", "randn", "nn", "manual", "check", "viz"]
+           "is_grad_enabled", "zeros", "ones", "randn", "nn", "manual", "check", "viz", "analysis"]
 __version__ = "0.1.0"

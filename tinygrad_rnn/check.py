@@ -1,6 +1,7 @@
 """Gradient checks: `gradcheck` (PyTorch's torch.autograd.gradcheck: every Jacobian entry against central
 differences, in float64), `compare` (two gradient dicts side by side) and `compare_cell` (a CharRNN's
-autodiff gradients vs the hand-derived BPTT of `manual` vs finite differences, on the same weights).
+autodiff gradients vs the hand-derived BPTT of `manual` vs finite differences, on the same weights; a
+user-written cell, which has no hand derivation, gets autodiff vs finite differences).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from . import manual
-from .nn import cross_entropy
+from .nn import GRUCell, LSTMCell, Module, RNNCell, cross_entropy
 from .tensor import Tensor, no_grad
 
 __all__ = ["gradcheck", "GradcheckError", "compare", "Report", "Row", "compare_cell", "CellReport"]
@@ -287,26 +288,38 @@ def _widths(lines: Sequence[Sequence[str]]) -> list:
 
 
 # ---- compare_cell ---------------------------------------------------------------------------------------
-# model parameter -> (manual's name, the Deep Learning book's name); LSTM rows are stacked in blocks
-# i, f, g, o, which the book calls g, f, (cell input, no superscript), q with superscript o (10.40–10.44).
-_RNN_NAMES = {"cell.W_xh": ("W_xh", "U"), "cell.W_hh": ("W_hh", "W"), "cell.b_h": ("b_h", "b"),
-              "out.W": ("W_hy", "V"), "out.b": ("b_y", "c")}
-_LSTM_NAMES = {"cell.W_x": ("W_x", "U^g|U^f|U|U^o"), "cell.W_h": ("W_h", "W^g|W^f|W|W^o"),
-               "cell.b": ("b", "b^g|b^f|b|b^o"), "out.W": ("W_hy", "V"), "out.b": ("b_y", "c")}
+# model parameter -> (manual's name, the Deep Learning book's name or ""). The book's LSTM (eqs. 10.40–10.44)
+# is cell_input="sigmoid", with blocks i, f, g, o called g, f, (cell input, no superscript), q with
+# superscript o; the tanh variant and PyTorch's GRU (reset gate after W_hn) are not the book's, so no symbols.
+_OUT_NAMES = {"out.W": ("W_hy", "V"), "out.b": ("b_y", "c")}  # o_t = c + V h_t holds for every cell
+_NAMES = {
+    "rnn": {"cell.W_xh": ("W_xh", "U"), "cell.W_hh": ("W_hh", "W"), "cell.b_h": ("b_h", "b"), **_OUT_NAMES},
+    "lstm_sigmoid": {"cell.W_x": ("W_x", "U^g|U^f|U|U^o"), "cell.W_h": ("W_h", "W^g|W^f|W|W^o"),
+                     "cell.b": ("b", "b^g|b^f|b|b^o"), **_OUT_NAMES},
+    "lstm_tanh": {"cell.W_x": ("W_x", ""), "cell.W_h": ("W_h", ""), "cell.b": ("b", ""), **_OUT_NAMES},
+    "gru": {"cell.W_x": ("W_x", ""), "cell.W_h": ("W_h", ""), "cell.b_x": ("b_x", ""), "cell.b_h": ("b_h", ""),
+            **_OUT_NAMES},
+}
 _PAIRS = (("autodiff", "manual"), ("autodiff", "numeric"), ("manual", "numeric"))
+_AUTODIFF_ONLY = (("autodiff", "numeric"),)  # a user-written cell: no hand derivation to compare with
 
 
 class CellReport:
-    """compare_cell's result: `losses`, `reports` (one Report per pair of methods), `labels`, `ok`, a table."""
+    """compare_cell's result: `losses`, `reports` (one Report per pair of methods), `labels`, `ok`, a table.
+
+    `pairs` lists the compared pairs: all three for the built-in cells, autodiff vs numeric for any other."""
 
     def __init__(self, cell: str, losses: Mapping[str, float], reports: Mapping[tuple, Report],
-                 labels: Mapping[str, str], shape: tuple, eps: float):
+                 labels: Mapping[str, str], shape: tuple, eps: float, notes: Sequence[str] = ()):
         self.cell, self.losses, self.reports = cell, dict(losses), dict(reports)
-        self.labels, self.shape, self.eps = dict(labels), shape, eps
+        self.labels, self.shape, self.eps, self.notes = dict(labels), shape, eps, list(notes)
+        self.pairs = tuple(self.reports)
 
     @property
     def loss_ok(self) -> bool:
         """The model's and manual's forward give the same loss (else the gradients are of two functions)."""
+        if "manual" not in self.losses:
+            return True
         a, m = self.losses["autodiff"], self.losses["manual"]
         return abs(a - m) <= 1e-8 + 1e-6 * max(abs(a), abs(m))
 
@@ -318,27 +331,33 @@ class CellReport:
         return self.ok
 
     def _summary(self) -> list:
-        a, m = self.losses["autodiff"], self.losses["manual"]
         steps = f"T={self.shape[0]}" + (f", B={self.shape[1]}" if len(self.shape) > 1 else "")
-        exact, numeric = self.reports[_PAIRS[0]], self.reports[_PAIRS[1]]
-        verdict = ("all three agree" if self.ok else "DISAGREEMENT: see the FAIL rows"
-                   if self.loss_ok else "DISAGREEMENT: the two forward passes give different losses")
-        lines = [f"gradient check, {self.cell} cell: loss = summed cross-entropy over {steps}",
-                f"loss by autodiff {a:.12g}, by manual {m:.12g} ({'same' if self.loss_ok else 'DIFFERENT'})",
-                f"{verdict}; autodiff vs manual within atol {exact.atol:g} + rtol {exact.rtol:g}, vs numeric "
-                f"(central differences, eps {self.eps:g}) within atol {numeric.atol:g} + rtol {numeric.rtol:g}"]
-        if self.cell == "lstm":
-            lines.append("LSTM gate blocks are stacked i|f|g|o; the book (eqs. 10.40-10.44, cell_input='sigmoid') "
-                         "calls them g|f|(cell input)|q")
-        return lines
+        numeric = self.reports[("autodiff", "numeric")]
+        lines = [f"gradient check, {self.cell} cell: loss = summed cross-entropy over {steps}"]
+        tolerances = (f"(central differences, eps {self.eps:g}) within atol {numeric.atol:g} + "
+                      f"rtol {numeric.rtol:g}")
+        if "manual" in self.losses:
+            a, m = self.losses["autodiff"], self.losses["manual"]
+            exact = self.reports[("autodiff", "manual")]
+            verdict = ("all three agree" if self.ok else "DISAGREEMENT: see the FAIL rows"
+                       if self.loss_ok else "DISAGREEMENT: the two forward passes give different losses")
+            lines += [f"loss by autodiff {a:.12g}, by manual {m:.12g} ({'same' if self.loss_ok else 'DIFFERENT'})",
+                      f"{verdict}; autodiff vs manual within atol {exact.atol:g} + rtol {exact.rtol:g}, "
+                      f"vs numeric {tolerances}"]
+        else:
+            verdict = "autodiff and numeric agree" if self.ok else "DISAGREEMENT: see the FAIL rows"
+            lines += [f"loss by autodiff {self.losses['autodiff']:.12g}; no hand derivation exists for this cell, "
+                      f"so autodiff is compared with finite differences only",
+                      f"{verdict}; autodiff vs numeric {tolerances}"]
+        return lines + self.notes
 
     def __str__(self) -> str:
-        groups = [f"{a} vs {b}" for a, b in _PAIRS]
-        header = ["parameter", *["max abs", "max rel", "pass"] * len(_PAIRS)]
+        groups = [f"{a} vs {b}" for a, b in self.pairs]
+        header = ["parameter", *["max abs", "max rel", "pass"] * len(self.pairs)]
         body = []
         for name, label in self.labels.items():
             line = [label]
-            for pair in _PAIRS:
+            for pair in self.pairs:
                 r = self.reports[pair][name]
                 line += [*_numbers(r), "ok" if r.passed else "FAIL"]
             body.append(line)
@@ -348,17 +367,18 @@ class CellReport:
             widths[3 + 3 * k] += max(0, len(group) - span)
         titles = [g.ljust(sum(widths[1 + 3 * k:4 + 3 * k]) + 4) for k, g in enumerate(groups)]
         title_line = " " * (widths[0] + 2) + "  ".join(titles).rstrip()
-        table = _text_table([header], body, right={1, 2, 4, 5, 7, 8}, widths=widths)
+        right = {c for k in range(len(self.pairs)) for c in (1 + 3 * k, 2 + 3 * k)}
+        table = _text_table([header], body, right=right, widths=widths)
         return "\n".join(self._summary() + ["", title_line, table])
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        groups = "".join(f'<th colspan="3">{a} vs {b}</th>' for a, b in _PAIRS)
+        groups = "".join(f'<th colspan="3">{a} vs {b}</th>' for a, b in self.pairs)
         head = (f"<tr><th></th>{groups}</tr><tr><th>parameter</th>"
-                + "<th>max abs</th><th>max rel</th><th>pass</th>" * len(_PAIRS) + "</tr>")
+                + "<th>max abs</th><th>max rel</th><th>pass</th>" * len(self.pairs) + "</tr>")
         body = "".join(f"<tr><td>{html.escape(label)}</td>"
-                       + "".join(_html_cells(self.reports[pair][name]) for pair in _PAIRS) + "</tr>"
+                       + "".join(_html_cells(self.reports[pair][name]) for pair in self.pairs) + "</tr>"
                        for name, label in self.labels.items())
         caption = "<br>".join(html.escape(line) for line in self._summary())
         return f"<table><caption>{caption}</caption>{head}{body}</table>"
@@ -367,24 +387,28 @@ class CellReport:
 def compare_cell(model: Any, inputs: Any, targets: Any, state: Any = None, eps: float = 1e-6) -> CellReport:
     """A CharRNN's gradients three ways on its current weights; inputs/targets int arrays (T,) or (T, B).
 
-    autodiff: the model's forward, nn.cross_entropy(reduction="sum") and backward; manual: manual.rnn_bptt
-    or manual.lstm_bptt (with model.cell.cell_input); numeric: central differences of the model's loss,
-    every entry of every parameter. `state` is h0 (rnn) or (h0, s0) (lstm), zeros when None.
+    autodiff: the model's forward, nn.cross_entropy(reduction="sum") and backward; manual: manual.rnn_bptt,
+    manual.lstm_bptt (with model.cell.cell_input) or manual.gru_bptt for the built-in cells; numeric: central
+    differences of the model's loss, every entry of every parameter. A user-written cell has no hand
+    derivation: its table compares autodiff with numeric only, and says so. `state` is h0 (rnn, gru),
+    (h0, s0) (lstm) or whatever the cell takes; zeros when None.
     Pairs compare to atol 1e-8 / rtol 1e-6 (autodiff vs manual) and 1e-5 / 1e-3 (vs numeric).
     The model's weights and .grad are as before on return.
     """
-    cell = model.cell_type
-    if cell not in ("rnn", "lstm"):
-        raise ValueError(f"compare_cell: model.cell_type must be 'rnn' or 'lstm', got {cell!r}")
-    names = _RNN_NAMES if cell == "rnn" else _LSTM_NAMES
+    cell = getattr(model, "cell_type", None)
+    if not isinstance(getattr(model, "cell", None), Module) or not isinstance(cell, str):
+        raise ValueError(f"compare_cell: model must be an nn.CharRNN, got {type(model).__name__}")
+    kind = _builtin_kind(model)
     params = model.named_parameters()
-    if set(params) != set(names):
-        raise ValueError(f"compare_cell: a {cell} CharRNN has parameters {sorted(names)}, "
+    if kind is not None and set(params) != set(_NAMES[kind]):
+        raise ValueError(f"compare_cell: a {cell} CharRNN has parameters {sorted(_NAMES[kind])}, "
                          f"this model has {sorted(params)}")
+    names = _NAMES[kind] if kind is not None else {k: ("", _OUT_NAMES.get(k, ("", ""))[1]) for k in params}
     inputs, targets = np.asarray(inputs), np.asarray(targets)
-    hidden = params["cell.W_hh" if cell == "rnn" else "cell.W_h"].shape[1]
-    zeros = np.zeros(inputs.shape[1:] + (hidden,))  # (H,) or (B, H), as the model starts
-    if cell == "rnn":
+    zeros = np.zeros(inputs.shape[1:] + (model.hidden_size,))  # (H,) or (B, H), as the model starts
+    if kind is None:
+        model_state = None if state is None else _as_tensors(state)
+    elif kind == "rnn" or kind == "gru":
         h0 = zeros if state is None else _as_float64(state)
         model_state = None if state is None else Tensor(h0)
     else:
@@ -402,18 +426,52 @@ def compare_cell(model: Any, inputs: Any, targets: Any, state: Any = None, eps: 
             autodiff = _analytic_jacobians(out, tensors)
         numeric = _numerical_jacobians(loss, tensors, eps)
         weights = {names[k][0]: params[k].data for k in names}
-        if cell == "rnn":
+        if kind == "rnn":
             manual_loss, manual_grads, _ = manual.rnn_bptt(weights, inputs, targets, h0)
-        else:
+        elif kind == "gru":
+            manual_loss, manual_grads, _ = manual.gru_bptt(weights, inputs, targets, h0)
+        elif kind is not None:
             manual_loss, manual_grads, _ = manual.lstm_bptt(weights, inputs, targets, (h0, s0),
                                                             cell_input=model.cell.cell_input)
     grads = {"autodiff": {k: j.reshape(t.shape) for k, j, t in zip(names, autodiff, tensors)},
-             "manual": {k: manual_grads[names[k][0]] for k in names},
              "numeric": {k: j.reshape(t.shape) for k, j, t in zip(names, numeric, tensors)}}
+    losses = {"autodiff": float(out.data)}
+    if kind is not None:
+        grads["manual"] = {k: manual_grads[names[k][0]] for k in names}
+        losses["manual"] = float(manual_loss)
     reports = {}
-    for a, b in _PAIRS:
+    for a, b in (_PAIRS if kind is not None else _AUTODIFF_ONLY):
         tol = {} if b == "manual" else {"atol": 1e-5, "rtol": 1e-3}
         reports[(a, b)] = compare(grads[a], grads[b], names=(a, b), **tol)
-    labels = {k: f"{k} ({book}, {m})" for k, (m, book) in names.items()}
-    losses = {"autodiff": float(out.data), "manual": float(manual_loss)}
-    return CellReport(cell, losses, reports, labels, inputs.shape, eps)
+    labels = {k: k + (f" ({', '.join(filter(None, (book, m)))})" if book or m else "")
+              for k, (m, book) in names.items()}
+    notes = []
+    if kind == "lstm_sigmoid":
+        notes.append("LSTM gate blocks are stacked i|f|g|o; the book (eqs. 10.40-10.44, cell_input='sigmoid') "
+                     "calls them g|f|(cell input)|q")
+    elif kind == "lstm_tanh":
+        notes.append("LSTM gate blocks are stacked i|f|g|o (PyTorch's order) with a tanh cell input; the book's "
+                     "eqs. 10.40-10.44 and their symbols hold for cell_input='sigmoid'")
+    elif kind == "gru":
+        notes.append("GRU gate blocks are stacked r|z|n (PyTorch's nn.GRUCell); the book's GRU (eqs. 10.45-10.46) "
+                     "applies the reset gate before W_hn, so its symbols are not used")
+    return CellReport(cell, losses, reports, labels, inputs.shape, eps, notes)
+
+
+def _builtin_kind(model: Any) -> Optional[str]:
+    """Which hand derivation fits the model's cell: "rnn", "lstm_tanh", "lstm_sigmoid", "gru", or None."""
+    c = model.cell
+    if type(c) is RNNCell:
+        return "rnn"
+    if type(c) is LSTMCell:
+        return f"lstm_{c.cell_input}"
+    if type(c) is GRUCell:
+        return "gru"
+    return None
+
+
+def _as_tensors(state: Any) -> Any:
+    """A state given as arrays (or nested tuples of them) as Tensors of float64."""
+    if isinstance(state, (tuple, list)):
+        return tuple(_as_tensors(s) for s in state)
+    return Tensor(_as_float64(state))

@@ -1,6 +1,6 @@
 """The `tinygrad-rnn` command (also `python -m tinygrad_rnn`): demo, train, sample, graph, gradcheck.
 
-Argument parsing, printing and the training loop; the work is in train.py, check.py and viz.py.
+Argument parsing and printing; the work (the training loop train.fit too) is in train.py, check.py and viz.py.
 A user error is one line on stderr (`tinygrad-rnn: error: ...`), exit 2 for usage and 1 otherwise.
 """
 from __future__ import annotations
@@ -23,14 +23,15 @@ from . import check, nn, viz
 from .checkpoint import CheckpointError
 from .data import DataError, Vocab, load_text, ngram_baselines
 from .tensor import no_grad
-from .train import CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, evaluate, generate, perplexity, text_sha256
+from .train import (CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, TrainingDiverged, fit, generate, perplexity,
+                    text_sha256)
 
 __all__ = ["main", "build_parser"]
 
 PROG = "tinygrad-rnn"
 _PICTURE_SUFFIXES = (".svg", ".png", ".pdf", ".dot")
 _HELLO = "hello"
-_SAMPLE_CHARS, _SAMPLE_TEMPERATURE, _SAMPLE_PRIME = 200, 0.8, 32
+_SAMPLE_CHARS, _SAMPLE_TEMPERATURE = 200, 0.8
 
 
 class _UsageError(Exception):
@@ -288,14 +289,19 @@ def _train(args: argparse.Namespace) -> int:
         print(f"the checkpoint is already at step {run.step}, not below --steps {args.steps}: nothing to train")
         return 0
 
-    interrupted = _train_loop(run, train_ids, val_ids, args, out)
-    if interrupted:
-        run.save(out)
+    progress = _Progress(run, args.steps)
+    try:
+        with _stop_signals() as stop, progress:
+            result = fit(run, text, args.steps, checkpoint=out, on_step=progress.step, on_eval=progress.eval,
+                         on_sample=progress.sample, should_stop=lambda: stop["set"],
+                         sample_chars=_SAMPLE_CHARS, temperature=_SAMPLE_TEMPERATURE)
+    except TrainingDiverged as e:
+        raise _Error(f"{e} (try a lower --lr or --clip); this state was not saved to {out}") from None
+    if result.stopped:
         print(f"{PROG}: interrupted at step {run.step}; saved {out}; continue with: "
               f"{PROG} train --resume {out} --steps {args.steps}", file=sys.stderr)
         return 130
-    run.save(out)
-    score = evaluate(run.model, val_ids)
+    score = result.score
     print(f"held-out after {run.step} steps: {score['bits_per_char']:.3f} bits/char, perplexity "
           f"{score['perplexity']:.2f} (bigram {base['bigram']['bits_per_char']:.3f}, "
           f"unigram {base['unigram']['bits_per_char']:.3f})")
@@ -362,7 +368,7 @@ def _schedule(args: argparse.Namespace, config: Config) -> dict:
 
 
 @contextlib.contextmanager
-def _sigint_flag() -> Iterator[dict]:
+def _stop_signals() -> Iterator[dict]:
     """The first Ctrl-C only sets a flag that the loop reads between steps, so the checkpoint it then
     writes never holds half an update; a second Ctrl-C interrupts at once."""
     flag = {"set": False}
@@ -378,48 +384,38 @@ def _sigint_flag() -> Iterator[dict]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _train_loop(run: Run, train_ids: np.ndarray, val_ids: np.ndarray, args: argparse.Namespace,
-                out: Path) -> bool:
-    """Train until args.steps, evaluating, sampling and checkpointing on the way; True if interrupted."""
-    from tqdm import tqdm
+class _Progress:
+    """fit's callbacks for the terminal: a tqdm bar (only on a terminal) and the eval and sample lines."""
 
-    c = run.config
-    chars_per_step = c.seq_len * c.batch
-    # the same prime for every sample, so successive samples show what the model has learned;
-    # cut after a space, so the sample starts a word
-    prime = run.vocab.decode(val_ids[:_SAMPLE_PRIME])
-    prime = prime[:prime.rfind(" ") + 1] or prime
-    busy, done = 0.0, 0  # time spent in train_step and steps taken in this session, for chars/s
-    with _sigint_flag() as stop, tqdm(total=args.steps, initial=run.step, unit="step", dynamic_ncols=True,
-                                      disable=not sys.stderr.isatty(), leave=False) as bar:
-        while run.step < args.steps:
-            started = time.perf_counter()
-            loss = run.train_step(train_ids)
-            busy, done = busy + time.perf_counter() - started, done + 1
-            if not math.isfinite(loss):
-                raise _Error(f"training diverged: the loss became {loss} at step {run.step} (try a lower --lr "
-                             f"or --clip); this state was not saved to {out}")
-            speed = done * chars_per_step / busy
-            bar.update(1)
-            bar.set_postfix({"loss": f"{run.smooth_loss:.3f}", "ppl": f"{perplexity(run.smooth_loss):.2f}",
-                             "chars/s": f"{speed:,.0f}"}, refresh=False)
-            if stop["set"]:
-                return True
-            if run.step % c.eval_every == 0 and run.step < args.steps:
-                score = evaluate(run.model, val_ids)
-                bar.write(f"step {run.step:6d}  train loss {run.smooth_loss:.3f}  held-out "
-                          f"{score['nats_per_char']:.3f} nats/char = {score['bits_per_char']:.3f} bits/char, "
-                          f"perplexity {score['perplexity']:.2f}  {speed:,.0f} chars/s", file=sys.stdout)
-            if run.step % c.sample_every == 0:
-                text = "".join(generate(run.model, run.vocab, run.unigram, prime, _SAMPLE_CHARS,
-                                        _SAMPLE_TEMPERATURE, run.rng))
-                bar.write(f"--- sample at step {run.step}: {_SAMPLE_CHARS} characters at temperature "
-                          f"{_SAMPLE_TEMPERATURE} after the held-out prime {prime!r} ---\n{prime}{text}\n---",
-                          file=sys.stdout)
-            if run.step % c.checkpoint_every == 0 and run.step < args.steps:
-                run.save(out)
-            sys.stdout.flush()
-    return False
+    def __init__(self, run: Run, steps: int) -> None:
+        from tqdm import tqdm
+        self.speed = 0.0
+        self.bar = tqdm(total=steps, initial=run.step, unit="step", dynamic_ncols=True,
+                        disable=not sys.stderr.isatty(), leave=False)
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.bar.close()
+
+    def step(self, run: Run, loss: float, chars_per_second: float) -> None:
+        self.speed = chars_per_second
+        self.bar.update(1)
+        self.bar.set_postfix({"loss": f"{run.smooth_loss:.3f}", "ppl": f"{perplexity(run.smooth_loss):.2f}",
+                              "chars/s": f"{chars_per_second:,.0f}"}, refresh=False)
+
+    def eval(self, run: Run, score: dict) -> None:
+        self.bar.write(f"step {run.step:6d}  train loss {run.smooth_loss:.3f}  held-out "
+                       f"{score['nats_per_char']:.3f} nats/char = {score['bits_per_char']:.3f} bits/char, "
+                       f"perplexity {score['perplexity']:.2f}  {self.speed:,.0f} chars/s", file=sys.stdout)
+        sys.stdout.flush()
+
+    def sample(self, run: Run, prime: str, text: str) -> None:
+        self.bar.write(f"--- sample at step {run.step}: {_SAMPLE_CHARS} characters at temperature "
+                       f"{_SAMPLE_TEMPERATURE} after the held-out prime {prime!r} ---\n{prime}{text}\n---",
+                       file=sys.stdout)
+        sys.stdout.flush()
 
 
 # ---- sample ---------------------------------------------------------------------------------------------

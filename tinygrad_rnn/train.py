@@ -1,14 +1,17 @@
 """Training a CharRNN on text, as min-char-rnn does but batched: truncated BPTT over B parallel streams
-with the hidden state carried between chunks (seed 001), held-out nats/bits per character, sampling, and
-`.npz` checkpoints that resume bit-identically. The command line (cli.py) parses, prints and loops.
+with the hidden state carried between chunks (the Oxford lecture notes), held-out nats/bits per character,
+sampling, and `.npz` checkpoints that resume bit-identically. `fit` is the training loop, with callbacks
+for progress, evaluation, samples and checkpoints; the command line (cli.py) only parses and prints.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from os import PathLike
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -18,8 +21,8 @@ from .checkpoint import (CheckpointError, load_checkpoint, pack_json, pack_rng, 
 from .data import DataError, Vocab, get_batch, split
 from .tensor import Tensor, no_grad
 
-__all__ = ["Config", "Run", "CELLS", "OPTIMIZERS", "DEFAULT_LR", "evaluate", "generate", "perplexity",
-           "text_sha256"]
+__all__ = ["Config", "Run", "fit", "FitResult", "TrainingDiverged", "CELLS", "OPTIMIZERS", "DEFAULT_LR",
+           "evaluate", "generate", "perplexity", "text_sha256"]
 
 CELLS = ("rnn", "lstm")
 OPTIMIZERS = {"adagrad": nn.optim.Adagrad, "adam": nn.optim.Adam, "sgd": nn.optim.SGD}
@@ -48,7 +51,8 @@ class Config:
 
 
 def _build(config: Config, vocab_size: int) -> tuple[nn.CharRNN, Any]:
-    model = nn.CharRNN(vocab_size, config.hidden, config.cell, rng=np.random.default_rng(config.seed))
+    # fused: one node per step with the hand-derived backward; nobody draws a training run's graph
+    model = nn.CharRNN(vocab_size, config.hidden, config.cell, rng=np.random.default_rng(config.seed), fused=True)
     optimizer = OPTIMIZERS[config.optim](model.parameters(), lr=config.lr)
     return model, optimizer
 
@@ -203,6 +207,77 @@ def _state_from(stored: dict, config: Config, step: int, path: Path, what: str) 
     if want == 0:
         return None
     return Tensor(arrays[0].copy()) if want == 1 else tuple(Tensor(a.copy()) for a in arrays)
+
+
+class TrainingDiverged(ArithmeticError):
+    """The training loss stopped being a number: `fit` stops before anything of that state is saved."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"training diverged: the loss became {loss} at step {step}")
+        self.step, self.loss = step, loss
+
+
+@dataclass
+class FitResult:
+    """How `fit` ended: at `step`, `stopped` early by `should_stop`, and the held-out `score`
+    (evaluate's dict) after the last step, None when stopped."""
+    step: int
+    stopped: bool
+    score: Optional[dict]
+
+
+def fit(run: Run, text: str, steps: int, *, checkpoint: Union[str, PathLike, None] = None,
+        on_step: Optional[Callable[[Run, float, float], None]] = None,
+        on_eval: Optional[Callable[[Run, dict], None]] = None,
+        on_sample: Optional[Callable[[Run, str, str], None]] = None,
+        on_checkpoint: Optional[Callable[[Run, Path], None]] = None,
+        should_stop: Optional[Callable[[], bool]] = None,
+        sample_chars: int = 200, temperature: float = 0.8) -> FitResult:
+    """Train `run` on `text` until run.step == steps (a resumed run counts its earlier steps).
+
+    Every config.eval_every steps: on_eval(run, evaluate(...) of the held-out text); every
+    config.sample_every: on_sample(run, prime, sample) with a `sample_chars`-character sample after a
+    fixed held-out prime; every config.checkpoint_every, at the end and when stopped: run.save(checkpoint)
+    then on_checkpoint(run, checkpoint) (nothing is saved without `checkpoint`). on_step(run, loss,
+    chars_per_second) follows every step, and should_stop() is asked after it: True saves and returns.
+    A loss that is not a number raises TrainingDiverged before that state is saved or evaluated.
+    """
+    c = run.config
+    checkpoint = None if checkpoint is None else Path(checkpoint)
+    train_ids, val_ids = run.split(text)
+    chars_per_step = c.seq_len * c.batch
+    # the same prime for every sample, so successive samples show what the model has learned;
+    # cut after a space, so the sample starts a word
+    prime = run.vocab.decode(val_ids[:32])
+    prime = prime[:prime.rfind(" ") + 1] or prime
+
+    def save() -> None:
+        if checkpoint is not None:
+            run.save(checkpoint)
+            if on_checkpoint is not None:
+                on_checkpoint(run, checkpoint)
+
+    busy, done = 0.0, 0  # time spent in train_step and steps taken in this call, for chars/s
+    while run.step < steps:
+        started = time.perf_counter()
+        loss = run.train_step(train_ids)
+        busy, done = busy + time.perf_counter() - started, done + 1
+        if not math.isfinite(loss):
+            raise TrainingDiverged(run.step, loss)
+        if on_step is not None:
+            on_step(run, loss, done * chars_per_step / busy)
+        if should_stop is not None and should_stop():
+            save()
+            return FitResult(run.step, True, None)
+        if run.step % c.eval_every == 0 and run.step < steps and on_eval is not None:
+            on_eval(run, evaluate(run.model, val_ids))
+        if run.step % c.sample_every == 0 and on_sample is not None:  # run.rng draws samples only
+            on_sample(run, prime, "".join(generate(run.model, run.vocab, run.unigram, prime, sample_chars,
+                                                   temperature, run.rng)))
+        if run.step % c.checkpoint_every == 0 and run.step < steps:
+            save()
+    save()
+    return FitResult(run.step, False, evaluate(run.model, val_ids))
 
 
 def evaluate(model: nn.CharRNN, ids: np.ndarray, streams: int = 64, chunk: int = 64) -> dict:

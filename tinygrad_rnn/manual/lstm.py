@@ -66,13 +66,7 @@ def lstm_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Arra
     hs, ss = np.empty((T, B, H), dtype), np.empty((T, B, H), dtype)
     h, s = h0, s0
     for t in range(T):
-        a = W_x[:, inputs[t]].T + h @ W_h.T + b  # (B, 4H); one-hot x_t is a column gather
-        z = _sigmoid(a)
-        if cell_input == "tanh":
-            z[:, 2 * H:3 * H] = np.tanh(a[:, 2 * H:3 * H])
-        i, f, g, o = np.split(z, 4, axis=1)
-        s = f * s + i * g
-        h = o * np.tanh(s)
+        z, s, h = _lstm_step(W_x[:, inputs[t]].T, h, s, W_h, b, cell_input)  # one-hot x_t: a column gather
         gates[t], ss[t], hs[t] = z, s, h
     h_prev = np.concatenate([h0[None], hs[:-1]])  # (T, B, H)
     s_prev = np.concatenate([s0[None], ss[:-1]])
@@ -83,22 +77,45 @@ def lstm_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Arra
     d["b_y"] = dy.sum(axis=(0, 1))
     dh_next, ds_next = np.zeros((B, H), dtype), np.zeros((B, H), dtype)
     for t in reversed(range(T)):
-        i, f, g, o = np.split(gates[t], 4, axis=1)
-        tanh_s = np.tanh(ss[t])
         dh = dy[t] @ W_hy + dh_next                   # from the output at t and from step t+1
-        do = dh * tanh_s                              # h = o * tanh(s)
-        ds = dh * o * (1.0 - tanh_s ** 2) + ds_next   # s_t feeds h_t and s_{t+1}
-        di, df, dg = ds * g, ds * s_prev[t], ds * i   # s = f * s_prev + i * g
-        ds_next = ds * f
-        dg_act = dg * (1.0 - g ** 2) if cell_input == "tanh" else dg * g * (1.0 - g)
-        da = np.concatenate([di * i * (1.0 - i), df * f * (1.0 - f), dg_act, do * o * (1.0 - o)], axis=1)
+        da, dh_next, ds_next = _lstm_step_back(dh, ds_next, gates[t], ss[t], s_prev[t], W_h, cell_input)
         d["b"] += da.sum(axis=0)
         d["W_h"] += da.T @ h_prev[t]
         np.add.at(d["W_x"], (slice(None), inputs[t]), da.T)  # da x_t^T: a column scatter-add
-        dh_next = da @ W_h                                     # W_h^T da
 
     grads = {k: d[k].astype(P[k].dtype, copy=False) for k in _LSTM_NDIMS}
     return loss, grads, (_as_given(hs[-1], state0[0], batched), _as_given(ss[-1], state0[1], batched))
+
+
+def _lstm_step(xw: np.ndarray, h_prev: np.ndarray, s_prev: np.ndarray, W_h: np.ndarray, b: np.ndarray,
+               cell_input: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step forward from xw = W_x x_t, rows (..., 4H) -> (gates [i, f, g, o] activated, s_t, h_t).
+
+    Shared with nn.CharRNN(fused=True), whose step is this function and _lstm_step_back.
+    """
+    H = W_h.shape[1]
+    a = xw + h_prev @ W_h.T + b                   # all four pre-activations: (..., 4H)
+    z = _sigmoid(a)
+    if cell_input == "tanh":
+        z[..., 2 * H:3 * H] = np.tanh(a[..., 2 * H:3 * H])
+    i, f, g, o = z[..., :H], z[..., H:2 * H], z[..., 2 * H:3 * H], z[..., 3 * H:]
+    s = f * s_prev + i * g
+    return z, s, o * np.tanh(s)
+
+
+def _lstm_step_back(dh: np.ndarray, ds_next: np.ndarray, gates: np.ndarray, s: np.ndarray, s_prev: np.ndarray,
+                    W_h: np.ndarray, cell_input: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step back from dh = dL/dh_t (every use summed) and ds_next (what s_{t+1} sends to s_t):
+    (da, dh_next, ds_next) = (dL/da_t (..., 4H), dL/dh_{t-1}, dL/ds_{t-1}); the equations are lstm_bptt's."""
+    H = W_h.shape[1]
+    i, f, g, o = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
+    tanh_s = np.tanh(s)
+    do = dh * tanh_s                                # h = o * tanh(s)
+    ds = dh * o * (1.0 - tanh_s * tanh_s) + ds_next  # s_t feeds h_t and s_{t+1}
+    di, df, dg = ds * g, ds * s_prev, ds * i        # s = f * s_prev + i * g
+    dg_act = dg * (1.0 - g * g) if cell_input == "tanh" else dg * g * (1.0 - g)
+    da = np.concatenate([di * i * (1.0 - i), df * f * (1.0 - f), dg_act, do * o * (1.0 - o)], axis=-1)
+    return da, da @ W_h, ds * f                     # W_h^T da, and s_{t-1}'s share of s_t
 
 
 def _sigmoid(a: np.ndarray) -> np.ndarray:

@@ -53,7 +53,7 @@ def rnn_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Array
     h = h0
     for t in range(T):
         # W_xh x_t for a one-hot x_t is the column W_xh[:, x_t]: gather, never a one-hot matmul
-        h = np.tanh(W_xh[:, inputs[t]].T + h @ W_hh.T + b_h)  # (B, H)
+        h = _rnn_step(W_xh[:, inputs[t]].T, h, W_hh, b_h)  # (B, H)
         hs[t] = h
     h_prev = np.concatenate([h0[None], hs[:-1]])  # h_{t-1} for every t: (T, B, H)
     loss, dy = _softmax_cross_entropy(hs @ W_hy.T + b_y, targets)  # dy = p - onehot: (T, B, K)
@@ -66,11 +66,11 @@ def rnn_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Array
 
     def step_back(t: int, dh: np.ndarray) -> np.ndarray:
         """Through step t's tanh into W_xh, W_hh, b_h; returns dh_next, the gradient on h_{t-1}."""
-        dhraw = (1.0 - hs[t] ** 2) * dh                          # (B, H)
+        dhraw, dh_next = _rnn_step_back(dh, hs[t], W_hh)         # (B, H) each
         d["b_h"] += dhraw.sum(axis=0)                            # (10.23)
         d["W_hh"] += dhraw.T @ h_prev[t]                         # sum over rows of dhraw h_{t-1}^T  (10.26)
         np.add.at(d["W_xh"], (slice(None), inputs[t]), dhraw.T)  # dhraw x_t^T: a column scatter-add (10.28)
-        return dhraw @ W_hh                                      # W_hh^T dhraw
+        return dh_next
 
     if truncate is None or truncate >= T:
         dh_next = np.zeros((B, H), dtype)
@@ -86,6 +86,24 @@ def rnn_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Array
 
     grads = {k: d[k].astype(P[k].dtype, copy=False) for k in _RNN_NDIMS}
     return loss, grads, _as_given(hs[-1], given_h0, batched)
+
+
+def _rnn_step(xw: np.ndarray, h_prev: np.ndarray, W_hh: np.ndarray, b_h: np.ndarray) -> np.ndarray:
+    """One step forward, h_t = tanh(xw + W_hh h_{t-1} + b_h) with xw = W_xh x_t (10.8, 10.9): rows (..., H).
+
+    Shared with nn.CharRNN(fused=True), whose step is this function and _rnn_step_back.
+    """
+    return np.tanh(xw + h_prev @ W_hh.T + b_h)
+
+
+def _rnn_step_back(dh: np.ndarray, h: np.ndarray, W_hh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One step back from dh = dL/dh_t (every use of h_t summed): (dhraw, dh_next), rows (..., H).
+
+    dhraw = (1 - h_t^2) * dh is dL/da_t (back through tanh); dh_next = W_hh^T dhraw is dL/dh_{t-1}.
+    The weights' gradients are dhraw x_t^T, dhraw h_{t-1}^T and dhraw (10.23, 10.26, 10.28).
+    """
+    dhraw = (1.0 - h * h) * dh
+    return dhraw, dhraw @ W_hh
 
 
 def _check_rnn_args(fn: str, params: Mapping, inputs: ArrayLike, targets: ArrayLike, h0: ArrayLike

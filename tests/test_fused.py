@@ -1,0 +1,140 @@
+"""CharRNN(fused=True): one node per step (manual's step code) gives the op-level model's values and gradients."""
+import re
+
+import numpy as np
+import pytest
+
+from tinygrad_rnn import Tensor, nn, viz
+
+CELLS = [("rnn", {}), ("lstm", {}), ("lstm", {"cell_input": "sigmoid"})]
+
+
+def _pair(cell, kw, V=6, H=5):
+    op = nn.CharRNN(V, H, cell, rng=np.random.default_rng(1), **kw)
+    fused = nn.CharRNN(V, H, cell, rng=np.random.default_rng(1), fused=True, **kw)
+    return op, fused
+
+
+def _state(cell, shape, rng):
+    """A random initial state that requires grad, so its gradient is compared too."""
+    make = lambda: Tensor(0.5 * rng.standard_normal(shape), requires_grad=True)  # noqa: E731
+    return make() if cell == "rnn" else (make(), make())
+
+
+def _leaves(state):
+    return [state] if isinstance(state, Tensor) else list(state)
+
+
+@pytest.mark.parametrize("T", [1, 3, 20])
+@pytest.mark.parametrize("batch", [None, 3])
+@pytest.mark.parametrize("cell,kw", CELLS)
+def test_fused_equals_op_level_values_and_gradients(cell, kw, batch, T):
+    rng = np.random.default_rng(0)
+    shape = (T,) if batch is None else (T, batch)
+    idx, targets = rng.integers(0, 6, shape), rng.integers(0, 6, shape)
+    idx[0] = 2  # a repeated character, within a step's batch too: the column scatter must add up
+    if T > 1:
+        idx[1] = 2
+    state = _state(cell, shape[1:] + (5,), rng)
+    results = []
+    for model in _pair(cell, kw):
+        for s in _leaves(state):
+            s.grad = None
+        logits, last = model(idx, state)
+        loss = nn.cross_entropy(logits, targets)
+        loss.backward()
+        results.append((logits.data, [s.data for s in _leaves(last)], model.named_parameters(),
+                        [s.grad.copy() for s in _leaves(state)]))
+    (lo, so, po, go), (lf, sf, pf, gf) = results
+    np.testing.assert_allclose(lf, lo, rtol=0, atol=1e-12)
+    for a, b in zip(sf, so):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    assert list(pf) == list(po)  # the same names, in the same order
+    for name in po:
+        assert pf[name].grad.dtype == po[name].grad.dtype
+        np.testing.assert_allclose(pf[name].grad, po[name].grad, rtol=0, atol=1e-12, err_msg=name)
+        assert np.abs(po[name].grad).max() > 1e-3, name  # not a vacuous comparison
+    for a, b in zip(gf, go):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell,kw", CELLS)
+def test_fused_unroll_gives_every_steps_state_and_its_gradient(cell, kw):
+    """analysis reads ∂L/∂h_t from unroll's states: a fused model's must be the same."""
+    rng = np.random.default_rng(0)
+    idx, targets = rng.integers(0, 6, (4, 2)), rng.integers(0, 6, (4, 2))
+    results = []
+    for model in _pair(cell, kw):
+        logits, states = model.unroll(idx)
+        hs = [model.cell.hidden(s).retain_grad() for s in states]
+        nn.cross_entropy(logits, targets).backward()
+        results.append((logits.data, states, [h.grad for h in hs]))
+    (lo, so, go), (lf, sf, gf) = results
+    np.testing.assert_allclose(lf, lo, rtol=0, atol=1e-12)
+    assert len(sf) == len(so) == 4
+    for a, b in zip(sf, so):
+        for x, y in zip(_leaves(a), _leaves(b)):
+            assert x.shape == y.shape == (2, 5)
+            np.testing.assert_allclose(x.data, y.data, rtol=0, atol=1e-12)
+    for a, b in zip(gf, go):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+def _nodes(root):
+    nodes, stack, seen = [], [root], set()
+    while stack:
+        t = stack.pop()
+        if t.grad_fn is None or id(t) in seen:
+            continue
+        seen.add(id(t))
+        nodes.append(t.grad_fn)
+        stack.extend(t.grad_fn.parents)
+    return nodes
+
+
+@pytest.mark.parametrize("cell,step", [("rnn", "RNNStep"), ("lstm", "LSTMStep")])
+def test_fused_graph_has_one_node_per_step_and_the_output_layer_once(cell, step):
+    rng = np.random.default_rng(0)
+    model = nn.CharRNN(5, 4, cell, rng=rng, fused=True)
+    loss = nn.cross_entropy(model(rng.integers(0, 5, 3))[0], rng.integers(0, 5, 3))
+    nodes = _nodes(loss)
+    for t in range(3):
+        assert [n.name for n in nodes if n.scope == f"t={t}"] == [step]
+    assert sum(n.name == "Affine" for n in nodes) == 1  # o_t = c + V h_t for all t in one product
+    assert [n.name for n in nodes if any(p is model.out.W for p in n.parents)] == ["Affine"]
+    # the picture: one node per step, labelled for the cell, each inside its time step's cluster
+    source = viz.draw(loss, params=model.named_parameters()).source
+    assert len(re.findall(rf'label="{step}\b', source)) == 3
+    clusters = {re.search(r'label="(t=\d+)"', block).group(1): block
+                for block in re.findall(r"subgraph cluster_\d+ \{(.*?)\n\t\}", source, re.S)}
+    assert sorted(clusters) == ["t=0", "t=1", "t=2"]
+    assert all(len(re.findall(rf'label="{step}\b', block)) == 1 for block in clusters.values())
+
+
+@pytest.mark.parametrize("cell,kw", CELLS)
+def test_fused_and_op_level_share_checkpoints(cell, kw):
+    rng = np.random.default_rng(0)
+    op = nn.CharRNN(6, 5, cell, rng=rng, **kw)
+    fused = nn.CharRNN(6, 5, cell, rng=np.random.default_rng(9), fused=True, **kw)
+    fused.load_state_dict(op.state_dict())
+    assert list(fused.state_dict()) == list(op.state_dict())
+    idx = rng.integers(0, 6, 7)
+    np.testing.assert_allclose(fused(idx)[0].data, op(idx)[0].data, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_fused_float32_stays_float32(cell):
+    model = nn.CharRNN(5, 4, cell, rng=np.random.default_rng(0), dtype=np.float32, fused=True)
+    logits, state = model(np.array([[0, 1], [2, 3]]))
+    loss = nn.cross_entropy(logits, np.array([[1, 2], [3, 4]]))
+    loss.backward()
+    assert logits.dtype == np.float32 and all(s.dtype == np.float32 for s in _leaves(state))
+    assert all(p.grad.dtype == np.float32 for p in model.parameters())
+
+
+def test_fused_rejects_a_bad_state_in_one_line():
+    model = nn.CharRNN(5, 4, "lstm", rng=np.random.default_rng(0), fused=True)
+    with pytest.raises(ValueError, match=r"LSTMCell: state has shape \(3,\), expected \(4,\)"):
+        model(np.array([0, 1]), (np.zeros(3), np.zeros(3)))
+    with pytest.raises(ValueError, match="pair"):
+        model(np.array([0, 1]), np.zeros(4))

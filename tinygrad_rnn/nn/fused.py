@@ -1,0 +1,66 @@
+"""Fused time steps for CharRNN(fused=True): one graph node per step whose backward is the hand derivation.
+
+The forward and backward of each node are manual's own step functions (manual/rnn.py, manual/lstm.py), the
+code that the checks prove equal to autodiff; here it becomes the fast path. An LSTM step carries its
+state as one array z = [h; s] (..., 2H), so that a step stays one node with one output.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..manual.lstm import _lstm_step, _lstm_step_back
+from ..manual.rnn import _rnn_step, _rnn_step_back
+from ..tensor import Function, OuterGrad, SparseGrad
+
+__all__ = ["RNNStep", "LSTMStep"]
+
+
+def _bias_grad(da: np.ndarray) -> np.ndarray:
+    """A bias's gradient: da itself for one sequence, summed over the rows of a batch."""
+    return da if da.ndim == 1 else da.sum(axis=0)
+
+
+class RNNStep(Function):
+    """h_t = tanh(W_xh[:, x_t] + W_hh h_{t-1} + b_h);  with dhraw = (1 - h_t^2) * g:
+    dL/dW_xh[:, x_t] = dhraw,  dL/dW_hh = dhraw h_{t-1}^T,  dL/db_h = dhraw,  dL/dh_{t-1} = W_hh^T dhraw"""
+    __slots__ = ("idx",)
+
+    @staticmethod
+    def forward(ctx, W_xh, W_hh, b_h, h_prev, idx=None):
+        ctx.idx = idx
+        h = _rnn_step(W_xh[:, idx].T, h_prev, W_hh, b_h)  # x_t one-hot: a column gather
+        ctx.save_for_backward(h, h_prev, W_hh)
+        return h
+
+    @staticmethod
+    def backward(ctx, g):
+        h, h_prev, W_hh = ctx.saved_tensors
+        dhraw, dh_next = _rnn_step_back(g, h, W_hh)
+        return (SparseGrad((slice(None), ctx.idx), dhraw.T), OuterGrad(dhraw, h_prev), _bias_grad(dhraw),
+                dh_next if ctx.needs_input_grad[3] else None)
+
+
+class LSTMStep(Function):
+    """z_t = [h_t; s_t] from z_{t-1} = [h_{t-1}; s_{t-1}]: a = W_x[:, x_t] + W_h h_{t-1} + b, gates i, f, g, o,
+    s_t = f * s_{t-1} + i * g, h_t = o * tanh(s_t);  dL/da from manual's step back (lstm_bptt's equations):
+    dL/dW_x[:, x_t] = da,  dL/dW_h = da h_{t-1}^T,  dL/db = da,  dL/dz_{t-1} = [W_h^T da; ds * f]"""
+    __slots__ = ("idx", "cell_input")
+
+    @staticmethod
+    def forward(ctx, W_x, W_h, b, z_prev, idx=None, cell_input="tanh"):
+        H = W_h.shape[1]
+        ctx.idx, ctx.cell_input = idx, cell_input
+        gates, s, h = _lstm_step(W_x[:, idx].T, z_prev[..., :H], z_prev[..., H:], W_h, b, cell_input)
+        z = np.concatenate([h, s], axis=-1)
+        ctx.save_for_backward(gates, z, z_prev, W_h)  # gates and states: what the backward reads
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        gates, z, z_prev, W_h = ctx.saved_tensors
+        H = W_h.shape[1]
+        h_prev = z_prev[..., :H]
+        da, dh_prev, ds_prev = _lstm_step_back(g[..., :H], g[..., H:], gates, z[..., H:], z_prev[..., H:],
+                                               W_h, ctx.cell_input)
+        dz_prev = np.concatenate([dh_prev, ds_prev], axis=-1) if ctx.needs_input_grad[3] else None
+        return SparseGrad((slice(None), ctx.idx), da.T), OuterGrad(da, h_prev), _bias_grad(da), dz_prev
