@@ -320,7 +320,7 @@ def test_sample_bad_input(trained, args, code, says):
 
 @pytest.mark.parametrize("args, code, says", [
     (["graph", "-o", "picture.jpg"], 2, "'picture.jpg' needs one of the suffixes .svg, .png, .pdf, .dot"),
-    (["graph", "--grads", "--folded"], 2, "--grads and --folded cannot be combined"),
+    (["graph", "--collapse", "--folded"], 2, "--collapse draws the op-level picture's steps as boxes"),
     (["gradcheck", "--cell", "gru"], 2, "invalid choice: 'gru'"),
     (["gradcheck", "--steps", "0"], 2, "argument --steps: must be a positive integer, got 0"),
     (["translate"], 2, "argument command: invalid choice: 'translate'"),

@@ -16,7 +16,7 @@ import numpy as np
 
 from .tensor import Tensor
 
-__all__ = ["draw", "draw_unrolled", "save", "retain_all_grads", "GraphvizNotFound"]
+__all__ = ["draw", "draw_unrolled", "save", "retain_all_grads", "GraphvizNotFound", "GraphvizError"]
 
 _FORMATS = (".svg", ".png", ".pdf", ".dot")
 _RANKDIRS = ("LR", "RL", "TB", "BT")
@@ -48,6 +48,10 @@ _EDGE_COLOUR = "#555555"
 
 class GraphvizNotFound(RuntimeError):
     """Graphviz's `dot` program is missing, so save() wrote only the .dot source."""
+
+
+class GraphvizError(RuntimeError):
+    """Graphviz's `dot` failed on a picture (its first complaint is the message)."""
 
 
 def _graphviz() -> Any:
@@ -243,12 +247,12 @@ def _draw(root: Tensor, *, params: Optional[dict], show_shapes: bool, group_by_s
                 if narrow:
                     attrs.update(fontsize="9", margin="0.04,0.02")
             members.setdefault(home[id(t)], []).append((ids[id(t)], attrs))
+    label = _book_scope if book_time else str
     if collapse_scopes:
-        members.setdefault("", []).extend(_step_boxes(steps, step_ids, tensors, home, root, scale))
+        members.setdefault("", []).extend(_step_boxes(steps, step_ids, tensors, home, root, scale, label))
     else:
         for step in steps:
             members.setdefault(step, []).append((step_ids[step], _ANCHOR_STYLE))
-    label = (lambda scope: _book_scope(scope)) if book_time else (lambda scope: scope)
     _emit(dot, "", members, _scope_tree(members), itertools.count(), label)
 
     drawn, starts = set(), {}
@@ -413,7 +417,7 @@ def _node_attrs(t: Tensor, name: Optional[str], colour: Optional[tuple], show_sh
 
 
 def _step_boxes(steps: list, step_ids: dict, tensors: list, home: dict, root: Tensor,
-                scale: Optional[_Scale]) -> list:
+                scale: Optional[_Scale], label: Any = str) -> list:
     """One box per time step; with grads, coloured by the gradient norm of all that leaves the step
     (for an RNN: dL/dh_t and the step's outputs)."""
     ops = dict.fromkeys(steps, 0)
@@ -430,7 +434,7 @@ def _step_boxes(steps: list, step_ids: dict, tensors: list, home: dict, root: Te
         leaving[_top(home[id(root)])][id(root)] = root
     boxes = []
     for step in steps:
-        attrs, lines = dict(_STEP_STYLE), [step, f"{ops[step]} ops"]
+        attrs, lines = dict(_STEP_STYLE), [label(step), f"{ops[step]} ops"]
         outs = [_grad_norm(t) for t in leaving[step].values() if t.grad is not None]
         if scale is not None and outs:
             norm = math.sqrt(sum(n * n for n in outs))
@@ -576,8 +580,9 @@ def _draw_book(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarray,
         return dict(label=_label(text), color=colour[letter], fontcolor=colour[letter], penwidth="1.6")
 
     dot = graphviz.Digraph(graph_attr=dict(rankdir="BT", newrank="true", fontname="Helvetica", bgcolor="white",
-                                           nodesep="0.35", ranksep="0.45", fontsize="11", labelloc="t",
-                                           label=_label(_book_caption(named, other, lstm, loss, T))),
+                                           nodesep="0.5", ranksep="0.45", fontsize="11", labelloc="t",
+                                           splines="line",
+                                           label=_label(*_book_caption(named, other, lstm, loss, T))),
                            node_attr=dict(fontname="Helvetica", shape="circle", style="filled",
                                           fillcolor="#ffffff", fontsize="12", width="0.6", fixedsize="true"),
                            edge_attr=dict(fontname="Helvetica", fontsize="10", color=_EDGE_COLOUR,
@@ -613,9 +618,12 @@ def _draw_book(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarray,
         dot.edge(f"h{t}", f"o{t}", **weight("V"))
         if lstm:
             dot.edge(f"x{t}", f"s{t}", **weight("U"))
-            dot.edge(f"h{t - 1}", f"s{t}", constraint="false", **weight("W"))
+            # h(t-1) -> s(t) runs against the rows, so it takes no part in the ranking; its label sits
+            # beside it (xlabel) instead of in a rank of its own, where dot stacks them over each other
+            w = weight("W")
+            dot.edge(f"h{t - 1}", f"s{t}", constraint="false", xlabel=w.pop("label"), **w)
             dot.edge(f"s{t - 1}", f"s{t}", label=_label(f"× f({t})"), style="bold")
-            dot.edge(f"s{t}", f"h{t}", label=_label(f"× o({t})") if t == 1 else "")
+            dot.edge(f"s{t}", f"h{t}")
         else:
             dot.edge(f"x{t}", f"h{t}", **weight("U"))
             dot.edge(f"h{t - 1}", f"h{t}", **weight("W"))
@@ -632,11 +640,14 @@ def _draw_book(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarray,
     return dot
 
 
-def _book_caption(named: dict, other: list, lstm: bool, loss: str, T: int) -> str:
-    total = "L = Σ L(t)" if loss == "sum" else f"L = L({T}) only"
-    biases = ", ".join(other + ["c = out.b"]) if "out.b" in named else ", ".join(other)
-    gates = "; s(t) = f(t) × s(t−1) + i(t) × g(t), h(t) = o(t) × tanh(s(t))" if lstm else ""
-    return f"the same U, W, V at every step ({total}; also {biases}){gates}"
+def _book_caption(named: dict, other: list, lstm: bool, loss: str, T: int) -> list:
+    """The picture's title lines: what is shared, what the loss is, where the other parameters act."""
+    total = "the loss L = Σ L(t)" if loss == "sum" else f"the loss L = L({T}) only"
+    rest = [f"{_letter(n)} = {n}" if _letter(n) in ("b", "c") else n for n in other + ["out.b"] if n in named]
+    lines = [f"the same U, W, V at every step; {total}; also {', '.join(rest)}"]
+    if lstm:
+        lines.append("s(t) = f(t) × s(t−1) + i(t) × g(t),  h(t) = o(t) × tanh(s(t)),  gates from x(t) and h(t−1)")
+    return lines
 
 
 def _draw_folded(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarray, grads: bool, loss: str,
@@ -717,10 +728,14 @@ def save(digraph: Any, path: Union[str, Path]) -> Path:
     graphviz = _graphviz()
     if shutil.which("dot") is not None:
         try:
-            path.write_bytes(digraph.pipe(format=suffix[1:]))
+            path.write_bytes(digraph.pipe(format=suffix[1:], quiet=True))
             return path
         except graphviz.ExecutableNotFound:
             pass
+        except graphviz.CalledProcessError as e:
+            said = (e.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+            raise GraphvizError(f"save: Graphviz's dot could not draw {path.name}: "
+                                f"{said[0] if said else f'exit code {e.returncode}'}") from None
     dot_path = path.with_suffix(".dot")
     dot_path.write_text(digraph.source, encoding="utf-8")
     raise GraphvizNotFound(f"save: Graphviz's dot program was not found, so the DOT source was written to "
