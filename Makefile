@@ -15,7 +15,7 @@ test: setup
 bench: setup
 	$(BIN)/pip install -q -e ".[test,bench]"
 	$(BIN)/python benchmarks/op_overhead.py
-	$(BIN)/python benchmarks/char_rnn_step.py
+	$(BIN)/python benchmarks/bench.py
 
 setup: $(STAMP) graphviz
 
@@ -29,7 +29,7 @@ $(BIN)/python:
 
 # Reinstall only when the metadata changes, so a set-up tree is quick.
 $(STAMP): setup.cfg pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,plot]"
 	touch $(STAMP)
 
 # Graphviz's `dot` renders the pictures; everything else works without it.

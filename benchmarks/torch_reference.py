@@ -1,9 +1,11 @@
 """The min-char-rnn training step on PyTorch tensors, for RNN and LSTM: the PyTorch column of
-benchmarks/char_rnn_step.py, the same math as numpy_reference.py with autograd doing the backward.
+benchmarks/bench.py, the same math as numpy_reference.py with autograd doing the backward.
 
-Hand-written cells (gates i, f, g, o), the one-hot inputs as a column gather of W_xh, one output
+Hand-written cells (gates i, f, g, o), the one-hot inputs as a row gather of W_xh^T, one output
 matmul over all steps, summed cross-entropy; Adagrad by hand, since torch.optim.Adagrad adds its
 eps outside the square root (min-char-rnn: p -= lr * g / sqrt(mem + 1e-8)).
+Everything is kept row-major: a state is rows (B, H) or a vector (H,), and `h @ W.T` comes first in
+each sum. A column-major h sends the backward to a transposed MKL GEMM about 10x slower.
 """
 import torch
 import torch.nn.functional as F
@@ -12,9 +14,9 @@ __all__ = ["rnn_loss_fun", "lstm_loss_fun", "adagrad_update"]
 
 
 def _loss_and_clipped_grads(P, hs, targets):
-    """Summed cross-entropy of the outputs over hs (T, H); leaves each P[k].grad clipped to [-5, 5]."""
-    logits = hs @ P["W_hy"].T + P["b_y"]  # (T, V)
-    loss = F.cross_entropy(logits, targets, reduction="sum")
+    """Summed cross-entropy of the outputs over hs (T, [B,] H); leaves each P[k].grad clipped to [-5, 5]."""
+    logits = hs @ P["W_hy"].T + P["b_y"]  # (T, [B,] V)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
     for p in P.values():
         p.grad = None
     loss.backward()
@@ -24,12 +26,12 @@ def _loss_and_clipped_grads(P, hs, targets):
 
 
 def rnn_loss_fun(P, inputs, targets, hprev):
-    """inputs, targets (T,) int64 tensors, hprev (H,) -> loss, last h (detached); grads in P[k].grad."""
+    """inputs, targets (T,) or (T, B) int64 tensors, hprev (H,) or (B, H) -> loss, last h (detached)."""
     W_hh, b_h = P["W_hh"], P["b_h"]
-    xw = P["W_xh"][:, inputs].T  # (T, H): W_xh x_t for one-hot x_t, all steps at once
+    xw = P["W_xh"].T[inputs]  # (T, [B,] H): W_xh x_t for one-hot x_t, all steps at once
     h, hs = hprev, []
     for t in range(len(inputs)):
-        h = torch.tanh(xw[t] + W_hh @ h + b_h)
+        h = torch.tanh(h @ W_hh.T + xw[t] + b_h)
         hs.append(h)
     loss = _loss_and_clipped_grads(P, torch.stack(hs), targets)
     return loss, h.detach()
@@ -39,12 +41,12 @@ def lstm_loss_fun(P, inputs, targets, state):
     """The same for the LSTM (gates i, f, g, o stacked in W_x, W_h, b): state (h, s) -> loss, (h, s)."""
     W_h, b = P["W_h"], P["b"]
     H = W_h.shape[1]
-    xw = P["W_x"][:, inputs].T  # (T, 4H)
+    xw = P["W_x"].T[inputs]  # (T, [B,] 4H)
     (h, s), hs = state, []
     for t in range(len(inputs)):
-        a = xw[t] + W_h @ h + b
-        i, f, o = torch.sigmoid(a[:H]), torch.sigmoid(a[H:2 * H]), torch.sigmoid(a[3 * H:])
-        g = torch.tanh(a[2 * H:3 * H])
+        a = h @ W_h.T + xw[t] + b
+        i, f, o = torch.sigmoid(a[..., :H]), torch.sigmoid(a[..., H:2 * H]), torch.sigmoid(a[..., 3 * H:])
+        g = torch.tanh(a[..., 2 * H:3 * H])
         s = f * s + i * g
         h = o * torch.tanh(s)
         hs.append(h)

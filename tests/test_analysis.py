@@ -296,3 +296,21 @@ def test_bad_input_is_a_one_line_error(call, error, says):
     with pytest.raises(error) as info:
         call(model, inputs, targets)
     assert says in str(info.value) and "\n" not in str(info.value)
+
+
+# ---- fused models: the same numbers as the op-level model ------------------------------------------------
+@pytest.mark.parametrize("cell,kw", CELLS, ids=CELL_IDS)
+def test_fused_models_give_the_op_level_numbers(cell, kw):
+    op = make(cell, kw)
+    fused = nn.CharRNN(V, H, cell, rng=np.random.default_rng(0), fused=True, **kw)
+    inputs, targets = sequences(2)
+    state = initial_state(cell, 2)
+    for fn in (analysis.hidden_grads, analysis.influence):
+        np.testing.assert_allclose(fn(fused, inputs, targets, state), fn(op, inputs, targets, state), rtol=1e-10, atol=1e-14)
+    got, want = analysis.per_step_grads(fused, inputs, targets, state), analysis.per_step_grads(op, inputs, targets, state)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-14, err_msg=name)
+    assert fused.fused is True
+    single = inputs[:, :1]
+    np.testing.assert_allclose(analysis.state_jacobians(fused, single), analysis.state_jacobians(op, single),
+                               rtol=1e-10, atol=1e-14)

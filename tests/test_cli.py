@@ -324,7 +324,7 @@ def test_sample_bad_input(trained, args, code, says):
     (["gradcheck", "--cell", "gru"], 2, "invalid choice: 'gru'"),
     (["gradcheck", "--steps", "0"], 2, "argument --steps: must be a positive integer, got 0"),
     (["translate"], 2, "argument command: invalid choice: 'translate'"),
-    ([], 2, "choose a command: demo, train, sample, graph or gradcheck"),
+    ([], 2, "choose a command: demo, train, sample, graph, gradcheck or lab"),
 ])
 def test_other_bad_usage(tmp_path, args, code, says):
     fails(code, *args, cwd=tmp_path, says=says)

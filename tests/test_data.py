@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tinygrad_rnn.data import (DataError, Vocab, get_batch, iter_batches, load_text,
-                               ngram_baselines, split)
+                               NGram, ngram_baselines, split)
 
 
 # --- vocabulary --------------------------------------------------------------------------
@@ -231,3 +231,58 @@ def test_ngram_baselines_errors():
         ngram_baselines(np.array([0, 1, 2]), np.array([0, 3]), 3)
     with pytest.raises(DataError, match="at least 2"):
         ngram_baselines(np.array([0, 1, 2]), np.array([0]), 3)
+
+
+def test_ngram_counts_and_maximum_likelihood_by_hand():
+    ids = np.array([0, 1, 0, 1, 2, 0, 1])                   # bigrams 01 10 01 12 20 01
+    m = NGram(ids, 3, order=2)
+    assert (m.count([0, 1]), m.count([1, 2]), m.count([2, 2]), m.count([0]), len(m)) == (3, 1, 0, 3, 4)
+    assert m.most_common(2) == [((0, 1), 3), ((1, 0), 1)]
+    np.testing.assert_allclose(m.probs(np.array([0, 1, 2, 2])), [3 / 3, 1 / 2, 0 / 1])
+    scores = m.scores(np.array([0, 1, 0, 1, 2, 2]))
+    assert scores["bits_per_char"] == np.inf and scores["perplexity"] == np.inf
+    np.testing.assert_allclose(scores["zero_fraction"], 1 / 5)
+    np.testing.assert_allclose(m.scores(np.array([0, 1, 2, 0]))["bits_per_char"], (0 + 1 + 0) / 3)
+    trigram = NGram(ids, 3, order=3)                        # 010 101 012 120 201
+    assert trigram.count([0, 1, 0]) == 1 and trigram.count([0, 1]) == 2
+    np.testing.assert_allclose(trigram.probs(np.array([0, 1, 2, 1, 1])), [1 / 2, 0.0, 0.0])  # 12 then 1: unseen
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_ngram_probabilities_sum_to_one_in_every_seen_context(order):
+    rng = np.random.default_rng(order)
+    V = 4
+    ids = rng.integers(0, V, 300)
+    for k in (0.0, 0.5):
+        m = NGram(ids, V, order=order, smoothing=k)
+        for start in range(order - 1, 40):
+            context = ids[start - order + 1:start]
+            total = sum(m.probs(np.concatenate([context, [c]]), start=order - 1)[0] for c in range(V))
+            np.testing.assert_allclose(total, 1.0, rtol=1e-12)
+
+
+def test_add_one_ngram_equals_the_baselines():
+    vocab = Vocab(load_text())
+    train, val = split(load_text()[:20000])
+    train, val = vocab.encode(train), vocab.encode(val)
+    base = ngram_baselines(train, val, vocab.size)
+    for order, name in [(1, "unigram"), (2, "bigram")]:
+        scores = NGram(train, vocab.size, order=order, smoothing=1.0).scores(val, start=1)
+        np.testing.assert_allclose(scores["bits_per_char"], base[name]["bits_per_char"], rtol=1e-12)
+        np.testing.assert_allclose(scores["perplexity"], 2 ** base[name]["bits_per_char"], rtol=1e-12)
+
+
+def test_ngram_errors():
+    for kwargs, match in [(dict(order=0), "order must be a positive int"), (dict(smoothing=-1.0), "smoothing"),
+                          (dict(order=9), "too few"), (dict(order=True), "order")]:
+        with pytest.raises(DataError, match=match):
+            NGram(np.arange(5) % 3, 3, **kwargs)
+    with pytest.raises(DataError, match=r"outside \[0, 3\)"):
+        NGram(np.array([0, 3, 1]), 3, order=2)
+    m = NGram(np.arange(6) % 3, 3, order=3)
+    with pytest.raises(DataError, match=r"start must lie in \[2, 4\)"):
+        m.probs(np.array([0, 1, 2, 0]), start=1)
+    with pytest.raises(DataError, match="want 3 or 2 ids"):
+        m.count([0])
+    with pytest.raises(DataError, match="too large to count"):
+        NGram(np.arange(20) % 3, 100000, order=5)

@@ -4,9 +4,10 @@ import re
 import numpy as np
 import pytest
 
+import tinygrad_rnn as tr
 from tinygrad_rnn import Tensor, nn, viz
 
-CELLS = [("rnn", {}), ("lstm", {}), ("lstm", {"cell_input": "sigmoid"})]
+CELLS = [("rnn", {}), ("lstm", {}), ("lstm", {"cell_input": "sigmoid"}), ("gru", {})]
 
 
 def _pair(cell, kw, V=6, H=5):
@@ -18,7 +19,7 @@ def _pair(cell, kw, V=6, H=5):
 def _state(cell, shape, rng):
     """A random initial state that requires grad, so its gradient is compared too."""
     make = lambda: Tensor(0.5 * rng.standard_normal(shape), requires_grad=True)  # noqa: E731
-    return make() if cell == "rnn" else (make(), make())
+    return (make(), make()) if cell == "lstm" else make()
 
 
 def _leaves(state):
@@ -92,7 +93,7 @@ def _nodes(root):
     return nodes
 
 
-@pytest.mark.parametrize("cell,step", [("rnn", "RNNStep"), ("lstm", "LSTMStep")])
+@pytest.mark.parametrize("cell,step", [("rnn", "RNNStep"), ("lstm", "LSTMStep"), ("gru", "GRUStep")])
 def test_fused_graph_has_one_node_per_step_and_the_output_layer_once(cell, step):
     rng = np.random.default_rng(0)
     model = nn.CharRNN(5, 4, cell, rng=rng, fused=True)
@@ -122,7 +123,7 @@ def test_fused_and_op_level_share_checkpoints(cell, kw):
     np.testing.assert_allclose(fused(idx)[0].data, op(idx)[0].data, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_fused_float32_stays_float32(cell):
     model = nn.CharRNN(5, 4, cell, rng=np.random.default_rng(0), dtype=np.float32, fused=True)
     logits, state = model(np.array([[0, 1], [2, 3]]))
@@ -138,3 +139,28 @@ def test_fused_rejects_a_bad_state_in_one_line():
         model(np.array([0, 1]), (np.zeros(3), np.zeros(3)))
     with pytest.raises(ValueError, match="pair"):
         model(np.array([0, 1]), np.zeros(4))
+
+
+class TwoTanh(nn.Module):
+    """A user-written cell: h = tanh(W x + h_prev), no hand derivation to fuse."""
+
+    def __init__(self, V, H):
+        self.hidden_size, self.W = H, tr.randn(H, V, requires_grad=True, rng=np.random.default_rng(0))
+
+    def forward(self, x, h=None):
+        a = x @ self.W.T
+        return (a if h is None else a + h).tanh()
+
+
+def test_fused_with_a_user_written_cell_is_a_one_line_error():
+    with pytest.raises(ValueError, match=r"^CharRNN: fused=True needs a built-in cell .*TwoTanh$"):
+        nn.CharRNN(4, 3, cell=TwoTanh(4, 3), fused=True)
+    model = nn.CharRNN(4, 3, cell=TwoTanh(4, 3))  # without fused it runs op by op
+    assert model(np.array([0, 1]))[0].shape == (2, 4)
+
+
+def test_fused_builtin_cell_object_runs_fused():
+    cell = nn.GRUCell(5, 4, rng=np.random.default_rng(0))
+    model = nn.CharRNN(5, 4, cell=cell, fused=True)
+    logits, _ = model(np.array([0, 1, 2]))
+    assert sorted(n.name for n in _nodes(logits)) == ["Affine", "GRUStep", "GRUStep", "GRUStep", "Stack"]

@@ -362,3 +362,88 @@ def test_float32_stays_float32(cell):
     assert logits.dtype == np.float32 and loss.dtype == np.float32
     assert all(s.dtype == np.float32 for s in ((state,) if cell == "rnn" else state))
     assert all(p.dtype == np.float32 and p.grad.dtype == np.float32 for p in model.parameters())
+
+
+# --- learnable initial state h(0) ----------------------------------------------------------
+
+@pytest.mark.parametrize("cell, fused", [("rnn", False), ("lstm", False), ("gru", False),
+                                         ("rnn", True), ("lstm", True)])
+def test_learned_h0_is_a_parameter_and_its_gradient_is_the_initial_states(cell, fused):
+    rng = np.random.default_rng(0)
+    model = nn.CharRNN(5, 4, cell=cell, learn_h0=True, fused=fused, rng=np.random.default_rng(1))
+    plain = nn.CharRNN(5, 4, cell=cell, rng=np.random.default_rng(1))
+    names = ["h0", "s0"] if cell == "lstm" else ["h0"]
+    assert list(model.named_parameters())[-len(names):] == names
+    starts = [model.named_parameters()[n] for n in names]
+    for p, v in zip(starts, rng.standard_normal((len(names), 4))):
+        p.data[...] = v
+    for idx in (rng.integers(0, 5, 6), rng.integers(0, 5, (6, 3))):   # unbatched and batched
+        targets = rng.integers(0, 5, idx.shape)
+        model.zero_grad()
+        nn.cross_entropy(model(idx)[0], targets).backward()
+        batch = idx.shape[1:]
+        given = [Tensor(np.broadcast_to(p.data, batch + (4,)), requires_grad=True) for p in starts]
+        state = tuple(given) if cell == "lstm" else given[0]
+        nn.cross_entropy(plain(idx, state)[0], targets).backward()
+        for p, g in zip(starts, given):       # one h(0) shared by every row: the rows' gradients add up
+            assert np.abs(p.grad).max() > 1e-3
+            np.testing.assert_allclose(p.grad, g.grad.reshape(-1, 4).sum(axis=0), rtol=1e-12, atol=1e-15)
+    assert_loss_grads_match(lambda: nn.cross_entropy(model(idx)[0], targets), starts)
+
+
+def test_learned_h0_starts_at_zero_trains_and_loads():
+    idx = np.array([0, 1, 2, 2])
+    model = nn.CharRNN(4, 3, learn_h0=True, rng=np.random.default_rng(0))
+    plain = nn.CharRNN(4, 3, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(model(idx)[0].data, plain(idx)[0].data)   # h(0) = 0 before training
+    opt = nn.optim.Adagrad(model.parameters(), lr=0.1)
+    for _ in range(5):
+        opt.zero_grad()
+        nn.cross_entropy(model(idx)[0], np.array([1, 2, 2, 3])).backward()
+        opt.step()
+    assert np.abs(model.h0.data).max() > 1e-3                             # updated as part of θ
+    copy = nn.CharRNN(4, 3, learn_h0=True, rng=np.random.default_rng(5))
+    copy.load_state_dict(model.state_dict())
+    np.testing.assert_array_equal(copy(idx)[0].data, model(idx)[0].data)
+    assert plain.initial_state() is None and "h0" not in plain.named_parameters()
+    with pytest.raises(ValueError, match="learn_h0 needs a built-in cell"):
+        nn.CharRNN(4, 3, cell=Ungated(4, 3), learn_h0=True)
+
+
+class Ungated(nn.Module):
+    """A user-written cell: h = tanh(W x + h_prev)."""
+
+    def __init__(self, input_size, hidden_size):
+        self.hidden_size = hidden_size
+        self.W = Tensor(np.ones((hidden_size, input_size)), requires_grad=True)
+
+    def forward(self, x, h_prev=None):
+        a = x @ self.W.T
+        return (a if h_prev is None else a + h_prev).tanh()
+
+
+# --- the neural trigram --------------------------------------------------------------------
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid", "relu"])
+def test_neural_trigram_is_the_lecture_formula_with_exact_gradients(act):
+    rng = np.random.default_rng(0)
+    V, H = 5, 4
+    model = nn.NeuralTrigram(V, H, act=act, rng=rng)
+    assert list(model.named_parameters()) == ["hidden.W", "hidden.b", "out.W", "out.b"]
+    assert model.hidden.W.shape == (H, 2 * V)
+    w1, w2, w3 = rng.integers(0, V, 7), rng.integers(0, V, 7), rng.integers(0, V, 7)
+    x = np.concatenate([np.eye(V)[w1], np.eye(V)[w2]], axis=1)              # [x(w1); x(w2)]
+    a = x @ model.hidden.W.data.T + model.hidden.b.data
+    h = {"tanh": np.tanh, "sigmoid": lambda a: 1 / (1 + np.exp(-a)), "relu": lambda a: np.maximum(a, 0)}[act](a)
+    np.testing.assert_allclose(model(w1, w2).data, h @ model.out.W.data.T + model.out.b.data, rtol=1e-13)
+    assert_loss_grads_match(lambda: nn.cross_entropy(model(w1, w2), w3), model.parameters())
+
+
+def test_neural_trigram_errors():
+    model = nn.NeuralTrigram(3, 2, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"w2 must be non-empty ids in \[0, 3\)"):
+        model(np.array([0, 1]), np.array([0, 3]))
+    with pytest.raises(ValueError, match="differ"):
+        model(np.array([0, 1]), np.array([0]))
+    with pytest.raises(ValueError, match="act must be one of"):
+        nn.NeuralTrigram(3, 2, act="gelu")

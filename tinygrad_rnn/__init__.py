@@ -10,11 +10,11 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
 # imports after the BLAS setting; tensor before function, whose ops it binds at its end
-from .tensor import (Function, Tensor, detect_anomaly, is_grad_enabled, no_grad, ones, randn,  # noqa: E402
-                     scope, zeros)
+from .tensor import (Function, Tensor, detect_anomaly, is_grad_enabled, jvp, no_grad, ones,  # noqa: E402
+                     randn, scope, zeros)
 from .function import concat, stack, where  # noqa: E402
 from . import analysis, check, manual, nn, viz  # noqa: E402  (tr.nn after `import tinygrad_rnn as tr`, as torch.nn)
 
 __all__ = ["Tensor", "Function", "concat", "stack", "where", "no_grad", "scope", "detect_anomaly",
-           "is_grad_enabled", "zeros", "ones", "randn", "nn", "manual", "check", "viz", "analysis"]
+           "is_grad_enabled", "zeros", "ones", "randn", "jvp", "nn", "manual", "check", "viz", "analysis"]
 __version__ = "0.1.0"

@@ -9,6 +9,7 @@ A thin layer over the engine, as torch.func over autograd: each function unrolls
   T steps gets T terms) and sums them into W_hh.grad. `per_step_grads` points the recorded ops of
   step t (those created under scope "t=k") at a copy θ_t of each parameter, so the same backward
   leaves the terms of step t in θ_t.grad instead of summing them: no re-derivation, no re-run.
+  (A fused model, whose output layer is one op over all steps, is unrolled op-level for this.)
 - state Jacobians: each step is unrolled from a fresh leaf copy of the previous state, so z_t is an
   independent variable (for an LSTM, h_t and s_t both), and the engine's vector-Jacobian products
   carry the rows of ∂z_{T-1}/∂z_{t+1} back one step to ∂z_{T-1}/∂z_t.
@@ -47,6 +48,20 @@ def _untouched(model: Any, owner: str, grads: bool = True) -> Iterator[list]:
         _state.grad_enabled = grad_enabled
         for p, requires_grad, grad in saved:
             p.requires_grad, p.grad = requires_grad, grad
+
+
+@contextlib.contextmanager
+def _op_level(model: Any) -> Iterator[None]:
+    """A fused model (CharRNN(fused=True)) unrolled op by op inside: its output layer runs once over all
+    steps, one op no step owns; the op-level steps give the same values (to 1e-12) and one op per use."""
+    fused = getattr(model, "fused", False)
+    try:
+        if fused:
+            model.fused = False
+        yield
+    finally:
+        if fused:
+            model.fused = fused
 
 
 def _check_sequences(owner: str, model: Any, inputs: Any, targets: Any = None) -> tuple:
@@ -129,7 +144,7 @@ def per_step_grads(model: Any, inputs: Any, targets: Any, state: Any = None) -> 
     inputs, targets = _check_sequences("per_step_grads", model, inputs, targets)
     T = len(inputs)
     names = {id(p): name for name, p in model.named_parameters().items()}
-    with _untouched(model, "per_step_grads") as params:
+    with _untouched(model, "per_step_grads") as params, _op_level(model):
         logits, _ = model.unroll(inputs, state)
         root = cross_entropy(logits, targets)
         copies = {id(p): [_copy(p) for _ in range(T)] for p in params}

@@ -1,4 +1,4 @@
-"""The `tinygrad-rnn` command (also `python -m tinygrad_rnn`): demo, train, sample, graph, gradcheck.
+"""The `tinygrad-rnn` command (also `python -m tinygrad_rnn`): demo, train, sample, graph, gradcheck, lab.
 
 Argument parsing and printing; the work (the training loop train.fit too) is in train.py, check.py and viz.py.
 A user error is one line on stderr (`tinygrad-rnn: error: ...`), exit 2 for usage and 1 otherwise.
@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from . import check, nn, viz
+from . import check, lab, nn, viz
 from .checkpoint import CheckpointError
 from .data import DataError, Vocab, load_text, ngram_baselines
 from .tensor import no_grad
@@ -75,6 +75,13 @@ def _positive_float(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
+
+
+def _plot_path(text: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() not in lab.PLOT_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"{text!r} must end in {', '.join(lab.PLOT_SUFFIXES)}")
+    return path
 
 
 def _picture_path(text: str) -> Path:
@@ -188,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     grad.add_argument("--hidden", type=_positive_int, default=5, metavar="H", help="hidden units (default 5)")
     grad.add_argument("--steps", type=_positive_int, default=4, metavar="T", help="time steps (default 4)")
     grad.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S", help="initialisation seed (default 0)")
+
+    lab_cmd = commands.add_parser(
+        "lab", formatter_class=fmt, help="the lecture notes' experiments on gradients through time",
+        description="Run one experiment on how the gradient travels back in time and print its table:\n"
+                    + "\n".join(f"  {name:11s} {(fn.__doc__ or '').splitlines()[0]}" for name, fn in lab.EXPERIMENTS.items())
+                    + "\nWith -o, also draw its plot (.png, .svg or .pdf; needs matplotlib: pip install 'tinygrad_rnn[plot]').",
+        epilog=f"example: {PROG} lab vanishing -o vanishing.png")
+    lab_cmd.add_argument("experiment", metavar="EXPERIMENT", help=", ".join(lab.EXPERIMENTS))
+    lab_cmd.add_argument("-o", "--output", type=_plot_path, metavar="FILE", help="write the plot to FILE")
     return parser
 
 
@@ -201,7 +217,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            raise _UsageError(f"choose a command: demo, train, sample, graph or gradcheck (see '{PROG} --help')")
+            raise _UsageError(f"choose a command: demo, train, sample, graph, gradcheck or lab (see '{PROG} --help')")
         return _COMMANDS[args.command](args)
     except _UsageError as e:
         return _fail(str(e), 2)
@@ -503,4 +519,24 @@ def _gradcheck(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-_COMMANDS = {"demo": _demo, "train": _train, "sample": _sample, "graph": _graph, "gradcheck": _gradcheck}
+# ---- lab ------------------------------------------------------------------------------------------------
+def _lab(args: argparse.Namespace) -> int:
+    if args.experiment not in lab.EXPERIMENTS:
+        raise _UsageError(f"unknown experiment {args.experiment!r}; choose one of {', '.join(lab.EXPERIMENTS)} "
+                          f"(see '{PROG} lab --help')")
+    result = lab.run(args.experiment)
+    print(result.table)
+    print(f"({args.experiment}: {result.seconds:.1f} s)")
+    if args.output is not None:
+        try:
+            written = lab.save_plot(result, args.output)
+        except lab.PlotUnavailable as e:
+            raise _Error(str(e)) from None
+        except OSError as e:
+            raise _Error(f"cannot write {args.output}: {e.strerror or e}") from None
+        print(f"wrote {written}: {result.title}")
+    return 0
+
+
+_COMMANDS = {"demo": _demo, "train": _train, "sample": _sample, "graph": _graph, "gradcheck": _gradcheck,
+             "lab": _lab}

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Optional, Union
 import numpy as np
 
 __all__ = ["DataError", "Vocab", "load_text", "split", "get_batch", "iter_batches",
-           "ngram_baselines"]
+           "ngram_baselines", "NGram"]
 
 _CORPUS = "data/corpus.txt.gz"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -203,3 +203,86 @@ def _scores(p: np.ndarray) -> dict:
     nats = float(-np.log(p).mean())
     return {"nats_per_char": nats, "bits_per_char": nats / math.log(2),
             "perplexity": math.exp(nats)}
+
+
+class NGram:
+    """A count-based character n-gram model: p(c | a) = (n(a c) + k) / (n(a) + k V) for the order-1
+    characters a before c, with counts n over `ids` and additive smoothing k (0: maximum likelihood).
+
+    With k = 0 an n-gram never seen in training has probability 0 (and so does anything after a
+    context never seen), which is why most long strings get probability zero from counts alone.
+    """
+
+    def __init__(self, ids: np.ndarray, vocab_size: int, order: int = 3, smoothing: float = 0.0):
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
+            raise DataError(f"NGram: order must be a positive int, got {order!r}")
+        if not smoothing >= 0:
+            raise DataError(f"NGram: smoothing must be >= 0, got {smoothing}")
+        if ids.size < order:
+            raise DataError(f"NGram: {ids.size} ids are too few for order {order}")
+        if ids.min() < 0 or ids.max() >= vocab_size:
+            raise DataError(f"NGram: ids outside [0, {vocab_size})")
+        if order * math.log2(max(vocab_size, 2)) > 62:
+            raise DataError(f"NGram: order {order} with {vocab_size} characters is too large to count")
+        self.order, self.vocab_size, self.smoothing = int(order), int(vocab_size), float(smoothing)
+        # Count only the n-grams that occur (sorted keys in base V), never a V**order table.
+        keys = self._keys(ids)
+        self._grams, self._gram_counts = np.unique(keys, return_counts=True)
+        # n(a) = number of n-grams that start with a, so p(. | a) sums to 1 over c
+        self._contexts, self._context_counts = np.unique(keys // vocab_size, return_counts=True)
+
+    def _keys(self, ids: np.ndarray) -> np.ndarray:
+        windows = np.lib.stride_tricks.sliding_window_view(ids, self.order)  # (N - n + 1, n)
+        return windows @ (self.vocab_size ** np.arange(self.order - 1, -1, -1, dtype=np.int64))
+
+    @staticmethod
+    def _lookup(keys: np.ndarray, counts: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+        at = np.minimum(np.searchsorted(keys, wanted), keys.size - 1)
+        return np.where(keys[at] == wanted, counts[at], 0)
+
+    def count(self, gram: Iterable[int]) -> int:
+        """n(gram) for a gram of `order` ids, or n(context) for one of order - 1 ids."""
+        gram = np.asarray(list(gram), dtype=np.int64)
+        if gram.size not in (self.order, self.order - 1):
+            raise DataError(f"NGram.count: want {self.order} or {self.order - 1} ids, got {gram.size}")
+        key = np.array([gram @ (self.vocab_size ** np.arange(gram.size - 1, -1, -1, dtype=np.int64))])
+        if gram.size == self.order:
+            return int(self._lookup(self._grams, self._gram_counts, key)[0])
+        return int(self._lookup(self._contexts, self._context_counts, key)[0])
+
+    def __len__(self) -> int:
+        """How many distinct n-grams occur in the training ids."""
+        return int(self._grams.size)
+
+    def most_common(self, k: int = 5) -> list:
+        """The k most frequent n-grams as (tuple of ids, count), most frequent first."""
+        top = np.argsort(-self._gram_counts, kind="stable")[:k]
+        V, n = self.vocab_size, self.order
+        return [(tuple(int(self._grams[i] // V ** j % V) for j in range(n - 1, -1, -1)),
+                 int(self._gram_counts[i])) for i in top]
+
+    def probs(self, ids: np.ndarray, start: Optional[int] = None) -> np.ndarray:
+        """p(ids[t] | ids[t-order+1 : t]) for t = start ... N-1 (start defaults to order - 1) -> (N - start,)."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        start = self.order - 1 if start is None else start
+        if start < self.order - 1 or start >= ids.size:
+            raise DataError(f"NGram.probs: start must lie in [{self.order - 1}, {ids.size}), got {start}")
+        if ids.min() < 0 or ids.max() >= self.vocab_size:
+            raise DataError(f"NGram.probs: ids outside [0, {self.vocab_size})")
+        keys = self._keys(ids[start - self.order + 1:])
+        gram = self._lookup(self._grams, self._gram_counts, keys)
+        context = self._lookup(self._contexts, self._context_counts, keys // self.vocab_size)
+        k = self.smoothing
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = (gram + k) / (context + k * self.vocab_size)
+        return np.where(context + k > 0, p, 0.0)  # an unseen context under maximum likelihood: p = 0
+
+    def scores(self, ids: np.ndarray, start: Optional[int] = None) -> dict:
+        """{"bits_per_char", "perplexity" (= 2**bits), "zero_fraction"} over the targets of probs;
+        any zero probability makes bits and perplexity infinite."""
+        p = self.probs(ids, start)
+        with np.errstate(divide="ignore"):
+            bits = float(-np.log2(p).mean())
+        return {"bits_per_char": bits, "perplexity": 2.0 ** bits if np.isfinite(bits) else math.inf,
+                "zero_fraction": float((p == 0).mean())}

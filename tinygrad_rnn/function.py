@@ -1,7 +1,11 @@
-"""The built-in ops: one Function subclass each, forward and vector-Jacobian product side by side.
+"""The built-in ops: one Function subclass each; forward, vector-Jacobian product (backward) and
+Jacobian-vector product (jvp) side by side: the same Jacobian, applied from either side.
 
-Each docstring is the math (g is dL/d(output)). Shapes are checked here, where the op's name is
-known, so a mismatch reads `matmul: (3, 4) @ (5, 6): inner dimensions 4 and 5 differ`.
+Each docstring is the math: g is dL/d(output) for backward; da, db are the inputs' tangents (how
+they move along a direction) and dy the output's for jvp. A jvp rule gets its tangents with a
+leading axis of K directions, (K, *shape), and None for an input that does not move.
+Shapes are checked here, where the op's name is known, so a mismatch reads
+`matmul: (3, 4) @ (5, 6): inner dimensions 4 and 5 differ`.
 Gradients over broadcast axes are summed back to each input's shape by the engine.
 """
 from __future__ import annotations
@@ -28,10 +32,45 @@ def _binary(op: str, fn, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise _broadcast_error(op, a.shape, b.shape) from None
 
 
+# ---- forward-mode helpers: a tangent is (K, *shape), K directions at once; None is a zero tangent
+def _lift(t: np.ndarray, ndim: int) -> np.ndarray:
+    """Tangent t (K, *s) with axes put after K, so it broadcasts against an ndim-d array as s would."""
+    return t.reshape(t.shape[:1] + (1,) * (ndim + 1 - t.ndim) + t.shape[1:]) if t.ndim <= ndim else t
+
+
+def _times(t, x: np.ndarray):
+    """Tangent t times the array x in every direction; a missing tangent stays missing."""
+    return None if t is None else _lift(t, np.ndim(x)) * x
+
+
+def _total(*terms):
+    """The sum of the tangents that are present, broadcast together as their primals are."""
+    terms = [t for t in terms if t is not None]
+    if not terms:
+        return None
+    ndim = max(t.ndim for t in terms) - 1
+    total = _lift(terms[0], ndim)
+    for t in terms[1:]:
+        total = total + _lift(t, ndim)
+    return total
+
+
+def _shift(axis, ndim: int) -> tuple:
+    """A reduction's axes of the primal (None: all ndim) as axes of its tangent, behind K."""
+    return tuple(range(1, ndim + 1)) if axis is None else tuple(ax + 1 for ax in axis)
+
+
+def _fill(tangents: Sequence, shapes: Sequence) -> list:
+    """Zeros (K, *shape) in place of missing tangents, for the ops that join their inputs."""
+    like = next(t for t in tangents if t is not None)
+    return [np.zeros(like.shape[:1] + tuple(s), like.dtype) if t is None else t for t, s in zip(tangents, shapes)]
+
+
 # ---- arithmetic -----------------------------------------------------------------------------------
 class Add(Function):
-    """y = a + b;  dL/da = g,  dL/db = g"""
+    """y = a + b;  dL/da = g,  dL/db = g;  dy = da + db"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a, b):
@@ -41,10 +80,15 @@ class Add(Function):
     def backward(ctx, g):
         return g, g
 
+    @staticmethod
+    def jvp(ctx, da, db):
+        return _total(da, db)
+
 
 class Sub(Function):
-    """y = a - b;  dL/da = g,  dL/db = -g"""
+    """y = a - b;  dL/da = g,  dL/db = -g;  dy = da - db"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a, b):
@@ -54,10 +98,15 @@ class Sub(Function):
     def backward(ctx, g):
         return g, (-g if ctx.needs_input_grad[1] else None)
 
+    @staticmethod
+    def jvp(ctx, da, db):
+        return _total(da, None if db is None else -db)
+
 
 class Mul(Function):
-    """y = a * b;  dL/da = g * b,  dL/db = g * a"""
+    """y = a * b;  dL/da = g * b,  dL/db = g * a;  dy = da * b + a * db"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a, b):
@@ -70,10 +119,16 @@ class Mul(Function):
         need_a, need_b = ctx.needs_input_grad
         return (g * b if need_a else None), (g * a if need_b else None)
 
+    @staticmethod
+    def jvp(ctx, da, db):
+        a, b = ctx.saved_tensors
+        return _total(_times(da, b), _times(db, a))
+
 
 class Div(Function):
-    """y = a / b;  dL/da = g / b,  dL/db = -g * y / b"""
+    """y = a / b;  dL/da = g / b,  dL/db = -g * y / b;  dy = da / b - db * y / b"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a, b):
@@ -88,10 +143,29 @@ class Div(Function):
         ga = g / b
         return (ga if need_a else None), (-ga * y if need_b else None)
 
+    @staticmethod
+    def jvp(ctx, da, db):
+        b, y = ctx.saved_tensors
+        return _total(_times(da, 1 / b), _times(db, -y / b))
+
+
+def _pow_partials(a: np.ndarray, b: np.ndarray, y: np.ndarray, need_a: bool, need_b: bool) -> tuple:
+    """dy/da = b * a**(b-1) and dy/db = y * log(a) entrywise (None where not needed), PyTorch's edges."""
+    dy_da = dy_db = None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if need_a:  # a**0 is constant: 0, not 0 * inf, at a = 0 (as PyTorch)
+            dy_da = np.where(b == 0, 0, b * np.power(a, b - 1))
+        if need_b:  # y * log(a) -> 0 as a -> 0 for b >= 0 (as PyTorch); undefined for a < 0
+            log_a = np.log(np.where(a > 0, a, 1))
+            dy_db = np.where(a > 0, y * log_a, np.where((a == 0) & (b >= 0), 0, np.nan))
+    return dy_da, dy_db
+
 
 class Pow(Function):
-    """y = a ** b;  dL/da = g * b * a**(b-1),  dL/db = g * y * log(a)"""
+    """y = a ** b;  dL/da = g * b * a**(b-1),  dL/db = g * y * log(a);
+    dy = da * b * a**(b-1) + db * y * log(a)"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a, b):
@@ -101,21 +175,19 @@ class Pow(Function):
 
     @staticmethod
     def backward(ctx, g):
-        a, b, y = ctx.saved_tensors
-        need_a, need_b = ctx.needs_input_grad
-        ga = gb = None
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if need_a:  # a**0 is constant: 0, not 0 * inf, at a = 0 (as PyTorch)
-                ga = np.where(b == 0, 0, g * b * np.power(a, b - 1))
-            if need_b:  # y * log(a) -> 0 as a -> 0 for b >= 0 (as PyTorch); undefined for a < 0
-                log_a = np.log(np.where(a > 0, a, 1))
-                gb = np.where(a > 0, g * y * log_a, np.where((a == 0) & (b >= 0), 0, np.nan))
-        return ga, gb
+        dy_da, dy_db = _pow_partials(*ctx.saved_tensors, *ctx.needs_input_grad)
+        return (None if dy_da is None else g * dy_da), (None if dy_db is None else g * dy_db)
+
+    @staticmethod
+    def jvp(ctx, da, db):
+        dy_da, dy_db = _pow_partials(*ctx.saved_tensors, da is not None, db is not None)
+        return _total(_times(da, dy_da), _times(db, dy_db))
 
 
 class Neg(Function):
-    """y = -a;  dL/da = -g"""
+    """y = -a;  dL/da = -g;  dy = -da"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a):
@@ -125,10 +197,15 @@ class Neg(Function):
     def backward(ctx, g):
         return (-g,)
 
+    @staticmethod
+    def jvp(ctx, da):
+        return -da
+
 
 class MatMul(Function):
-    """y = a @ b;  dL/da = g @ b^T,  dL/db = a^T @ g  (1-D operands as in np.matmul)"""
+    """y = a @ b;  dL/da = g @ b^T,  dL/db = a^T @ g;  dy = da @ b + a @ db  (1-D operands as in np.matmul)"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a, b):
@@ -165,12 +242,26 @@ class MatMul(Function):
             gb = gb.reshape(gb.shape[:-2] + (b.shape[0],)) if b.ndim == 1 else gb
         return ga, gb
 
+    @staticmethod
+    def jvp(ctx, da, db):
+        a, b = ctx.saved_tensors
+        # 1-D operands as matrices (as np.matmul does), K directions in front; the added axes go after
+        a2, b2 = (a[None, :] if a.ndim == 1 else a), (b[:, None] if b.ndim == 1 else b)
+        da = da[:, None, :] if da is not None and a.ndim == 1 else da
+        db = db[..., None] if db is not None and b.ndim == 1 else db
+        n = max(a2.ndim, b2.ndim)
+        dy = _total(None if da is None else _lift(da, n) @ b2, None if db is None else a2 @ _lift(db, n))
+        dy = dy[..., 0, :] if a.ndim == 1 else dy
+        return dy[..., 0] if b.ndim == 1 else dy
+
 
 class Affine(Function):
     """y = W x + b (+ further terms) for a vector x, x W^T + b (+ ...) for rows of x; as PyTorch's
     F.linear, or the book's a = b + W h + U x (eq. 10.8) with U x passed as a further term;
-    dL/dx = g W,  dL/dW = g^T x (summed over rows),  dL/db = g summed over rows,  dL/dterm = g"""
+    dL/dx = g W,  dL/dW = g^T x (summed over rows),  dL/db = g summed over rows,  dL/dterm = g;
+    dy = W dx + dW x + db (+ dterms)"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, x, W, b, *terms):
@@ -195,11 +286,20 @@ class Affine(Function):
             return (g @ W if need_x else None), gW, g, *terms
         return (g @ W if need_x else None), gW, (g.reshape(-1, g.shape[-1]).sum(axis=0) if need_b else None), *terms
 
+    @staticmethod
+    def jvp(ctx, dx, dW, db, *dterms):
+        x, W = ctx.saved_tensors
+        dWx = None
+        if dW is not None:  # dW x for every direction: rows of x (N, D) @ dW^T (K, D, H) -> (K, N, H)
+            dWx = (x.reshape(-1, x.shape[-1]) @ dW.swapaxes(-1, -2)).reshape(dW.shape[:1] + x.shape[:-1] + W.shape[:1])
+        return _total(None if dx is None else dx @ W.T, dWx, db, *dterms)
+
 
 # ---- elementwise functions --------------------------------------------------------------------------
 class Exp(Function):
-    """y = exp(a);  dL/da = g * y"""
+    """y = exp(a);  dL/da = g * y;  dy = da * y"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a):
@@ -212,10 +312,16 @@ class Exp(Function):
         (y,) = ctx.saved_tensors
         return (g * y,)
 
+    @staticmethod
+    def jvp(ctx, da):
+        (y,) = ctx.saved_tensors
+        return da * y
+
 
 class Log(Function):
-    """y = log(a);  dL/da = g / a"""
+    """y = log(a);  dL/da = g / a;  dy = da / a"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a):
@@ -227,10 +333,16 @@ class Log(Function):
         (a,) = ctx.saved_tensors
         return (g / a,)
 
+    @staticmethod
+    def jvp(ctx, da):
+        (a,) = ctx.saved_tensors
+        return da / a
+
 
 class Tanh(Function):
-    """y = tanh(a);  dL/da = g * (1 - y**2)"""
+    """y = tanh(a);  dL/da = g * (1 - y**2);  dy = da * (1 - y**2)"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a):
@@ -243,6 +355,11 @@ class Tanh(Function):
         (y,) = ctx.saved_tensors
         return (g * (1 - y * y),)
 
+    @staticmethod
+    def jvp(ctx, da):
+        (y,) = ctx.saved_tensors
+        return da * (1 - y * y)
+
 
 def _sigmoid(a: np.ndarray) -> np.ndarray:
     # 0.5 * (1 + tanh(a/2)) is sigmoid without overflow in exp for large |a|
@@ -250,8 +367,9 @@ def _sigmoid(a: np.ndarray) -> np.ndarray:
 
 
 class Sigmoid(Function):
-    """y = 1 / (1 + exp(-a));  dL/da = g * y * (1 - y)"""
+    """y = 1 / (1 + exp(-a));  dL/da = g * y * (1 - y);  dy = da * y * (1 - y)"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a):
@@ -264,10 +382,16 @@ class Sigmoid(Function):
         (y,) = ctx.saved_tensors
         return (g * y * (1 - y),)
 
+    @staticmethod
+    def jvp(ctx, da):
+        (y,) = ctx.saved_tensors
+        return da * (y * (1 - y))
+
 
 class Relu(Function):
-    """y = max(a, 0);  dL/da = g * (a > 0)"""
+    """y = max(a, 0);  dL/da = g * (a > 0);  dy = da * (a > 0)"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a):
@@ -279,10 +403,16 @@ class Relu(Function):
         (a,) = ctx.saved_tensors
         return (g * (a > 0),)
 
+    @staticmethod
+    def jvp(ctx, da):
+        (a,) = ctx.saved_tensors
+        return da * (a > 0)
+
 
 class Sqrt(Function):
-    """y = sqrt(a);  dL/da = g / (2 y)"""
+    """y = sqrt(a);  dL/da = g / (2 y);  dy = da / (2 y)"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a):
@@ -295,10 +425,16 @@ class Sqrt(Function):
         (y,) = ctx.saved_tensors
         return (g / (2 * y),)
 
+    @staticmethod
+    def jvp(ctx, da):
+        (y,) = ctx.saved_tensors
+        return da / (2 * y)
+
 
 class Abs(Function):
-    """y = |a|;  dL/da = g * sign(a)  (0 at a = 0, as PyTorch)"""
+    """y = |a|;  dL/da = g * sign(a);  dy = da * sign(a)  (0 at a = 0, as PyTorch)"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a):
@@ -310,10 +446,16 @@ class Abs(Function):
         (a,) = ctx.saved_tensors
         return (g * np.sign(a),)
 
+    @staticmethod
+    def jvp(ctx, da):
+        (a,) = ctx.saved_tensors
+        return da * np.sign(a)
+
 
 class Clip(Function):
-    """y = min(max(a, lo), hi);  dL/da = g where lo <= a <= hi, else 0"""
+    """y = min(max(a, lo), hi);  dL/da = g where lo <= a <= hi, else 0;  dy = da there, else 0"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a, lo=None, hi=None):
@@ -333,6 +475,11 @@ class Clip(Function):
     def backward(ctx, g):
         (inside,) = ctx.saved_tensors
         return (g * inside,)
+
+    @staticmethod
+    def jvp(ctx, da):
+        (inside,) = ctx.saved_tensors
+        return da * inside
 
 
 # ---- reductions ------------------------------------------------------------------------------------
@@ -358,8 +505,9 @@ def _expand(g: np.ndarray, shape: tuple, axis, keepdims: bool) -> np.ndarray:
 
 
 class Sum(Function):
-    """y = sum(a, axis);  dL/da = g broadcast back over the summed axes"""
+    """y = sum(a, axis);  dL/da = g broadcast back over the summed axes;  dy = sum(da, axis)"""
     __slots__ = ("shape", "axis", "keepdims")
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
@@ -372,10 +520,15 @@ class Sum(Function):
     def backward(ctx, g):
         return (np.broadcast_to(_expand(g, ctx.shape, ctx.axis, ctx.keepdims), ctx.shape),)
 
+    @staticmethod
+    def jvp(ctx, da):
+        return da.sum(axis=_shift(ctx.axis, len(ctx.shape)), keepdims=ctx.keepdims)
+
 
 class Mean(Function):
-    """y = mean(a, axis);  dL/da = g / n broadcast back (n = number of entries averaged)"""
+    """y = mean(a, axis);  dL/da = g / n broadcast back (n = number of entries averaged);  dy = mean(da, axis)"""
     __slots__ = ("shape", "axis", "keepdims")
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
@@ -389,10 +542,16 @@ class Mean(Function):
         n = np.prod(ctx.shape) if ctx.axis is None else np.prod([ctx.shape[ax] for ax in ctx.axis])
         return (np.broadcast_to(_expand(g, ctx.shape, ctx.axis, ctx.keepdims) / n, ctx.shape),)
 
+    @staticmethod
+    def jvp(ctx, da):
+        return da.mean(axis=_shift(ctx.axis, len(ctx.shape)), keepdims=ctx.keepdims)
+
 
 class Max(Function):
-    """y = max(a, axis);  dL/da = g at the maxima (shared equally between ties), 0 elsewhere"""
+    """y = max(a, axis);  dL/da = g at the maxima (shared equally between ties), 0 elsewhere;
+    dy = da at the maximum (the mean of da over ties)"""
     __slots__ = ("axis", "keepdims")
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
@@ -411,10 +570,16 @@ class Max(Function):
         (share,) = ctx.saved_tensors
         return (_expand(g, share.shape, ctx.axis, ctx.keepdims) * share,)
 
+    @staticmethod
+    def jvp(ctx, da):
+        (share,) = ctx.saved_tensors
+        return (da * share).sum(axis=_shift(ctx.axis, share.ndim), keepdims=ctx.keepdims)
+
 
 class Softmax(Function):
-    """y = exp(a - max) / sum(exp(a - max));  dL/da = y * (g - sum(g * y))"""
+    """y = exp(a - max) / sum(exp(a - max));  dL/da = y * (g - sum(g * y));  dy = y * (da - sum(da * y))"""
     __slots__ = ("axis",)
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a, axis=-1):
@@ -429,10 +594,16 @@ class Softmax(Function):
         (y,) = ctx.saved_tensors
         return (y * (g - (g * y).sum(axis=ctx.axis, keepdims=True)),)
 
+    @staticmethod
+    def jvp(ctx, da):
+        (y,) = ctx.saved_tensors
+        return y * (da - (da * y).sum(axis=_shift(ctx.axis, y.ndim), keepdims=True))
+
 
 class LogSoftmax(Function):
-    """y = a - logsumexp(a);  dL/da = g - softmax(a) * sum(g)"""
+    """y = a - logsumexp(a);  dL/da = g - softmax(a) * sum(g);  dy = da - sum(softmax(a) * da)"""
     __slots__ = ("axis",)
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a, axis=-1):
@@ -447,28 +618,41 @@ class LogSoftmax(Function):
         (y,) = ctx.saved_tensors
         return (g - np.exp(y) * g.sum(axis=ctx.axis, keepdims=True),)
 
+    @staticmethod
+    def jvp(ctx, da):
+        (y,) = ctx.saved_tensors
+        return da - (da * np.exp(y)).sum(axis=_shift(ctx.axis, y.ndim), keepdims=True)
+
 
 # ---- shape and indexing ---------------------------------------------------------------------------
 class Reshape(Function):
-    """y = a reshaped;  dL/da = g reshaped back"""
-    __slots__ = ("shape",)
+    """y = a reshaped;  dL/da = g reshaped back;  dy = da reshaped"""
+    __slots__ = ("shape", "out_shape")
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a, shape=()):
         ctx.shape = a.shape
         try:
-            return a.reshape(shape)
+            y = a.reshape(shape)
         except ValueError:
             raise ValueError(f"reshape: cannot reshape {a.shape} ({a.size} entries) into {tuple(shape)}") from None
+        ctx.out_shape = y.shape
+        return y
 
     @staticmethod
     def backward(ctx, g):
         return (g.reshape(ctx.shape),)
 
+    @staticmethod
+    def jvp(ctx, da):
+        return da.reshape(da.shape[:1] + ctx.out_shape)
+
 
 class Transpose(Function):
-    """y = a with axes permuted;  dL/da = g with the inverse permutation"""
+    """y = a with axes permuted;  dL/da = g with the inverse permutation;  dy = da with the same permutation"""
     __slots__ = ("axes",)
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a, axes=None):
@@ -485,10 +669,16 @@ class Transpose(Function):
     def backward(ctx, g):
         return (np.transpose(g, None if ctx.axes is None else np.argsort(ctx.axes)),)
 
+    @staticmethod
+    def jvp(ctx, da):
+        axes = range(da.ndim - 1, 0, -1) if ctx.axes is None else (ax + 1 for ax in ctx.axes)
+        return np.transpose(da, (0, *axes))  # K stays in front
+
 
 class GetItem(Function):
-    """y = a[index];  dL/da = zeros with g scatter-added at index (repeated indices add up)"""
+    """y = a[index];  dL/da = zeros with g scatter-added at index (repeated indices add up);  dy = da[index]"""
     __slots__ = ("index",)
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, a, index=None):
@@ -502,10 +692,18 @@ class GetItem(Function):
     def backward(ctx, g):
         return (SparseGrad(ctx.index, g),)  # into a leaf's .grad directly; made dense otherwise
 
+    @staticmethod
+    def jvp(ctx, da):
+        # index the entries' positions once, then take those from every direction: any index works
+        # (slices, ints, arrays, masks, Ellipsis) without K moving among the indexed axes
+        picked = np.arange(da[0].size).reshape(da.shape[1:])[ctx.index]
+        return da.reshape(len(da), -1)[:, picked]
+
 
 class Concat(Function):
-    """y = concatenate(xs, axis);  dL/dx_i = the slice of g that x_i filled"""
-    __slots__ = ("axis", "splits")
+    """y = concatenate(xs, axis);  dL/dx_i = the slice of g that x_i filled;  dy = concatenate(dxs, axis)"""
+    __slots__ = ("axis", "splits", "shapes")
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, *xs, axis=0):
@@ -513,6 +711,7 @@ class Concat(Function):
             raise ValueError("concat: needs at least one tensor")
         ctx.axis = _check_axis("concat", axis, xs[0].ndim)[0]
         ctx.splits = np.cumsum([x.shape[ctx.axis] for x in xs])[:-1]
+        ctx.shapes = [x.shape for x in xs]
         try:
             return np.concatenate(xs, axis=ctx.axis)
         except ValueError:
@@ -522,10 +721,15 @@ class Concat(Function):
     def backward(ctx, g):
         return tuple(np.split(g, ctx.splits, axis=ctx.axis))
 
+    @staticmethod
+    def jvp(ctx, *dxs):
+        return np.concatenate(_fill(dxs, ctx.shapes), axis=ctx.axis + 1)
+
 
 class Stack(Function):
-    """y = stack(xs, axis);  dL/dx_i = g taken at position i along axis"""
+    """y = stack(xs, axis);  dL/dx_i = g taken at position i along axis;  dy = stack(dxs, axis)"""
     __slots__ = ("axis",)
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, *xs, axis=0):
@@ -541,10 +745,16 @@ class Stack(Function):
     def backward(ctx, g):
         return tuple(np.moveaxis(g, ctx.axis, 0))
 
+    @staticmethod
+    def jvp(ctx, *dxs):
+        shape = next(d for d in dxs if d is not None).shape[1:]  # all inputs have one shape
+        return np.stack(_fill(dxs, [shape] * len(dxs)), axis=ctx.axis + 1)
+
 
 class Where(Function):
-    """y = where(cond, a, b);  dL/da = g where cond, dL/db = g where not cond"""
+    """y = where(cond, a, b);  dL/da = g where cond, dL/db = g where not cond;  dy = where(cond, da, db)"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, cond, a, b):
@@ -562,6 +772,16 @@ class Where(Function):
         zero = np.zeros((), dtype=g.dtype)
         return (None, np.where(cond, g, zero) if need_a else None,
                 np.where(cond, zero, g) if need_b else None)
+
+    @staticmethod
+    def jvp(ctx, dcond, da, db):
+        (cond,) = ctx.saved_tensors
+        moving = [d for d in (da, db) if d is not None]
+        if not moving:  # only the condition moved: it selects, it has no derivative
+            return None
+        n = max([cond.ndim] + [d.ndim - 1 for d in moving])
+        zero = np.zeros((), moving[0].dtype)
+        return np.where(cond, zero if da is None else _lift(da, n), zero if db is None else _lift(db, n))
 
 
 # ---- functions of several tensors --------------------------------------------------------------------

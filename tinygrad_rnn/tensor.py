@@ -1,7 +1,9 @@
-"""The engine: Tensor, the Function base every op derives from, and the iterative backward pass.
+"""The engine: Tensor, the Function base every op derives from, the iterative backward pass
+and forward mode (jvp).
 
 Early tinygrad's Function/ctx pattern (PyTorch's torch.autograd.Function); backward visits nodes
 newest first from a heap of creation numbers, as PyTorch's engine does: no recursion, any depth.
+Forward mode (jax.jvp, torch.func.jvp) needs no graph: each op pushes its tangent on as it runs.
 """
 from __future__ import annotations
 
@@ -14,17 +16,18 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 __all__ = ["Tensor", "Function", "SparseGrad", "OuterGrad", "no_grad", "scope", "detect_anomaly",
-           "zeros", "ones", "randn", "is_grad_enabled"]
+           "zeros", "ones", "randn", "is_grad_enabled", "jvp"]
 
 
 class _State:
     """Global switches read on every op (one object, so the hot path does one attribute lookup)."""
-    __slots__ = ("grad_enabled", "scope", "anomaly")
+    __slots__ = ("grad_enabled", "scope", "anomaly", "forward")
 
     def __init__(self) -> None:
         self.grad_enabled = True
         self.scope = ""      # "t=3/lstm" while inside scope("t=3") and scope("lstm")
         self.anomaly = False
+        self.forward = None  # inside forward mode: the token that marks this run's tangents
 
 
 _state = _State()
@@ -80,9 +83,15 @@ class Function:
     """Base of every op. Subclass with static forward(ctx, *arrays, **kw) -> array and
     backward(ctx, grad_out) -> tuple of arrays (one per input, None where none is needed),
     then call MyOp.apply(*tensors, **kw). The instance is the ctx and the graph node.
+    For forward mode add a static jvp(ctx, *input_tangents) -> output_tangent (None for an
+    input without tangent); it runs right after forward, with the same ctx.
     """
     # Subclasses without __slots__ get a __dict__, so a user's ctx takes any attribute.
     __slots__ = ("parents", "needs_input_grad", "saved_tensors", "scope", "seq")
+    # True: jvp takes each tangent with a leading axis of directions, (K, *input.shape), and returns
+    # (K, *output.shape), as the built-in ops do (RTRL pushes one direction per parameter entry).
+    # False (a rule of one's own): jvp sees one direction at a time, shaped like the inputs.
+    batched_jvp = False
 
     @staticmethod
     def forward(ctx: "Function", *arrays: np.ndarray, **kwargs: Any) -> np.ndarray:
@@ -91,6 +100,11 @@ class Function:
     @staticmethod
     def backward(ctx: "Function", grad_out: np.ndarray) -> tuple:
         raise NotImplementedError
+
+    @staticmethod
+    def jvp(ctx: "Function", *input_tangents: Optional[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError(f"{ctx.name}: this op has no forward-mode rule; give it a static "
+                                  "jvp(ctx, *input_tangents) -> output_tangent to use it under jvp")
 
     def save_for_backward(self, *arrays: Any) -> None:
         self.saved_tensors = arrays
@@ -113,7 +127,7 @@ class Function:
             data = np.asarray(data)
         out = Tensor.__new__(Tensor)
         out.data = data
-        out.grad = out.name = None
+        out.grad = out.name = out._tangent = None
         out._retain = False
         needs = tuple([t.requires_grad for t in inputs])
         if True in needs and _state.grad_enabled:
@@ -126,6 +140,8 @@ class Function:
         else:
             out.requires_grad = False
             out._ctx = None
+        if _state.forward is not None:  # forward mode: this op's tangent, from its inputs' tangents
+            _push_tangent(cls, ctx, inputs, out)
         return out
 
     def __repr__(self) -> str:
@@ -188,7 +204,7 @@ def _float_dtype(dtype: np.dtype) -> bool:
 
 class Tensor:
     """An n-dimensional array that remembers the op that made it, for reverse-mode autodiff."""
-    __slots__ = ("data", "grad", "requires_grad", "name", "_ctx", "_retain", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "name", "_ctx", "_retain", "_tangent", "__weakref__")
     __array_ufunc__ = None  # ndarray + Tensor defers to Tensor.__radd__ instead of looping
 
     def __init__(self, data: Any, requires_grad: bool = False, name: Optional[str] = None):
@@ -208,6 +224,7 @@ class Tensor:
         self.name = name
         self._ctx: Optional[Function] = None
         self._retain = False
+        self._tangent: Optional[tuple] = None  # (forward-mode token, tangent) inside jvp
 
     # ---- inspection -------------------------------------------------------------------------
     @property
@@ -260,7 +277,7 @@ class Tensor:
         """The same data (shared, not copied), cut from the graph: truncated BPTT cuts the state so."""
         detached = Tensor.__new__(Tensor)
         detached.data, detached.grad, detached.requires_grad = self.data, None, False
-        detached.name, detached._ctx, detached._retain = None, None, False
+        detached.name, detached._ctx, detached._retain, detached._tangent = None, None, False, None
         return detached
 
     def retain_grad(self) -> "Tensor":
@@ -569,6 +586,85 @@ def _accumulate(tensor: Tensor, g: np.ndarray) -> None:
         tensor.grad = g.copy() if g.dtype == tensor.data.dtype else g.astype(tensor.data.dtype)
     else:
         tensor.grad += g
+
+
+# ---- forward mode ----------------------------------------------------------------------------------
+# A tangent rides on its tensor as (token, array (K, *shape)): K directions pushed at once. The token
+# is this run's, so a tensor kept from an earlier run counts as a constant, not with a stale tangent.
+def _tangent_of(t: Tensor) -> Optional[np.ndarray]:
+    """t's tangent (K, *t.shape) in the running forward mode, or None: t is a constant there."""
+    dual = t._tangent
+    return dual[1] if dual is not None and dual[0] is _state.forward else None
+
+
+def _push_tangent(cls: type, ctx: Function, inputs: tuple, out: Tensor) -> None:
+    """out's tangent from its inputs' by the op's jvp rule (none if no input has one)."""
+    tangents = [_tangent_of(t) for t in inputs]
+    present = [t for t in tangents if t is not None]
+    if not present:
+        return
+    K = present[0].shape[0]
+    if cls.batched_jvp:
+        t_out = cls.jvp(ctx, *tangents)
+        if t_out is None:  # the rule says: no change (Where's condition alone moved)
+            return
+    else:  # a rule of one's own sees one direction at a time, shaped like the inputs
+        t_out = np.stack([np.asarray(cls.jvp(ctx, *[None if t is None else t[k] for t in tangents]))
+                          for k in range(K)])
+    t_out = np.asarray(t_out)
+    if t_out.ndim <= out.ndim:  # an input broadcast into a larger output: axes after K's
+        t_out = t_out.reshape(t_out.shape[:1] + (1,) * (out.ndim + 1 - t_out.ndim) + t_out.shape[1:])
+    try:
+        t_out = np.broadcast_to(t_out, (K,) + out.shape)
+    except ValueError:
+        shape = t_out.shape if cls.batched_jvp else t_out.shape[1:]
+        raise RuntimeError(f"{cls.__name__}.jvp returned a tangent of shape {shape} "
+                           f"for an output of shape {out.shape}") from None
+    out._tangent = (_state.forward, t_out)
+
+
+@contextlib.contextmanager
+def _forward_mode(seeds: Sequence[tuple]) -> Iterator[None]:
+    """Inside, ops push tangents; `seeds` are pairs (tensor, tangent (K, *tensor.shape))."""
+    if _state.forward is not None:
+        raise RuntimeError("jvp: forward mode inside forward mode (nested jvp) is not supported")
+    token = object()
+    for t, tangent in seeds:
+        t._tangent = (token, tangent)
+    _state.forward = token
+    try:
+        yield
+    finally:
+        _state.forward = None
+        for t, _ in seeds:
+            t._tangent = None
+
+
+def jvp(fn: Any, primals: Sequence, tangents: Sequence) -> tuple[Tensor, np.ndarray]:
+    """fn(*primals) and its directional derivative J·v for v = tangents, in ONE forward pass.
+
+    As jax.jvp / torch.func.jvp: primals and tangents are tuples of Tensors or arrays of equal
+    shapes; fn returns a Tensor. Each op applies its jvp rule as it runs: no backward, no differences.
+    """
+    primals, tangents = tuple(primals), tuple(tangents)
+    if len(primals) != len(tangents):
+        raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    xs = tuple(Tensor(p) for p in primals)  # constants of their own: the tangents say how they move
+    seeds = []
+    for k, (x, v) in enumerate(zip(xs, tangents)):
+        if not _float_dtype(x.dtype):
+            raise TypeError(f"jvp: primal {k} has dtype {x.dtype}; only floating-point primals have tangents")
+        v = np.asarray(_data(v), dtype=x.dtype)
+        if v.shape != x.shape:
+            raise ValueError(f"jvp: tangent {k} has shape {v.shape} but its primal has shape {x.shape}")
+        seeds.append((x, v[None]))  # one direction: K = 1
+    with _forward_mode(seeds):
+        out = fn(*xs)
+        if not isinstance(out, Tensor):
+            raise TypeError(f"jvp: fn must return a Tensor, got {type(out).__name__}")
+        tangent = _tangent_of(out)
+    out._tangent = None
+    return out, (np.zeros_like(out.data) if tangent is None else np.array(tangent[0]))
 
 
 # ---- constructors -------------------------------------------------------------------------------

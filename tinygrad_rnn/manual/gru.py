@@ -58,13 +58,8 @@ def gru_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Array
     hs = np.empty((T, B, H), dtype)
     h = h0
     for t in range(T):
-        ax = W_x[:, inputs[t]].T + b_x  # (B, 3H); one-hot x_t is a column gather
-        ah = h @ W_h.T + b_h            # (B, 3H)
-        r = _sigmoid(ax[:, :H] + ah[:, :H])
-        z = _sigmoid(ax[:, H:2 * H] + ah[:, H:2 * H])
-        n = np.tanh(ax[:, 2 * H:] + r * ah[:, 2 * H:])
-        h = (1.0 - z) * n + z * h
-        rs[t], zs[t], ns[t], ah_ns[t], hs[t] = r, z, n, ah[:, 2 * H:], h
+        r, z, n, ah_n, h = _gru_step(W_x[:, inputs[t]].T + b_x, h, W_h, b_h)  # one-hot x_t: a column gather
+        rs[t], zs[t], ns[t], ah_ns[t], hs[t] = r, z, n, ah_n, h
     h_prev = np.concatenate([h0[None], hs[:-1]])  # h_{t-1} for every t: (T, B, H)
     loss, dy = _softmax_cross_entropy(hs @ W_hy.T + b_y, targets)  # dy = p - onehot: (T, B, K)
 
@@ -73,20 +68,40 @@ def gru_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Array
     d["b_y"] = dy.sum(axis=(0, 1))
     dh_next = np.zeros((B, H), dtype)
     for t in reversed(range(T)):
-        r, z, n = rs[t], zs[t], ns[t]
         dh = dy[t] @ W_hy + dh_next               # from the output at t and from step t+1
-        dn = dh * (1.0 - z)                       # h = (1 - z) * n + z * h_prev
-        dz = dh * (h_prev[t] - n)
-        dnraw = dn * (1.0 - n ** 2)               # back through tanh
-        dr = dnraw * ah_ns[t]                     # n's pre-activation holds r * ah_n
-        drraw, dzraw = dr * r * (1.0 - r), dz * z * (1.0 - z)
-        dax = np.concatenate([drraw, dzraw, dnraw], axis=1)           # (B, 3H)
-        dah = np.concatenate([drraw, dzraw, r * dnraw], axis=1)       # the reset gate scales ah_n
+        dax, dah, dh_next = _gru_step_back(dh, rs[t], zs[t], ns[t], ah_ns[t], h_prev[t], W_h)
         d["b_x"] += dax.sum(axis=0)
         np.add.at(d["W_x"], (slice(None), inputs[t]), dax.T)          # dax x_t^T: a column scatter-add
         d["b_h"] += dah.sum(axis=0)
         d["W_h"] += dah.T @ h_prev[t]
-        dh_next = dh * z + dah @ W_h              # straight through z, and through W_h into all gates
 
     grads = {k: d[k].astype(P[k].dtype, copy=False) for k in _GRU_NDIMS}
     return loss, grads, _as_given(hs[-1], given_h0, batched)
+
+
+def _gru_step(ax: np.ndarray, h_prev: np.ndarray, W_h: np.ndarray, b_h: np.ndarray) -> tuple:
+    """One step forward from the input side ax = W_x x_t + b_x (..., 3H) -> (r, z, n, ah_n, h_t), rows (..., H).
+
+    Shared with nn.CharRNN(fused=True), whose step is this function and _gru_step_back.
+    """
+    H = W_h.shape[1]
+    ah = h_prev @ W_h.T + b_h                     # hidden side: (..., 3H)
+    r = _sigmoid(ax[..., :H] + ah[..., :H])
+    z = _sigmoid(ax[..., H:2 * H] + ah[..., H:2 * H])
+    ah_n = ah[..., 2 * H:]
+    n = np.tanh(ax[..., 2 * H:] + r * ah_n)
+    return r, z, n, ah_n, (1.0 - z) * n + z * h_prev
+
+
+def _gru_step_back(dh: np.ndarray, r: np.ndarray, z: np.ndarray, n: np.ndarray, ah_n: np.ndarray,
+                   h_prev: np.ndarray, W_h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step back from dh = dL/dh_t (every use summed): (dax, dah, dh_next), the gradients on the
+    input side (..., 3H), the hidden side (..., 3H) and h_{t-1}; the equations are gru_bptt's."""
+    dn = dh * (1.0 - z)                           # h = (1 - z) * n + z * h_prev
+    dz = dh * (h_prev - n)
+    dnraw = dn * (1.0 - n * n)                    # back through tanh
+    dr = dnraw * ah_n                             # n's pre-activation holds r * ah_n
+    drraw, dzraw = dr * r * (1.0 - r), dz * z * (1.0 - z)
+    dax = np.concatenate([drraw, dzraw, dnraw], axis=-1)
+    dah = np.concatenate([drraw, dzraw, r * dnraw], axis=-1)  # the reset gate scales ah_n
+    return dax, dah, dh * z + dah @ W_h           # straight through z, and through W_h into all gates

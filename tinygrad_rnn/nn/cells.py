@@ -24,8 +24,10 @@ _CELL_INPUTS = ("tanh", "sigmoid")
 
 
 class ColumnGather(Function):
-    """y = W[:, idx]^T, i.e. W x for one-hot x;  dL/dW[:, idx] += g^T  (repeated idx add up)"""
+    """y = W[:, idx]^T, i.e. W x for one-hot x;  dL/dW[:, idx] += g^T  (repeated idx add up);
+    dy = dW[:, idx]^T"""
     __slots__ = ("idx",)
+    batched_jvp = True  # takes tangents (K, *shape), as every built-in op
 
     @staticmethod
     def forward(ctx, W, idx=None):
@@ -36,6 +38,10 @@ class ColumnGather(Function):
     def backward(ctx, g):
         # only the gathered columns: added straight into W.grad (as min-char-rnn's dWxh[:, x] += dhraw)
         return (SparseGrad((slice(None), ctx.idx), g.T),)
+
+    @staticmethod
+    def jvp(ctx, dW):
+        return np.moveaxis(dW[:, :, ctx.idx], 1, -1)  # (K, H) for one idx, (K, B, H) for B of them
 
 
 def _zeros_like_rows(xw: Tensor, size: int, name: str = "h(0)") -> Tensor:

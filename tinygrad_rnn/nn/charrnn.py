@@ -5,6 +5,7 @@ the one-hot input is a column gather of the cell's input weight; a user-written 
 protocol: a Module with hidden_size, forward(x, state) -> state, and hidden(state) -> h when the state
 is not h itself) gets one-hot rows. Each step's ops are created under tr.scope("t=<step>").
 fused=True runs each step as one node (nn/fused.py) and the output layer once over all steps.
+learn_h0=True makes the initial state h(0) (and s(0) of an LSTM) parameters "h0" ("s0"), part of θ.
 """
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ import numpy as np
 from ..function import concat, stack
 from ..tensor import Tensor, scope
 from .cells import GRUCell, LSTMCell, RNNCell
-from .fused import LSTMStep, RNNStep
+from .fused import GRUStep, LSTMStep, RNNStep
 from .layers import Linear
 from .module import Module, _check_init
 
 __all__ = ["CharRNN", "detach_state"]
 
 _CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
-_FUSED = {RNNCell: RNNStep, LSTMCell: LSTMStep}  # a built-in cell's one-node step
+_FUSED = {RNNCell: RNNStep, LSTMCell: LSTMStep, GRUCell: GRUStep}  # a built-in cell's one-node step
 State = Union[Tensor, tuple, None]
 
 
@@ -31,7 +32,7 @@ class CharRNN(Module):
 
     def __init__(self, vocab_size: int, hidden_size: int, cell: Union[str, Module] = "rnn", *, fused: bool = False,
                  rng: Optional[np.random.Generator] = None, init: str = "uniform",
-                 dtype: type = np.float64, **cell_kw: Any) -> None:
+                 dtype: type = np.float64, learn_h0: bool = False, **cell_kw: Any) -> None:
         dtype, rng = _check_init("CharRNN", init, dtype, rng)
         self.vocab_size, self.hidden_size = vocab_size, hidden_size
         if isinstance(cell, str):
@@ -49,11 +50,20 @@ class CharRNN(Module):
             raise ValueError(f"CharRNN: fused=True needs a built-in cell ('rnn', 'lstm' or 'gru'), "
                              f"not a user-written {type(self.cell).__name__}")
         self.fused = bool(fused)
+        self.learn_h0 = learn_h0
+        if learn_h0 and self.cell_type not in _CELLS:
+            raise ValueError(f"CharRNN: learn_h0 needs a built-in cell ('rnn', 'lstm' or 'gru'), "
+                             f"not a user-written {type(self.cell).__name__}")
+        if learn_h0:  # start at zeros, so an untrained h(0) is the usual zero state
+            self.h0 = Tensor(np.zeros(hidden_size, dtype), requires_grad=True, name="h0")
+            if isinstance(self.cell, LSTMCell):
+                self.s0 = Tensor(np.zeros(hidden_size, dtype), requires_grad=True, name="s0")
 
     def forward(self, idx: Any, state: State = None) -> tuple[Tensor, State]:
         """idx (T,) or (T, B) ints, state h or (h, s) or None -> logits (T, [B,] V), last state."""
         if self.fused:
-            logits, states = self._unroll_fused(self._check_idx(idx), state)
+            idx = self._check_idx(idx)
+            logits, states = self._unroll_fused(idx, self._start(idx, state))
         else:
             logits, states = self.unroll(idx, state)
         return logits, states[-1]
@@ -62,10 +72,11 @@ class CharRNN(Module):
         """As forward, but returns the state after every step: logits (T, [B,] V), [state_0 … state_{T-1}].
 
         The states are the graph's own tensors, so analysis and pictures can read ∂L/∂h_t from them.
-        A fused RNN's h_t are its step nodes' outputs; a fused LSTM carries z_t = [h_t; s_t] between its
+        A fused RNN's or GRU's h_t are its step nodes' outputs; a fused LSTM carries z_t = [h_t; s_t] between its
         steps, where no h_t tensor lies on the path, so its unroll runs the op-level steps (same values).
         """
         idx = self._check_idx(idx)
+        state = self._start(idx, state)
         if self.fused and not isinstance(self.cell, LSTMCell):
             return self._unroll_fused(idx, state)
         builtin = self.cell_type in _CELLS
@@ -84,6 +95,20 @@ class CharRNN(Module):
             _name_step(h, state, logits[-1], t + 1)
             states.append(state)
         return stack(logits), states
+
+    def initial_state(self, batch: tuple = ()) -> State:
+        """The learned h(0) (LSTM: (h(0), s(0))) for a batch shape () or (B,); None without learn_h0."""
+        if not self.learn_h0:
+            return None
+        zeros = Tensor(np.zeros(tuple(batch) + (self.hidden_size,), self.h0.dtype))
+        h0 = self.h0 + zeros if batch else self.h0   # one h(0) for every row: its gradient sums over them
+        if not hasattr(self, "s0"):
+            return h0
+        return h0, (self.s0 + zeros if batch else self.s0)
+
+    def _start(self, idx: np.ndarray, state: State) -> State:
+        """The state a sequence starts from: the given one, else the learned h(0), else None (zeros)."""
+        return self.initial_state(idx.shape[1:]) if state is None and self.learn_h0 else state
 
     def hidden(self, state: State) -> Tensor:
         """The hidden vector h of a state of this model's cell: cell.hidden(state), or the state itself."""
@@ -104,16 +129,17 @@ class CharRNN(Module):
         return h
 
     def _unroll_fused(self, idx: np.ndarray, state: State) -> tuple[Tensor, list]:
-        """One node per step (RNNStep, LSTMStep), then the output layer once on the stacked h_t;
-        every state for an RNN, only the last for an LSTM."""
+        """One node per step (RNNStep, LSTMStep, GRUStep), then the output layer once on the stacked h_t;
+        every state for an RNN or GRU, only the last for an LSTM."""
         cell, H = self.cell, self.hidden_size
         step = _FUSED[type(cell)]
         if isinstance(cell, LSTMCell):
             params, kw = (cell.W_x, cell.W_h, cell.b), {"cell_input": cell.cell_input}
             z = self._fused_lstm_state(idx, state)
         else:
-            params, kw = (cell.W_xh, cell.W_hh, cell.b_h), {}
-            z = self._state_tensor("RNNCell", state, idx.shape[1:] + (H,))
+            params = (cell.W_x, cell.W_h, cell.b_x, cell.b_h) if isinstance(cell, GRUCell) else \
+                (cell.W_xh, cell.W_hh, cell.b_h)
+            kw, z = {}, self._state_tensor(type(cell).__name__, state, idx.shape[1:] + (H,))
         zs = []
         for t in range(len(idx)):
             with scope(f"t={t}"):

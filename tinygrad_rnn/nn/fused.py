@@ -1,6 +1,6 @@
 """Fused time steps for CharRNN(fused=True): one graph node per step whose backward is the hand derivation.
 
-The forward and backward of each node are manual's own step functions (manual/rnn.py, manual/lstm.py), the
+The forward and backward of each node are manual's own step functions (manual/rnn.py, lstm.py, gru.py), the
 code that the checks prove equal to autodiff; here it becomes the fast path. An LSTM step carries its
 state as one array z = [h; s] (..., 2H), so that a step stays one node with one output.
 """
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..manual.gru import _gru_step, _gru_step_back
 from ..manual.lstm import _lstm_step, _lstm_step_back
 from ..manual.rnn import _rnn_step, _rnn_step_back
 from ..tensor import Function, OuterGrad, SparseGrad
 
-__all__ = ["RNNStep", "LSTMStep"]
+__all__ = ["RNNStep", "LSTMStep", "GRUStep"]
 
 
 def _bias_grad(da: np.ndarray) -> np.ndarray:
@@ -64,3 +65,24 @@ class LSTMStep(Function):
                                                W_h, ctx.cell_input)
         dz_prev = np.concatenate([dh_prev, ds_prev], axis=-1) if ctx.needs_input_grad[3] else None
         return SparseGrad((slice(None), ctx.idx), da.T), OuterGrad(da, h_prev), _bias_grad(da), dz_prev
+
+
+class GRUStep(Function):
+    """h_t from h_{t-1}: ax = W_x[:, x_t] + b_x, ah = W_h h_{t-1} + b_h, gates r, z, candidate n (PyTorch's GRU);
+    dax, dah and dh_next from manual's step back (gru_bptt's equations):
+    dL/dW_x[:, x_t] = dax,  dL/db_x = dax,  dL/dW_h = dah h_{t-1}^T,  dL/db_h = dah,  dL/dh_{t-1} = dh_next"""
+    __slots__ = ("idx",)
+
+    @staticmethod
+    def forward(ctx, W_x, W_h, b_x, b_h, h_prev, idx=None):
+        ctx.idx = idx
+        r, z, n, ah_n, h = _gru_step(W_x[:, idx].T + b_x, h_prev, W_h, b_h)
+        ctx.save_for_backward(r, z, n, ah_n, h_prev, W_h)
+        return h
+
+    @staticmethod
+    def backward(ctx, g):
+        r, z, n, ah_n, h_prev, W_h = ctx.saved_tensors
+        dax, dah, dh_prev = _gru_step_back(g, r, z, n, ah_n, h_prev, W_h)
+        return (SparseGrad((slice(None), ctx.idx), dax.T), OuterGrad(dah, h_prev), _bias_grad(dax), _bias_grad(dah),
+                dh_prev if ctx.needs_input_grad[4] else None)

@@ -1,0 +1,127 @@
+"""The lab's experiments at small sizes with their numbers asserted, their plots, and `tinygrad-rnn lab`
+run as a user runs it (exit codes, one-line errors, the table without matplotlib)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinygrad_rnn import lab
+
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
+SMALL = {"vanishing": dict(T=12, H=6), "copies": {}, "influence": dict(T=10, H=6), "truncation": dict(long=20)}
+
+
+@pytest.fixture(scope="module")
+def results():
+    return {name: lab.run(name, **SMALL[name]) for name in SMALL}
+
+
+def test_vanishing_smaller_radius_decays_faster_and_saturation_breaks_the_simple_rule(results):
+    r = results["vanishing"]
+    runs, radii, (low, high) = r.numbers["runs"], r.numbers["radii"], r.numbers["gains"]
+    rnn = [runs["rnn", low, rho]["rate"] for rho in radii]
+    assert all(a < b for a, b in zip(rnn, rnn[1:])), rnn  # the lecture notes: smaller ρ, faster decay
+    for rho in radii:
+        plain, saturated = runs["rnn", low, rho], runs["rnn", high, rho]
+        assert plain["rate"] < rho  # tanh' < 1 multiplies every step: slower than ρ^(T-t) predicts...
+        assert saturated["mean"] < plain["mean"] and saturated["rate"] < plain["rate"]  # ...more so when saturated
+        for cell in ("rnn", "lstm"):
+            run = runs[cell, low, rho]
+            assert run["jac"][-1] == pytest.approx(1.0)  # ∂z_T-1/∂z_T-1 = I
+            assert run["grad"].shape == (r.numbers["T"],) and run["ratio"] == run["grad"][0] / run["grad"][-1]
+    assert runs["rnn", low, max(radii)]["rate"] > 1 > runs["rnn", high, max(radii)]["rate"]  # ρ = 1.5 vanishes too
+    lstm = [runs["lstm", low, rho]["rate"] for rho in radii]
+    assert max(lstm) - min(lstm) < max(rnn) - min(rnn)  # the LSTM's decay depends less on ρ
+    assert "ρ^(T-1)" in r.table and "vanishes too" in r.table
+
+
+def test_copies_add_up_to_the_gradient(results):
+    r = results["copies"]
+    norms, diffs = r.numbers["norms"], r.numbers["max_diff"]
+    assert list(norms) == ["cell.W_xh", "cell.W_hh", "cell.b_h", "out.W", "out.b"]
+    assert max(diffs.values()) <= 1e-12 and r.numbers["ok"]
+    assert norms["cell.W_hh"][0] == 0 and np.all(norms["cell.W_hh"][1:] > 0)  # W_hh h_{-1} with h_{-1} = 0
+    for name, n in norms.items():  # the triangle inequality: the copies' norms bound the sum's
+        assert n.shape == (4,) and n.sum() >= r.numbers["grad_norm"][name] > 0
+    assert "within 1e-12" in r.table
+
+
+def test_influence_is_lower_triangular_and_an_open_forget_gate_reaches_further(results):
+    r = results["influence"]
+    maps, reach = r.numbers["maps"], r.numbers["reach"]
+    assert list(maps) == ["RNN", "LSTM", "LSTM, b_f + 3"]
+    for M in maps.values():
+        assert M.shape == (10, 10) and np.all(np.triu(M, 1) == 0) and np.all(M[np.tril_indices(10)] > 0)
+    assert reach["LSTM, b_f + 3"] > 5 * reach["LSTM"]
+    assert r.table.count("\nt=") == 10
+
+
+def test_truncation_is_exact_once_a_chunk_covers_the_sequence(results):
+    r = results["truncation"]
+    scores = r.numbers["scores"]
+    short, long = r.numbers["cases"]
+    for k in r.numbers["ks"]:
+        for case, T in ((short, 4), (long, 20)):
+            s = scores[case, k]
+            if k >= T:
+                assert s["rel"] == 0 and s["cos"] == pytest.approx(1, abs=1e-15)
+            else:
+                assert s["rel"] > 1e-4 and s["cos"] < 1
+    assert scores[short, 1]["rel"] > scores[short, 2]["rel"]
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_every_experiment_draws_its_plot(results, name, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = lab.save_plot(results[name], tmp_path / f"{name}.png")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_save_plot_refuses_an_unknown_suffix(results, tmp_path):
+    with pytest.raises(ValueError, match=r"^lab: cannot write plot\.jpg: the plot's file must end in \.png, \.svg, \.pdf$"):
+        lab.save_plot(results["copies"], tmp_path / "plot.jpg")
+    assert not (tmp_path / "plot.jpg").exists()
+
+
+# ---- the command -----------------------------------------------------------------------------------------
+def run(*args, cwd, env=ENV):
+    done = subprocess.run([sys.executable, "-m", "tinygrad_rnn", "lab", *args], cwd=cwd, env=env,
+                          capture_output=True, timeout=120)
+    out, err = done.stdout.decode("utf-8"), done.stderr.decode("utf-8")
+    assert "Traceback" not in out + err, err
+    return done.returncode, out, err
+
+
+def test_lab_prints_the_table_and_writes_the_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    rc, out, err = run("copies", "-o", "copies.png", cwd=tmp_path)
+    assert rc == 0, err
+    assert "max |Σ_t - .grad|" in out and "within 1e-12" in out and "wrote copies.png" in out
+    assert (tmp_path / "copies.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("args,says", [
+    (["tides"], "tinygrad-rnn: error: unknown experiment 'tides'; choose one of vanishing, copies, influence"),
+    (["copies", "-o", "copies.jpg"], "tinygrad-rnn: error: argument -o/--output: 'copies.jpg' must end in .png"),
+    ([], "tinygrad-rnn: error: the following arguments are required: EXPERIMENT"),
+])
+def test_lab_bad_input_is_one_line_and_exit_2(tmp_path, args, says):
+    rc, out, err = run(*args, cwd=tmp_path)
+    assert rc == 2 and out == ""
+    assert err.startswith(says) and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lab_without_matplotlib_prints_the_table_and_says_how_to_install(tmp_path):
+    blocker = tmp_path / "blocked"
+    (blocker / "matplotlib").mkdir(parents=True)
+    (blocker / "matplotlib" / "__init__.py").write_text("raise ImportError('no matplotlib here')\n")
+    env = {**ENV, "PYTHONPATH": os.pathsep.join([str(blocker), *filter(None, [ENV.get("PYTHONPATH")])])}
+    rc, out, err = run("copies", "-o", "copies.png", cwd=tmp_path, env=env)
+    assert rc == 1
+    assert "max |Σ_t - .grad|" in out  # the table is all there
+    assert err.count("\n") == 1 and "pip install 'tinygrad_rnn[plot]'" in err, err
+    assert not (tmp_path / "copies.png").exists()

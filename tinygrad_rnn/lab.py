@@ -1,0 +1,395 @@
+"""The lab: the lecture notes' and the Deep Learning book's claims about backpropagation through time,
+run as small experiments on tinygrad_rnn.analysis. Each prints a readable table and can draw a plot
+(matplotlib, the optional extra `plot`). `tinygrad-rnn lab EXPERIMENT [-o FILE.png]` runs one.
+
+An experiment is a function registered with @experiment("name") that returns a Result: the table the
+command prints, the measured numbers (what the tests assert), and draw(figure) for the plot.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+
+from . import analysis, nn
+from .data import Vocab
+from .tensor import no_grad
+
+__all__ = ["Result", "EXPERIMENTS", "experiment", "run", "save_plot", "PLOT_SUFFIXES", "PlotUnavailable"]
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+_COLOURS = ["#c98200", "#2f6fb0", "#3a8a3a", "#b0407f", "#6a4fb3", "#c0452a", "#2a8a8a", "#86692c"]
+
+
+@dataclass
+class Result:
+    """What an experiment measured: `table` to print, `numbers` to check, `draw(fig)` to plot."""
+    name: str
+    title: str
+    table: str
+    numbers: dict
+    draw: Callable[[Any], None] = field(repr=False)
+    seconds: float = 0.0
+
+
+class PlotUnavailable(RuntimeError):
+    """matplotlib is not installed: the table is all there is."""
+
+
+EXPERIMENTS: dict[str, Callable[..., Result]] = {}
+
+
+def experiment(name: str) -> Callable:
+    """Register fn(**sizes) -> Result under `name` (for `tinygrad-rnn lab name`)."""
+    def register(fn: Callable[..., Result]) -> Callable[..., Result]:
+        EXPERIMENTS[name] = fn
+        return fn
+    return register
+
+
+def run(name: str, **sizes: Any) -> Result:
+    """Run one experiment (sizes override its defaults, for quick tests) and time it."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"lab: unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    started = time.perf_counter()
+    result = EXPERIMENTS[name](**sizes)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def save_plot(result: Result, path: Union[str, Path]) -> Path:
+    """Draw the result's plot into `path` (.png, .svg or .pdf); needs matplotlib."""
+    path = Path(path)
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ValueError(f"lab: cannot write {path.name}: the plot's file must end in {', '.join(PLOT_SUFFIXES)}")
+    try:
+        import matplotlib
+        matplotlib.use("Agg")  # files only: no window, no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotUnavailable("the plot needs matplotlib: pip install 'tinygrad_rnn[plot]' "
+                              "(or pip install matplotlib); the table above is complete") from None
+    fig = plt.figure(figsize=(11, 4.6), dpi=110, layout="constrained")
+    try:
+        result.draw(fig)
+        fig.suptitle(result.title, fontsize=12)
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+# ---- shared pieces ----------------------------------------------------------------------------------------
+def _table(headers: list, rows: list, groups: Optional[list] = None) -> str:
+    """Rows of strings as aligned columns under their headers (first column left, the rest right);
+    groups [(label, number of columns), …] puts a label over each run of columns."""
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows)]
+    aligns = "<" + ">" * (len(headers) - 1)
+    line = lambda cells: "  ".join(f"{str(c):{a}{w}}" for c, a, w in zip(cells, aligns, widths)).rstrip()
+    lines = [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    if groups:
+        spans, start = [], 0
+        for label, n in groups:
+            span = sum(widths[start:start + n]) + 2 * (n - 1)
+            spans.append(f"{label:-^{span}}" if n > 1 else f"{label:^{span}}")
+            start += n
+        lines.insert(0, "  ".join(spans))
+    return "\n".join(lines)
+
+
+def _rate(values: np.ndarray) -> float:
+    """The per-step factor r of values ≈ c r^d, d = T-1-t the distance back (least squares on the log)."""
+    d = np.arange(len(values))[::-1]
+    keep = values > 0
+    return float(np.exp(np.polyfit(d[keep], np.log(values[keep]), 1)[0]))
+
+
+def _hello_model() -> tuple[nn.CharRNN, Vocab, np.ndarray, np.ndarray]:
+    """min-char-rnn's example as `tinygrad-rnn demo` trains it: 3 hidden units read 'hell', predict 'ello'."""
+    vocab = Vocab("hello")
+    inputs, targets = vocab.encode("hell"), vocab.encode("ello")
+    model = nn.CharRNN(vocab.size, 3, "rnn", rng=np.random.default_rng(0))
+    optimizer = nn.optim.Adagrad(model.parameters(), lr=0.1)
+    for _ in range(200):
+        logits, _ = model(inputs)
+        loss = nn.cross_entropy(logits, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        nn.clip_grad_value(model.parameters(), 5.0)
+        optimizer.step()
+    model.zero_grad()
+    return model, vocab, inputs, targets
+
+
+def _hello_ids(vocab: Vocab, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """'hellohello…' as inputs and next-character targets, `steps` long."""
+    ids = vocab.encode(("hello" * (steps // 5 + 2))[:steps + 1])
+    return ids[:-1], ids[1:]
+
+
+# ---- vanishing -------------------------------------------------------------------------------------------
+def _scaled(cell: str, rho: float, gain: float, V: int, H: int) -> nn.CharRNN:
+    """A fresh CharRNN whose recurrent weights have spectral radius rho (an LSTM: each gate's H x H block)
+    and whose input weights are multiplied by gain (stronger input drives tanh into saturation)."""
+    model = nn.CharRNN(V, H, cell, rng=np.random.default_rng(1))
+    if cell == "rnn":
+        blocks, U = [model.cell.W_hh.data], model.cell.W_xh.data
+    else:
+        blocks, U = [model.cell.W_h.data[k * H:(k + 1) * H] for k in range(4)], model.cell.W_x.data
+    for W in blocks:  # views: scaled in place
+        W *= rho / analysis.spectral_radius(W)
+    U *= gain
+    return model
+
+
+def _mean_derivative(model: nn.CharRNN, inputs: np.ndarray) -> float:
+    """RNN: the mean tanh'(a_t) = 1 - h_t^2 of the run; LSTM: the mean forget gate f_t (the factor on s)."""
+    with no_grad():
+        _, states = model.unroll(inputs)
+    if model.cell_type == "rnn":
+        return float(np.mean([1 - s.data ** 2 for s in states]))
+    H, c = model.hidden_size, model.cell
+    h_prev = [np.zeros(H)] + [s[0].data for s in states[:-1]]
+    z = [c.W_x.data[H:2 * H, x] + c.W_h.data[H:2 * H] @ h + c.b.data[H:2 * H] for x, h in zip(inputs, h_prev)]
+    return float(np.mean(1 / (1 + np.exp(-np.array(z)))))
+
+
+@experiment("vanishing")
+def vanishing(T: int = 30, H: int = 16, radii: tuple = (0.5, 0.9, 1.0, 1.1, 1.5),
+              gains: tuple = (1.0, 4.0)) -> Result:
+    """‖∂L_T/∂h_t‖ against T-t for W_hh scaled to several spectral radii, RNN and LSTM."""
+    V = 4
+    rng = np.random.default_rng(0)
+    inputs, targets = rng.integers(0, V, T), rng.integers(0, V, T)
+    runs = {}
+    for cell in ("rnn", "lstm"):
+        for gain in gains:
+            for rho in radii:
+                model = _scaled(cell, rho, gain, V, H)
+                g = np.linalg.norm(analysis.hidden_grads(model, inputs, targets, loss="last"), axis=-1)
+                J = analysis.state_jacobians(model, inputs)
+                j = np.array([np.linalg.norm(Jt, 2) for Jt in J])
+                runs[cell, gain, rho] = dict(grad=g, jac=j, rate=_rate(g), jac_rate=_rate(j),
+                                             mean=_mean_derivative(model, inputs), ratio=g[0] / g[-1])
+    rows = []
+    for gain in gains:
+        for rho in radii:
+            row = [f"{gain:g}", f"{rho:.2f}", f"{rho ** (T - 1):.1e}"]
+            for cell in ("rnn", "lstm"):
+                r = runs[cell, gain, rho]
+                row += [f"{r['ratio']:.1e}", f"{r['rate']:.3f}", f"{r['jac_rate']:.3f}", f"{r['mean']:.2f}"]
+            rows.append(row)
+    headers = ["gain", "ρ", "ρ^(T-1)"] + ["h_0/h_T-1", "rate", "rate ‖Π‖", "tanh'"] + ["h_0/h_T-1", "rate",
+                                                                                   "rate ‖J‖", "f"]
+    groups = [("input", 3), ("RNN", 4), ("LSTM", 4)]
+    rnn1 = [runs["rnn", gains[0], rho]["rate"] for rho in radii]
+    lstm1 = [runs["lstm", gains[0], rho]["rate"] for rho in radii]
+    big, sat = max(radii), runs["rnn", gains[-1], max(radii)]
+    lines = [f"The last step's loss L_T sent back T = {T} steps (H = {H}, random input over 4 symbols). The recurrent",
+             "weights are scaled to spectral radius ρ (the LSTM: each gate's H x H block of W_h), the input weights",
+             "multiplied by gain (a strong input drives tanh into saturation).",
+             "  h_0/h_T-1  ‖∂L_T/∂h_0‖ / ‖∂L_T/∂h_T-1‖, which the lecture notes estimate as ρ^(T-1)",
+             "  rate       the factor r of a fit ‖∂L_T/∂h_t‖ ≈ c r^(T-1-t)",
+             "  rate ‖Π‖   the same fit of ‖Π diag(tanh') W_hh‖ = ‖∂h_T-1/∂h_t‖ (analysis.state_jacobians)",
+             "  rate ‖J‖   the same fit of ‖∂[h;s]_T-1/∂[h;s]_t‖, the LSTM's state Jacobian",
+             "  tanh', f   the RNN's mean tanh'(a_t) = 1 - h_t^2; the LSTM's mean forget gate", "",
+             _table(headers, rows, groups=groups), "",
+             "The lecture notes: the gradient falls like ρ^(T-t), so a smaller ρ means faster decay.",
+             f"So it does: the RNN's rate grows with ρ (gain {gains[0]:g}): " + " < ".join(f"{r:.2f}" for r in rnn1) + ".",
+             "Too simple: the rate stays below ρ, since tanh' < 1 multiplies every step.",
+             f"With input gain {gains[-1]:g} the units saturate (mean tanh' {sat['mean']:.2f}) and ρ = {big:g} "
+             f"{'vanishes too' if sat['rate'] < 1 else 'still explodes'} (rate {sat['rate']:.2f}).",
+             f"The LSTM's rate moves less with ρ ({lstm1[0]:.2f} -> {lstm1[-1]:.2f}; the RNN's {rnn1[0]:.2f} -> "
+             f"{rnn1[-1]:.2f}):",
+             "its state s_t = f s_t-1 + i g carries the gradient through the forget gate, not through W_h alone."]
+
+    def draw(fig: Any) -> None:
+        panels = [("rnn", gains[0]), ("rnn", gains[-1]), ("lstm", gains[0])]
+        axes = fig.subplots(1, len(panels), sharey=True)
+        d = np.arange(T)[::-1]
+        for ax, (cell, gain) in zip(axes, panels):
+            for k, rho in enumerate(radii):
+                r = runs[cell, gain, rho]
+                ax.semilogy(d, r["grad"], "-", color=_COLOURS[k], lw=1.8, label=f"ρ = {rho:g}: rate {r['rate']:.2f}")
+                if cell == "rnn":
+                    ax.semilogy(d, r["grad"][-1] * rho ** d, ":", color=_COLOURS[k], lw=1.2)
+            ax.set_title(f"{cell.upper()}, input gain {gain:g}" + (" (saturated)" if gain != gains[0] else ""),
+                         fontsize=10)
+            ax.set_xlabel("distance back in time  T − t")
+            ax.grid(True, which="major", alpha=0.3)
+            ax.legend(fontsize=8, title="solid: measured" + ("   dotted: ρ^(T−t)" if cell == "rnn" else ""),
+                      title_fontsize=8, loc="lower left")
+        axes[0].set_ylabel("‖∂L_T / ∂h_t‖")
+
+    return Result("vanishing", "‖∂L_T/∂h_t‖ falls like ρ^(T−t) only roughly: saturated tanh makes ρ > 1 vanish too",
+                  "\n".join(lines), dict(runs=runs, radii=radii, gains=gains, T=T), draw)
+
+
+# ---- copies ----------------------------------------------------------------------------------------------
+@experiment("copies")
+def copies() -> Result:
+    """The gradient of each step's copy of the hello model's shared weights, their sum, and .grad."""
+    model, vocab, inputs, targets = _hello_model()
+    per_step = analysis.per_step_grads(model, inputs, targets)
+    logits, _ = model(inputs)
+    nn.cross_entropy(logits, targets).backward()
+    params = model.named_parameters()
+    names = list(params)
+    T = len(inputs)
+    norms = {n: np.array([np.linalg.norm(per_step[n][t]) for t in range(T)]) for n in names}
+    diffs = {n: float(np.abs(per_step[n].sum(axis=0) - params[n].grad).max()) for n in names}
+    full = {n: float(np.linalg.norm(params[n].grad)) for n in names}
+    summed = {n: float(np.linalg.norm(per_step[n].sum(axis=0))) for n in names}
+    model.zero_grad()
+    rows = [[f"t={t} {vocab.chars[inputs[t]]!r}->{vocab.chars[targets[t]]!r}"] + [f"{norms[n][t]:.4f}" for n in names]
+            for t in range(T)]
+    rows.append(["‖Σ_t ∂L/∂θ_t‖"] + [f"{summed[n]:.4f}" for n in names])
+    rows.append(["‖.grad‖ (backward)"] + [f"{full[n]:.4f}" for n in names])
+    rows.append(["max |Σ_t - .grad|"] + [f"{diffs[n]:.1e}" for n in names])
+    ok = max(diffs.values()) <= 1e-12
+    text = "\n".join([
+        "The trained hello model (3 hidden units, 200 Adagrad steps on 'hell' -> 'ello', as `tinygrad-rnn demo`).",
+        "Each row: ‖∂L/∂θ_t‖, the gradient of step t's copy θ_t of each shared weight (analysis.per_step_grads).",
+        "",
+        _table(["step"] + names, rows), "",
+        "The lecture notes: ∇θ is the sum of the gradients for each copy θ_t.",
+        f"Here the sum equals .grad to {max(diffs.values()):.1e} ({'within' if ok else 'NOT within'} 1e-12).",
+        "cell.W_hh at t=0 multiplies the initial state, zero, so its first copy gets no gradient."])
+
+    def draw(fig: Any) -> None:
+        ax = fig.subplots(1, 1)
+        width = 0.8 / len(names)
+        for k, n in enumerate(names):
+            ax.bar(np.arange(T) + (k - (len(names) - 1) / 2) * width, norms[n], width, color=_COLOURS[k], label=n)
+        ax.set_xticks(range(T), [f"t={t}\n{vocab.chars[inputs[t]]!r} → {vocab.chars[targets[t]]!r}" for t in range(T)])
+        ax.set_ylabel("‖∂L / ∂θ_t‖  (the copy at step t)")
+        ax.set_xlabel("time step t")
+        ax.legend(fontsize=8, title=f"max |Σ_t ∂L/∂θ_t − .grad| = {max(diffs.values()):.0e}", title_fontsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+
+    return Result("copies", "∇θ = Σ_t ∂L/∂θ_t: the gradient of each step's copy of the shared weights (hello model)",
+                  text, dict(norms=norms, max_diff=diffs, grad_norm=full, ok=ok), draw)
+
+
+# ---- influence -------------------------------------------------------------------------------------------
+_SHADES = "@%#*+=-:. "  # darkest for the largest ‖∂L_t/∂h_k‖, one shade per decade below the row's top
+
+
+def _shaded(M: np.ndarray, decades: int = 9) -> list:
+    """M as text: one character per entry, shaded by log10 of M below the map's maximum; blank where k > t."""
+    top = np.log10(M.max())
+    lines = []
+    for t, row in enumerate(M):
+        cells = []
+        for k, value in enumerate(row):
+            if k > t:
+                cells.append(" ")
+            else:
+                level = 0 if value <= 0 else int(np.clip(np.floor(top - np.log10(value)), 0, decades))
+                cells.append(_SHADES[min(level, len(_SHADES) - 1)])
+        lines.append("".join(cells))
+    return lines
+
+
+@experiment("influence")
+def influence(T: int = 30, H: int = 16, forget_bias: float = 3.0) -> Result:
+    """The map M[t, k] = ‖∂L_t/∂h_k‖ of an RNN, an LSTM, and an LSTM whose forget gate keeps its state.
+
+    Same size, untrained, on 'hellohello…'; the third LSTM's forget-gate bias is raised (f near 1)."""
+    vocab = Vocab("hello")
+    inputs, targets = _hello_ids(vocab, T)
+    models = {"RNN": nn.CharRNN(vocab.size, H, "rnn", rng=np.random.default_rng(0)),
+              "LSTM": nn.CharRNN(vocab.size, H, "lstm", rng=np.random.default_rng(0))}
+    models[f"LSTM, b_f + {forget_bias:g}"] = kept = nn.CharRNN(vocab.size, H, "lstm", rng=np.random.default_rng(0))
+    kept.cell.b.data[H:2 * H] += forget_bias
+    maps = {name: analysis.influence(model, inputs, targets) for name, model in models.items()}
+    reach = {name: float(M[T - 1, 0] / M[T - 1, T - 1]) for name, M in maps.items()}
+    shaded = {name: _shaded(M) for name, M in maps.items()}
+    lines = [f"M[t, k] = ‖∂L_t/∂h_k‖ (analysis.influence): how far back the loss of step t reaches. Untrained, H = {H},",
+             f"T = {T}, 'hellohello…'; the third model is the LSTM with {forget_bias:g} added to its forget gate's bias.",
+             "Rows t (the loss L_t), columns k = 0 … T-1 (the state h_k); one shade per decade below the map's largest",
+             f"entry: '{_SHADES[0]}' the top decade, then {' '.join(repr(c) for c in _SHADES[1:-1])}, blank below "
+             "that and where k > t.", "",
+             "       " + "   ".join(f"{name:<{T}}" for name in maps).rstrip()]
+    lines += [f"t={t:<3d}  " + "   ".join(rows).rstrip() for t, rows in enumerate(zip(*shaded.values()))]
+    lines += ["", _table(["model", "M[T-1, T-1]", "M[T-1, 0]", "M[T-1, 0] / M[T-1, T-1]"],
+                         [[name, f"{M[T - 1, T - 1]:.2e}", f"{M[T - 1, 0]:.2e}", f"{reach[name]:.1e}"]
+                          for name, M in maps.items()]), "",
+              "At initialisation the LSTM's forget gate is near 0.5, so s_t halves its memory (and its gradient) each",
+              "step; with f near 1 the last loss reaches h_0 with "
+              f"{reach[list(maps)[-1]]:.0e} of its weight on h_T-1, against {reach['RNN']:.0e} for the RNN."]
+
+    def draw(fig: Any) -> None:
+        from matplotlib.colors import LogNorm
+        axes = fig.subplots(1, len(maps))
+        positive = np.concatenate([M[M > 0] for M in maps.values()])
+        norm = LogNorm(vmin=max(positive.min(), positive.max() * 1e-12), vmax=positive.max())
+        for ax, (name, M) in zip(axes, maps.items()):
+            shown = np.ma.masked_where(np.triu(np.ones_like(M, dtype=bool), 1) | (M <= 0), M)
+            image = ax.imshow(shown, norm=norm, cmap="magma", origin="upper")
+            ax.set_title(f"{name}: M[T−1, 0] / M[T−1, T−1] = {reach[name]:.0e}", fontsize=9)
+            ax.set_xlabel("k  (the state h_k)")
+        axes[0].set_ylabel("t  (the loss L_t)")
+        fig.colorbar(image, ax=axes, label="M[t, k] = ‖∂L_t / ∂h_k‖", shrink=0.85)
+
+    return Result("influence", "How far back each step's loss reaches: M[t, k] = ‖∂L_t/∂h_k‖ (untrained, H = "
+                  f"{H})", "\n".join(lines), dict(maps=maps, reach=reach), draw)
+
+
+# ---- truncation ------------------------------------------------------------------------------------------
+def _truncated_grad(model: nn.CharRNN, inputs: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
+    """All parameters' gradient, flattened, of truncated BPTT in chunks of k (state detached in between)."""
+    model.zero_grad()
+    state = None
+    for start in range(0, len(inputs), k):
+        logits, state = model(inputs[start:start + k], state)
+        nn.cross_entropy(logits, targets[start:start + k]).backward()
+        state = nn.detach_state(state)
+    grad = np.concatenate([p.grad.ravel() for p in model.parameters()])
+    model.zero_grad()
+    return grad
+
+
+@experiment("truncation")
+def truncation(long: int = 100, ks: tuple = (1, 2, 5, 10, 25)) -> Result:
+    """Truncated-BPTT gradients against the full one as the chunk length k grows (hello model)."""
+    model, vocab, inputs, targets = _hello_model()
+    cases = {"'hell' (T=4)": (inputs, targets), f"'hellohello…' (T={long})": _hello_ids(vocab, long)}
+    scores = {}
+    for case, (x, y) in cases.items():
+        full = _truncated_grad(model, x, y, len(x))
+        for k in ks:
+            g = _truncated_grad(model, x, y, k)
+            scores[case, k] = dict(cos=float(g @ full / (np.linalg.norm(g) * np.linalg.norm(full))),
+                                   rel=float(np.linalg.norm(g - full) / np.linalg.norm(full)))
+    rows = [[f"k = {k}"] + [f"{scores[c, k]['cos']:.6f}  {scores[c, k]['rel']:.1e}" for c in cases] for k in ks]
+    text = "\n".join([
+        "Truncated BPTT (the state carried but detached every k steps, as `tinygrad-rnn train` does) against",
+        "the full gradient, on the trained hello model.",
+        "Each cell: cosine similarity   relative error ‖g_k - g‖/‖g‖ (all parameters together).", "",
+        _table(["chunk"] + list(cases), rows), "",
+        "k >= T is full BPTT (error 0); the smaller k, the more of each loss's reach into the past is cut off."])
+
+    def draw(fig: Any) -> None:
+        axes = fig.subplots(1, 2)
+        floor = 1e-16  # an exact 0 (k >= T) is drawn here and said so
+        for j, case in enumerate(cases):
+            for ax, key in zip(axes, [lambda k: 1 - scores[case, k]["cos"], lambda k: scores[case, k]["rel"]]):
+                values = np.array([key(k) for k in ks])
+                ax.plot(ks, np.maximum(values, floor), "o-", color=_COLOURS[j], label=case)
+        for ax, what in zip(axes, ["1 − cos(g_k, g)", "‖g_k − g‖ / ‖g‖"]):
+            ax.axhline(floor, color="#999999", lw=0.8, ls="--")
+            ax.text(ks[0], floor * 3, "exact (0 error, k ≥ T)", fontsize=8, color="#666666")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xticks(ks, [str(k) for k in ks])
+            ax.set_xlabel("truncation length k (steps)")
+            ax.set_ylabel(what)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=8)
+
+    return Result("truncation", "Truncated BPTT in chunks of k steps against full BPTT: exact once k ≥ T, biased below",
+                  text, dict(scores=scores, cases=list(cases), ks=ks), draw)
