@@ -1,7 +1,7 @@
 """Pictures of the computation graph with Graphviz (imported only when drawing), after micrograd's draw_dot
 and PyTorchViz's make_dot: one node per op, each parameter ONE node with an edge to every op that uses it,
-time steps as clusters (a nested scope "t=3/lstm" is a cluster inside "t=3"). To colour the ops too with
-draw(grads=True), call retain_all_grads(root) before backward().
+time steps as clusters side by side in time order; and the Deep Learning book's unfolded graph (Fig. 10.3)
+of a CharRNN. To colour the ops too with draw(grads=True), call retain_all_grads(root) before backward().
 """
 from __future__ import annotations
 
@@ -290,14 +290,12 @@ def _draw(root: Tensor, *, params: Optional[dict], show_shapes: bool, group_by_s
         # take the row between the spine and the steps.
         spine = [f"p{k}" for k in range(len(steps))]
         top = [ids[id(t)] for t in params_in_order] if group_by_scope else []
-        middle = (len(spine) + 1) // 2  # the parameters in the middle of the row, above the middle step
         with dot.subgraph() as row:
             row.attr(rank="min")
-            for node_id in spine:
+            for k, node_id in enumerate(spine):
                 row.node(node_id, **_ANCHOR_STYLE)
-            line = spine[:middle] + top + spine[middle:]
-            for a, b in zip(line, line[1:]):
-                row.edge(a, b, style="invis")
+                if k:
+                    row.edge(spine[k - 1], node_id, style="invis")
         with dot.subgraph() as row:
             row.attr(rank="same")
             for k, step in enumerate(steps):
@@ -305,11 +303,24 @@ def _draw(root: Tensor, *, params: Optional[dict], show_shapes: bool, group_by_s
                 if k:
                     row.edge(step_ids[steps[k - 1]], step_ids[step], style="invis")
         for node_id, step in zip(spine, steps):
-            dot.edge(node_id, step_ids[step], style="invis", weight="10")
+            dot.edge(node_id, step_ids[step], style="invis", weight="10", minlen="2")
+        if top:
+            # the parameters: one row between the spine and the steps, above the middle of the picture
+            middle = spine[(len(spine) - 1) // 2], step_ids[steps[(len(steps) - 1) // 2]]
+            with dot.subgraph() as row:
+                row.attr(rank="same")
+                for k, node_id in enumerate(top):
+                    row.node(node_id)
+                    if k:  # side by side, in a block
+                        row.edge(top[k - 1], node_id, style="invis", weight="5")
+            centre = top[len(top) // 2]
+            dot.edge(middle[0], centre, style="invis")
+            dot.edge(centre, middle[1], style="invis")
         if top and not collapse_scopes:
             # a parameter's edges take no part in the ranking and run straight: else dot routes each
-            # of its T edges through every rank in between, and the picture grows wide
-            dot.attr(splines="line")
+            # of its T edges through every rank in between, and the picture grows wide. Drawn first,
+            # they pass under the nodes they cross instead of through their labels.
+            dot.attr(splines="line", outputorder="edgesfirst")
     if steps and not collapse_scopes:
         for step in steps:
             for t in starts.get(step, []):
