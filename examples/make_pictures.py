@@ -1,6 +1,7 @@
 """Regenerate the README's pictures in docs/img/: the Deep Learning book's unfolded graph (Fig. 10.3) of an
-RNN and an LSTM, an RNN's ‖∂L/∂h(t)‖ fading back in time, and the op-level graphs they stand for.
-Fixed random generators, so the files only change when the drawing code does.
+RNN and an LSTM, an RNN's ‖∂L/∂h(t)‖ fading back in time, the op-level graphs they stand for, and the
+lab's vanishing and influence plots. Fixed random generators, so the files only change when the drawing
+code does.
 
     python examples/make_pictures.py   (needs Graphviz's dot: apt-get install graphviz)
 """
@@ -45,7 +46,12 @@ def lstm_grads() -> Path:
     return viz.save(picture, OUT / "lstm_grads.svg")
 
 
+def lab_plots() -> list:
+    """`tinygrad-rnn lab vanishing` and `lab influence` as PNG (needs matplotlib: pip install '.[plot]')."""
+    from tinygrad_rnn import lab
+    return [lab.save_plot(lab.run(name), OUT / f"lab_{name}.png") for name in ("vanishing", "influence")]
+
+
 if __name__ == "__main__":
-    for make in (rnn_book, lstm_book, rnn_book_grads, hello_rnn, lstm_grads):
-        path = make()
+    for path in (rnn_book(), lstm_book(), rnn_book_grads(), hello_rnn(), lstm_grads(), *lab_plots()):
         print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")

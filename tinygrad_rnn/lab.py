@@ -180,26 +180,30 @@ def vanishing(T: int = 30, H: int = 16, radii: tuple = (0.5, 0.9, 1.0, 1.1, 1.5)
             row = [f"{gain:g}", f"{rho:.2f}", f"{rho ** (T - 1):.1e}"]
             for cell in ("rnn", "lstm"):
                 r = runs[cell, gain, rho]
-                row += [f"{r['ratio']:.1e}", f"{r['rate']:.3f}", f"{r['jac_rate']:.3f}", f"{r['mean']:.2f}"]
+                row += [f"{r['ratio']:.1e}", f"{r['jac'][0]:.1e}", f"{r['rate']:.3f}", f"{r['jac_rate']:.3f}",
+                        f"{r['mean']:.2f}"]
             rows.append(row)
-    headers = ["gain", "ρ", "ρ^(T-1)"] + ["h_0/h_T-1", "rate", "rate ‖Π‖", "tanh'"] + ["h_0/h_T-1", "rate",
-                                                                                   "rate ‖J‖", "f"]
-    groups = [("input", 3), ("RNN", 4), ("LSTM", 4)]
+    headers = ["gain", "ρ", "ρ^(T-1)"] + ["h_0/h_T-1", "‖Π‖", "rate", "rate ‖Π‖", "tanh'"] + [
+        "h_0/h_T-1", "‖J‖", "rate", "rate ‖J‖", "f"]
+    groups = [("input", 3), ("RNN", 5), ("LSTM", 5)]
     rnn1 = [runs["rnn", gains[0], rho]["rate"] for rho in radii]
     lstm1 = [runs["lstm", gains[0], rho]["rate"] for rho in radii]
     big, sat = max(radii), runs["rnn", gains[-1], max(radii)]
+    below = all(runs["rnn", gain, rho]["rate"] < rho for gain in gains for rho in radii)
     lines = [f"The last step's loss L_T sent back T = {T} steps (H = {H}, random input over 4 symbols). The recurrent",
              "weights are scaled to spectral radius ρ (the LSTM: each gate's H x H block of W_h), the input weights",
              "multiplied by gain (a strong input drives tanh into saturation).",
              "  h_0/h_T-1  ‖∂L_T/∂h_0‖ / ‖∂L_T/∂h_T-1‖, which the lecture notes estimate as ρ^(T-1)",
-             "  rate       the factor r of a fit ‖∂L_T/∂h_t‖ ≈ c r^(T-1-t)",
-             "  rate ‖Π‖   the same fit of ‖Π diag(tanh') W_hh‖ = ‖∂h_T-1/∂h_t‖ (analysis.state_jacobians)",
-             "  rate ‖J‖   the same fit of ‖∂[h;s]_T-1/∂[h;s]_t‖, the LSTM's state Jacobian",
+             "  ‖Π‖        ‖∂h_T-1/∂h_0‖ = ‖Π_t diag(tanh'(a_t)) W_hh‖ over T-1 steps (analysis.state_jacobians)",
+             "  ‖J‖        the LSTM's ‖∂[h;s]_T-1/∂[h;s]_0‖, its state Jacobian over T-1 steps",
+             "  rate       the factor r of a fit ‖∂L_T/∂h_t‖ ≈ c r^(T-1-t); rate ‖Π‖, rate ‖J‖: the same fit of",
+             "             ‖∂h_T-1/∂h_t‖ and ‖∂[h;s]_T-1/∂[h;s]_t‖ for t = 0 … T-1",
              "  tanh', f   the RNN's mean tanh'(a_t) = 1 - h_t^2; the LSTM's mean forget gate", "",
              _table(headers, rows, groups=groups), "",
              "The lecture notes: the gradient falls like ρ^(T-t), so a smaller ρ means faster decay.",
              f"So it does: the RNN's rate grows with ρ (gain {gains[0]:g}): " + " < ".join(f"{r:.2f}" for r in rnn1) + ".",
-             "Too simple: the rate stays below ρ, since tanh' < 1 multiplies every step.",
+             ("Too simple: the rate stays below ρ, since tanh' < 1 multiplies every step." if below else
+              "Too simple: the rate is not ρ; tanh' < 1 multiplies every step."),
              f"With input gain {gains[-1]:g} the units saturate (mean tanh' {sat['mean']:.2f}) and ρ = {big:g} "
              f"{'vanishes too' if sat['rate'] < 1 else 'still explodes'} (rate {sat['rate']:.2f}).",
              f"The LSTM's rate moves less with ρ ({lstm1[0]:.2f} -> {lstm1[-1]:.2f}; the RNN's {rnn1[0]:.2f} -> "
@@ -218,11 +222,11 @@ def vanishing(T: int = 30, H: int = 16, radii: tuple = (0.5, 0.9, 1.0, 1.1, 1.5)
                     ax.semilogy(d, r["grad"][-1] * rho ** d, ":", color=_COLOURS[k], lw=1.2)
             ax.set_title(f"{cell.upper()}, input gain {gain:g}" + (" (saturated)" if gain != gains[0] else ""),
                          fontsize=10)
-            ax.set_xlabel("distance back in time  T − t")
+            ax.set_xlabel("distance back in time  $T - t$  (steps)")
             ax.grid(True, which="major", alpha=0.3)
             ax.legend(fontsize=8, title="solid: measured" + ("   dotted: ρ^(T−t)" if cell == "rnn" else ""),
                       title_fontsize=8, loc="lower left")
-        axes[0].set_ylabel("‖∂L_T / ∂h_t‖")
+        axes[0].set_ylabel(r"$\Vert\partial L_T\,/\,\partial h_t\Vert$  (log scale)")
 
     return Result("vanishing", "‖∂L_T/∂h_t‖ falls like ρ^(T−t) only roughly: saturated tanh makes ρ > 1 vanish too",
                   "\n".join(lines), dict(runs=runs, radii=radii, gains=gains, T=T), draw)

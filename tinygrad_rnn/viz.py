@@ -677,7 +677,7 @@ def _draw_folded(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarra
     def weight(letter: str, extra: str = "") -> dict:
         names = letters[letter]
         if not names:  # a user-written cell: its weights have no book letter
-            return dict(label=_label(letter + extra), penwidth="1.5")
+            return dict(label=_label(letter, *extra.split("\n")[1:]), penwidth="1.5")
         lines = [f"{letter} = {name} {_shape(named[name])}" for name in names]
         if grads:
             lines += [f"‖∂L/∂{name}‖ = {np.linalg.norm(named[name].grad):.2e}" for name in names]
@@ -705,10 +705,11 @@ def _draw_folded(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarra
     lstm = getattr(model, "cell_type", None) == "lstm"
     if not lstm:
         dot.node("h", var("h"), fillcolor=h_fill)
-        dot.edge("x", "h", **weight("U"))
+        dot.edge("x", "h", **weight("U", "\ngates r, z, n" if getattr(model, "cell_type", None) == "gru" else ""))
         dot.edge("h", "dh", arrowhead="none")
         dot.node("dh", **delay)
-        dot.edge("dh", "h", **weight("W"))
+        gru = getattr(model, "cell_type", None) == "gru"  # one state h, gated by r and z
+        dot.edge("dh", "h", **weight("W", "\nh = (1 − z) · n + z · h(t−1)" if gru else ""))
     else:
         dot.node("s", var("s"), fillcolor="#f2f2f2")
         dot.node("h", var("h"), fillcolor=h_fill)
