@@ -602,13 +602,13 @@ _GRAPH_MAX_STEPS = 1000  # even as boxes, more steps than this take dot over 10 
 
 
 def _graph(args: argparse.Namespace) -> int:
+    _check_hello_memory(args.cell, args.hidden, args.steps, " to draw the graph")
     if args.steps > _GRAPH_MAX_STEPS:
         raise _UsageError(f"--steps {args.steps} is more than a picture can show: at most {_GRAPH_MAX_STEPS}")
     if args.collapse and (args.folded or args.style == "book"):
         raise _UsageError("--collapse draws the op-level picture's steps as boxes, so it goes with --style ops "
                           "and without --folded")
     out = args.output or Path(f"{args.cell}_unrolled.svg")
-    _check_hello_memory(args.cell, args.hidden, args.steps, " to draw the graph")
     cell_kw = _cell_kw(args, args.cell)
     model = nn.CharRNN(Vocab(_HELLO).size, args.hidden, args.cell, rng=np.random.default_rng(0), **cell_kw)
     kw = dict(grads=args.grads, loss=args.loss)
