@@ -709,7 +709,7 @@ def _draw_folded(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarra
         dot.edge("h", "dh", arrowhead="none")
         dot.node("dh", **delay)
         gru = getattr(model, "cell_type", None) == "gru"  # one state h, gated by r and z
-        dot.edge("dh", "h", **weight("W", "\nh = (1 − z) · n + z · h(t−1)" if gru else ""))
+        dot.edge("dh", "h", **weight("W", "\nh = (1 - z) · n + z · h(t-1)" if gru else ""))
     else:
         dot.node("s", var("s"), fillcolor="#f2f2f2")
         dot.node("h", var("h"), fillcolor=h_fill)
