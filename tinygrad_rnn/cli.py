@@ -23,8 +23,8 @@ from . import check, lab, nn, viz
 from .checkpoint import CheckpointError
 from .data import DataError, Vocab, load_text, ngram_baselines
 from .tensor import no_grad
-from .train import (CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, TrainingDiverged, fit, generate, perplexity,
-                    text_sha256)
+from .train import (CELL_INPUTS, CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, TrainingDiverged, fit, generate,
+                    perplexity, text_sha256)
 
 __all__ = ["main", "build_parser"]
 
@@ -101,19 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", formatter_class=fmt, help="the 'hello' example end to end, in seconds",
-        description="Train a tiny RNN to read 'hell' and predict 'ello' (vocabulary h, e, l, o), print its\n"
-                    "predictions, compare autodiff, hand-derived BPTT and finite-difference gradients,\n"
-                    "and draw the unrolled graph to hello_unrolled.svg.")
+        description="Train a tiny RNN (or --cell lstm, gru) to read 'hell' and predict 'ello' (vocabulary\n"
+                    "h, e, l, o), print its predictions, compare autodiff, hand-derived BPTT and\n"
+                    "finite-difference gradients, and draw the unrolled graph to hello_unrolled.svg.")
     demo.add_argument("--out-dir", type=Path, default=Path("."), metavar="DIR",
                       help="where to write hello_unrolled.svg (default: the current directory)")
     demo.add_argument("--hidden", type=_positive_int, default=3, metavar="H", help="hidden units (default 3)")
     demo.add_argument("--steps", type=_positive_int, default=200, metavar="N",
                       help="Adagrad steps (default 200)")
     demo.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S", help="initialisation seed (default 0)")
+    _cell_flags(demo, "rnn")
 
     train = commands.add_parser(
         "train", formatter_class=fmt, help="train a CharRNN on a text, with checkpoints",
-        description="Train a character-level RNN or LSTM with truncated BPTT over B parallel streams of the\n"
+        description="Train a character-level RNN, LSTM or GRU with truncated BPTT over B parallel streams of the\n"
                     "text, the hidden state carried from chunk to chunk. Prints the unigram and bigram\n"
                     "baselines, then held-out cross-entropy (nats and bits per character) and perplexity;\n"
                     "samples now and then; writes a checkpoint every N steps, at the end and on Ctrl-C.\n"
@@ -123,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                f"         {PROG} train --resume lstm.npz --steps 4000")
     train.add_argument("--text", type=Path, metavar="FILE",
                        help="a UTF-8 text file (default: the shipped Pride and Prejudice)")
-    train.add_argument("--cell", choices=CELLS, help=f"recurrent cell (default {Config.cell})")
+    _cell_flags(train, None)
     train.add_argument("--hidden", type=_positive_int, metavar="N", help=f"hidden units (default {Config.hidden})")
     train.add_argument("--seq-len", type=_positive_int, metavar="T",
                        help=f"time steps per truncated-BPTT chunk (default {Config.seq_len})")
@@ -167,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw the graph of a small CharRNN (vocabulary h, e, l, o) unrolled over T steps: one node\n"
                     "per op, each weight one node with an edge to every step that uses it. The format\n"
                     "follows the file's suffix (.svg, .png, .pdf, .dot); all but .dot need Graphviz.")
-    graph.add_argument("--cell", choices=CELLS, default="rnn", help="recurrent cell (default rnn)")
+    _cell_flags(graph, "rnn")
     graph.add_argument("--steps", type=_positive_int, default=4, metavar="T", help="time steps (default 4)")
     graph.add_argument("--hidden", type=_positive_int, default=3, metavar="H", help="hidden units (default 3)")
     graph.add_argument("-o", "--output", type=_picture_path, metavar="FILE",
@@ -180,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compute a CharRNN's gradients on 'hellohello...' three ways: autodiff, the hand-derived\n"
                     "BPTT of tinygrad_rnn.manual, and central finite differences. Prints the table;\n"
                     "exit code 0 when all three agree, 1 otherwise.")
-    grad.add_argument("--cell", choices=CELLS, default="rnn", help="recurrent cell (default rnn)")
+    _cell_flags(grad, "rnn")
     grad.add_argument("--hidden", type=_positive_int, default=5, metavar="H", help="hidden units (default 5)")
     grad.add_argument("--steps", type=_positive_int, default=4, metavar="T", help="time steps (default 4)")
     grad.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S", help="initialisation seed (default 0)")
@@ -194,6 +195,30 @@ def build_parser() -> argparse.ArgumentParser:
     lab_cmd.add_argument("experiment", metavar="EXPERIMENT", help=", ".join(lab.EXPERIMENTS))
     lab_cmd.add_argument("-o", "--output", type=_plot_path, metavar="FILE", help="write the plot to FILE")
     return parser
+
+
+def _cell_flags(parser: argparse.ArgumentParser, default: Optional[str]) -> None:
+    """--cell and --cell-input, the same in every subcommand that builds a model."""
+    parser.add_argument("--cell", choices=CELLS, default=default,
+                        help=f"recurrent cell (default {default or Config.cell})")
+    parser.add_argument("--cell-input", choices=CELL_INPUTS,
+                        help="the LSTM's cell input: tanh (PyTorch's, the default) or sigmoid (the Deep Learning "
+                             "book's LSTM, eqs. 10.40-10.44)")
+
+
+def _cell_kw(args: argparse.Namespace, cell: str) -> dict:
+    """The cell's options from the flags: cell_input for the LSTM, a usage error for another cell."""
+    if args.cell_input is None:
+        return {}
+    if cell != "lstm":
+        raise _UsageError(f"--cell-input applies to the LSTM only, not to --cell {cell} "
+                          f"(see '{PROG} {args.command} --help')")
+    return {"cell_input": args.cell_input}
+
+
+def _cell_name(cell: str, cell_input: str = "tanh") -> str:
+    """How a model's cell is printed: 'lstm (sigmoid cell input: the book's LSTM)' for the book's variant."""
+    return f"{cell} (sigmoid cell input: the book's LSTM)" if cell_input == "sigmoid" else cell
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -231,9 +256,11 @@ def _demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     vocab = Vocab(_HELLO)
     inputs, targets = vocab.encode("hell"), vocab.encode("ello")
-    model = nn.CharRNN(vocab.size, args.hidden, "rnn", rng=np.random.default_rng(args.seed))
+    kw = _cell_kw(args, args.cell)
+    model = nn.CharRNN(vocab.size, args.hidden, args.cell, rng=np.random.default_rng(args.seed), **kw)
     optimizer = nn.optim.Adagrad(model.parameters(), lr=0.1)
-    print(f"vocabulary {list(vocab.chars)}; an RNN with {args.hidden} hidden units learns to read 'hell' "
+    who = "an RNN" if args.cell == "rnn" else f"an {_cell_name('LSTM', **kw)}" if args.cell == "lstm" else "a GRU"
+    print(f"vocabulary {list(vocab.chars)}; {who} with {args.hidden} hidden units learns to read 'hell' "
           f"and predict 'ello'")
     print(f"training with Adagrad (lr 0.1, as min-char-rnn) for {args.steps} steps; "
           f"loss = cross-entropy summed over the 4 characters:")
@@ -293,7 +320,7 @@ def _train(args: argparse.Namespace) -> int:
     source = "the shipped Pride and Prejudice" if c.text is None else c.text
     print(f"text: {source}, {len(text):,} characters, {run.vocab.size} distinct; "
           f"{len(train_ids):,} for training, {len(val_ids):,} held out")
-    print(f"model: {c.cell}, hidden {c.hidden}, {run.n_parameters():,} parameters; {c.optim} lr {c.lr:g}, "
+    print(f"model: {_cell_name(c.cell, c.cell_input)}, hidden {c.hidden}, {run.n_parameters():,} parameters; {c.optim} lr {c.lr:g}, "
           f"clip {c.clip:g}; truncated BPTT over {c.seq_len} steps x {c.batch} streams")
     base = ngram_baselines(train_ids, val_ids, run.vocab.size)
     print("baselines on the held-out text (add-one smoothed):")
@@ -348,7 +375,9 @@ def _check_out(out: Path, force: bool, resume: Optional[Path]) -> None:
 def _fresh(args: argparse.Namespace) -> tuple[Run, str]:
     text = load_text(args.text)
     optim = args.optim or Config.optim
-    config = Config(cell=args.cell or Config.cell, hidden=args.hidden or Config.hidden,
+    cell = args.cell or Config.cell
+    config = Config(cell=cell, cell_input=_cell_kw(args, cell).get("cell_input", Config.cell_input),
+                    hidden=args.hidden or Config.hidden,
                     seq_len=args.seq_len or Config.seq_len, batch=args.batch or Config.batch,
                     optim=optim, lr=args.lr or DEFAULT_LR[optim], clip=args.clip or Config.clip,
                     seed=Config.seed if args.seed is None else args.seed,
@@ -360,7 +389,9 @@ def _fresh(args: argparse.Namespace) -> tuple[Run, str]:
 def _resume(args: argparse.Namespace) -> tuple[Run, str]:
     run = Run.load(args.resume)
     c = run.config
-    for flag, given, stored in (("--cell", args.cell, c.cell), ("--hidden", args.hidden, c.hidden),
+    _cell_kw(args, args.cell or c.cell)
+    for flag, given, stored in (("--cell", args.cell, c.cell), ("--cell-input", args.cell_input, c.cell_input),
+                                ("--hidden", args.hidden, c.hidden),
                                 ("--seq-len", args.seq_len, c.seq_len), ("--batch", args.batch, c.batch),
                                 ("--optim", args.optim, c.optim), ("--lr", args.lr, c.lr),
                                 ("--clip", args.clip, c.clip), ("--seed", args.seed, c.seed)):
@@ -458,7 +489,8 @@ def _graph(args: argparse.Namespace) -> int:
         raise _UsageError(f"--grads and --folded cannot be combined: the folded circuit has no gradients "
                           f"(see '{PROG} graph --help')")
     out = args.output or Path(f"{args.cell}_unrolled.svg")
-    model = nn.CharRNN(Vocab(_HELLO).size, args.hidden, args.cell, rng=np.random.default_rng(0))
+    kw = _cell_kw(args, args.cell)
+    model = nn.CharRNN(Vocab(_HELLO).size, args.hidden, args.cell, rng=np.random.default_rng(0), **kw)
     style = {"folded": True} if args.folded else {"grads": args.grads}
     digraph = viz.draw_unrolled(model, args.steps, **style)
     try:
@@ -468,7 +500,8 @@ def _graph(args: argparse.Namespace) -> int:
     except OSError as e:
         raise _Error(f"cannot write {out}: {e.strerror or e}") from None
     kind = "folded circuit" if args.folded else f"graph unrolled over {args.steps} steps"
-    print(f"wrote {written}: the {args.cell} CharRNN's {kind} (hidden {args.hidden}, vocabulary h, e, l, o)")
+    print(f"wrote {written}: the {_cell_name(args.cell, **kw)} CharRNN's {kind} (hidden {args.hidden}, "
+          f"vocabulary h, e, l, o)")
     return 0
 
 
@@ -481,7 +514,8 @@ def _hello_sequence(steps: int) -> tuple[Vocab, np.ndarray, np.ndarray]:
 
 def _gradcheck(args: argparse.Namespace) -> int:
     vocab, inputs, targets = _hello_sequence(args.steps)
-    model = nn.CharRNN(vocab.size, args.hidden, args.cell, rng=np.random.default_rng(args.seed))
+    model = nn.CharRNN(vocab.size, args.hidden, args.cell, rng=np.random.default_rng(args.seed),
+                       **_cell_kw(args, args.cell))
     report = check.compare_cell(model, inputs, targets)
     print(report)
     return 0 if report.ok else 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from os import PathLike
 from typing import Any, Callable, Iterator, Optional, Union
@@ -19,12 +19,14 @@ from . import nn
 from .checkpoint import (CheckpointError, load_checkpoint, pack_json, pack_rng, save_checkpoint,
                          unpack_json, unpack_rng)
 from .data import DataError, Vocab, get_batch, split
+from .nn.charrnn import _CELLS as _CELL_CLASSES, _FUSED
 from .tensor import Tensor, no_grad
 
-__all__ = ["Config", "Run", "fit", "FitResult", "TrainingDiverged", "CELLS", "OPTIMIZERS", "DEFAULT_LR",
+__all__ = ["Config", "Run", "fit", "FitResult", "TrainingDiverged", "CELLS", "CELL_INPUTS", "OPTIMIZERS", "DEFAULT_LR",
            "evaluate", "generate", "perplexity", "text_sha256"]
 
-CELLS = ("rnn", "lstm")
+CELLS = ("rnn", "lstm", "gru")
+CELL_INPUTS = ("tanh", "sigmoid")  # the LSTM's cell input: tanh (PyTorch's) or sigmoid (the book's, eq. 10.41)
 OPTIMIZERS = {"adagrad": nn.optim.Adagrad, "adam": nn.optim.Adam, "sgd": nn.optim.SGD}
 DEFAULT_LR = {"adagrad": 0.1, "adam": 2e-3, "sgd": 1.0}
 _FORMAT = 1  # bump when the checkpoint layout changes
@@ -34,7 +36,8 @@ _FORMAT = 1  # bump when the checkpoint layout changes
 class Config:
     """What defines a run (text=None is the shipped corpus). A resumed run keeps all of it; only the
     schedule (the *_every fields) may change, since it decides when to look, never what is learned."""
-    cell: str = "lstm"
+    cell: str = "lstm"          # "rnn", "lstm", "gru", or a user-written cell's class name
+    cell_input: str = "tanh"    # LSTM only
     hidden: int = 128
     seq_len: int = 32
     batch: int = 32
@@ -50,9 +53,17 @@ class Config:
     checkpoint_every: int = 500
 
 
-def _build(config: Config, vocab_size: int) -> tuple[nn.CharRNN, Any]:
-    # fused: one node per step with the hand-derived backward; nobody draws a training run's graph
-    model = nn.CharRNN(vocab_size, config.hidden, config.cell, rng=np.random.default_rng(config.seed), fused=True)
+def _build(config: Config, vocab_size: int, cell: Optional[Callable[[int, int], Any]] = None
+           ) -> tuple[nn.CharRNN, Any]:
+    rng = np.random.default_rng(config.seed)
+    if cell is not None:  # a user-written cell: op-level steps, the engine differentiates them
+        model = nn.CharRNN(vocab_size, config.hidden, cell=cell(vocab_size, config.hidden), rng=rng)
+    else:
+        kw = {"cell_input": config.cell_input} if config.cell == "lstm" else {}
+        # fused (for the cells that have a one-node step): the hand-derived backward; nobody draws a training
+        # run's graph
+        fused = _CELL_CLASSES[config.cell] in _FUSED
+        model = nn.CharRNN(vocab_size, config.hidden, config.cell, rng=rng, fused=fused, **kw)
     optimizer = OPTIMIZERS[config.optim](model.parameters(), lr=config.lr)
     return model, optimizer
 
@@ -63,23 +74,34 @@ def text_sha256(text: str) -> str:
 
 
 class Run:
-    """A training run's whole state: config, vocabulary, model, optimizer, carried hidden state, step, RNG."""
+    """A training run's whole state: config, vocabulary, model, optimizer, carried hidden state, step, RNG.
 
-    def __init__(self, config: Config, vocab: Vocab, unigram: np.ndarray) -> None:
-        self.config, self.vocab = config, vocab
+    `cell`, when given, makes a user-written cell: cell(vocab_size, hidden_size) -> a cell object (the
+    recurrent cell protocol; a class with that constructor will do). config.cell then records its class
+    name, and Run.load of that checkpoint needs the same `cell`."""
+
+    def __init__(self, config: Config, vocab: Vocab, unigram: np.ndarray,
+                 cell: Optional[Callable[[int, int], Any]] = None) -> None:
+        if cell is None and config.cell not in CELLS:
+            raise ValueError(f"Run: config.cell must be one of {CELLS}, got {config.cell!r}; "
+                             "a user-written cell is passed as cell=")
+        self.vocab = vocab
         self.unigram = np.asarray(unigram, dtype=np.int64)  # training-text counts: the empty prime's draw
-        self.model, self.optimizer = _build(config, vocab.size)
+        self.model, self.optimizer = _build(config, vocab.size, cell)
+        if cell is not None:
+            config = replace(config, cell=self.model.cell_type, cell_input=Config.cell_input)
+        self.config = config
         self.state: Any = None          # h (B, H) or (h, s), carried from chunk to chunk
         self.step = 0                   # chunks trained so far; chunk k is get_batch(ids, k, ...)
         self.smooth_loss = math.nan     # running mean of the training loss, for display
         self.rng = np.random.default_rng([config.seed, 1])  # for samples only; training draws nothing
 
     @classmethod
-    def start(cls, config: Config, text: str) -> "Run":
+    def start(cls, config: Config, text: str, cell: Optional[Callable[[int, int], Any]] = None) -> "Run":
         """A new run on `text`: the vocabulary of the whole text (so held-out characters are known)."""
         vocab = Vocab.from_text(text)
         train_text, _ = split(text, config.val_fraction)
-        return cls(config, vocab, np.bincount(vocab.encode(train_text), minlength=vocab.size))
+        return cls(config, vocab, np.bincount(vocab.encode(train_text), minlength=vocab.size), cell)
 
     def split(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Training ids (N,) and held-out ids (M,) of `text`: its last val_fraction is held out."""
@@ -116,6 +138,9 @@ class Run:
         arrays.update({f"param.{k}": v for k, v in self.model.state_dict().items()})
         arrays.update({f"optim.{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()})
         state = () if self.state is None else (self.state,) if isinstance(self.state, Tensor) else self.state
+        if not all(isinstance(s, Tensor) for s in state):
+            raise CheckpointError(f"cannot save the carried state of a {self.config.cell} cell: it must be "
+                                  "a Tensor or a tuple of Tensors")
         arrays.update({f"state.{i}": s.data for i, s in enumerate(state)})
         return arrays
 
@@ -124,8 +149,10 @@ class Run:
         save_checkpoint(path, self.to_arrays())
 
     @classmethod
-    def load(cls, path: Path) -> "Run":
-        """The run saved at `path`; anything missing, malformed or of mismatched shape is a CheckpointError."""
+    def load(cls, path: Path, cell: Optional[Callable[[int, int], Any]] = None) -> "Run":
+        """The run saved at `path`; anything missing, malformed or of mismatched shape is a CheckpointError.
+
+        A run of a user-written cell needs the same `cell` as Run.start had."""
         arrays = load_checkpoint(path)
         missing = [k for k in ("config", "vocab", "unigram", "step", "smooth_loss", "rng") if k not in arrays]
         if missing:
@@ -135,12 +162,15 @@ class Run:
             stored, rng = unpack_json(arrays["config"]), unpack_rng(arrays["rng"])
         except CheckpointError as e:
             raise CheckpointError(f"{path}: {e}") from None
-        config = _config_from(stored, path)
+        config = _config_from(stored, path, user_cell=cell is not None)
         try:
             vocab = Vocab.from_array(arrays["vocab"])
         except DataError as e:
             raise CheckpointError(f"{path}: {e}") from None
-        run = cls(config, vocab, arrays["unigram"])
+        run = cls(config, vocab, arrays["unigram"], cell)
+        if run.config.cell != config.cell:
+            raise CheckpointError(f"{path} holds a {config.cell} cell, but the cell given to load it is a "
+                                  f"{run.config.cell}")
         if run.unigram.shape != (vocab.size,):
             raise CheckpointError(f"{path}: 'unigram' has shape {run.unigram.shape}, expected ({vocab.size},)")
         what = f"a CharRNN ({config.cell}, hidden size {config.hidden}, {vocab.size} characters)"
@@ -175,15 +205,21 @@ def _scalar(arrays: dict, key: str, kind: type, path: Path) -> Any:
     return kind(value)
 
 
-def _config_from(stored: Any, path: Path) -> Config:
+def _config_from(stored: Any, path: Path, user_cell: bool = False) -> Config:
     """Config from the checkpoint's JSON, each field checked as strictly as the command line checks it."""
     if not isinstance(stored, dict) or stored.get("format") != _FORMAT:
         raise CheckpointError(f"{path}: unknown checkpoint format (expected format {_FORMAT})")
+    if isinstance(stored, dict) and "cell_input" not in stored:  # written before the option existed
+        stored = {**stored, "cell_input": Config.cell_input}
     names = {f.name for f in fields(Config)}
     if set(stored) - {"format"} != names:
         raise CheckpointError(f"{path}: config must have the fields {', '.join(sorted(names))}")
     config = Config(**{k: stored[k] for k in names})
-    ok = (config.cell in CELLS and config.optim in OPTIMIZERS
+    if isinstance(config.cell, str) and config.cell not in CELLS and not user_cell:
+        raise CheckpointError(f"{path} holds a CharRNN with a user-written {config.cell} cell; load it in "
+                              f"Python with train.Run.load(path, cell={config.cell})")
+    ok = (isinstance(config.cell, str) and config.optim in OPTIMIZERS
+          and config.cell_input in CELL_INPUTS and (config.cell == "lstm" or config.cell_input == "tanh")
           and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
                   for v in (config.hidden, config.seq_len, config.batch, config.eval_every,
                             config.sample_every, config.checkpoint_every))
@@ -196,12 +232,14 @@ def _config_from(stored: Any, path: Path) -> Config:
 
 
 def _state_from(stored: dict, config: Config, step: int, path: Path, what: str) -> Any:
-    """The carried hidden state: none before the first step, else h (rnn) or (h, s) (lstm) of shape (B, H)."""
-    want = 0 if step == 0 else 1 if config.cell == "rnn" else 2
+    """The carried hidden state: none before the first step, else h (rnn, gru) or (h, s) (lstm) of shape (B, H);
+    a user-written cell's state is whatever Tensor or tuple of Tensors it saved, each with B rows."""
+    user = config.cell not in CELLS
+    want = 0 if step == 0 else max(len(stored), 1) if user else 2 if config.cell == "lstm" else 1
     shape = (config.batch, config.hidden)
     arrays = [stored.get(str(i)) for i in range(want)]
     if set(stored) != {str(i) for i in range(want)} or any(
-            a.shape != shape or a.dtype != np.float64 for a in arrays):
+            (a.shape[:1] != shape[:1] if user else a.shape != shape) or a.dtype != np.float64 for a in arrays):
         raise CheckpointError(f"{path} does not fit {what}: the carried state must be {want} "
                               f"float64 array(s) of shape {shape}")
     if want == 0:
