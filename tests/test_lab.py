@@ -10,7 +10,8 @@ import pytest
 from tinygrad_rnn import lab
 
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
-SMALL = {"vanishing": dict(T=12, H=6), "copies": {}, "influence": dict(T=10, H=6), "truncation": dict(long=20)}
+SMALL = {"vanishing": dict(T=12, H=6), "copies": {}, "influence": dict(T=10, H=6), "truncation": dict(long=20),
+         "rtrl": dict(Ts=(3, 12), Hs=(2,), H=3, T=5, V=4)}
 
 
 @pytest.fixture(scope="module")

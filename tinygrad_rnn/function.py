@@ -288,11 +288,15 @@ class Affine(Function):
 
     @staticmethod
     def jvp(ctx, dx, dW, db, *dterms):
-        x, W = ctx.saved_tensors
-        dWx = None
-        if dW is not None:  # dW x for every direction: rows of x (N, D) @ dW^T (K, D, H) -> (K, N, H)
-            dWx = (x.reshape(-1, x.shape[-1]) @ dW.swapaxes(-1, -2)).reshape(dW.shape[:1] + x.shape[:-1] + W.shape[:1])
-        return _total(None if dx is None else dx @ W.T, dWx, db, *dterms)
+        return _affine_tangent(*ctx.saved_tensors, dx, dW, db, *dterms)
+
+
+def _affine_tangent(x: np.ndarray, W: np.ndarray, dx, dW, db, *dterms):
+    """Affine's rule dy = W dx + dW x + db (+ dterms), also the first line of a fused step's."""
+    dWx = None
+    if dW is not None:  # dW x for every direction: rows of x (N, D) @ dW^T (K, D, H) -> (K, N, H)
+        dWx = (x.reshape(-1, x.shape[-1]) @ dW.swapaxes(-1, -2)).reshape(dW.shape[:1] + x.shape[:-1] + W.shape[:1])
+    return _total(None if dx is None else dx @ W.T, dWx, db, *dterms)
 
 
 # ---- elementwise functions --------------------------------------------------------------------------
