@@ -84,6 +84,28 @@ def test_03_the_books_bptt_equations_equal_autodiff_manual_and_rtrl():
     assert "W_hhᵀ dhraw has shape (5,)" in out and "W_xhᵀ dhraw has shape (4,)" in out
 
 
+def test_04_truncation_by_hand_equals_autodiff_and_its_error_shrinks_with_k():
+    out = run("04_truncated_bptt.py")
+    assert max(max_errors(out).values()) < 1e-12
+    rows = re.findall(r"^ *(\d+) +([0-9.e+-]+) +([0-9.e+-]+)$", out, re.M)
+    per_term = [float(r[1]) for r in rows]
+    assert per_term == sorted(per_term, reverse=True) and per_term[0] > 0.1 and per_term[-1] == 0
+    assert all(float(r[2]) >= float(r[1]) for r in rows[:-1])     # chunks cut at least as much
+    assert "k = 25" in out and "cosine similarity" in out         # the lab's table
+    kept = [int(n) for n in re.findall(r"graph kept for a chunk of +\d+ steps: (\d+) op nodes", out)]
+    assert kept[0] < kept[1]
+
+
+def test_06_the_jacobian_product_and_the_eigenvalue_heuristic():
+    out = run("06_vanishing_and_exploding.py")
+    errors = max_errors(out)
+    assert errors["Π diag(tanh′) W_hh by hand - analysis.state_jacobians"] < 1e-12
+    assert errors["measured rate - ρ"] < 1e-6                    # tanh′ ≈ 1: rate = ρ
+    assert "vanishes too" in out                                  # where the heuristic is too simple
+    before, after = re.search(r"gradient norm ([0-9.]+) before clipping, ([0-9.]+) after", out).groups()
+    assert float(before) > 5 and float(after) == pytest.approx(5.0)
+
+
 def test_07_the_books_lstm_is_lstmcell_with_a_sigmoid_cell_input():
     out = run("07_lstm_book.py")
     assert max(max_errors(out).values()) < 1e-12
