@@ -19,14 +19,15 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from . import check, lab, nn, viz
+from . import _memory, check, lab, nn, viz
 from .checkpoint import CheckpointError
 from .data import DataError, Vocab, load_text, ngram_baselines
 from .tensor import no_grad
+from .train import _param_shapes, _training_bytes
 from .train import (CELL_INPUTS, CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, TrainingDiverged, fit, generate,
                     perplexity, text_sha256)
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "console", "build_parser"]
 
 PROG = "tinygrad-rnn"
 _PICTURE_SUFFIXES = (".svg", ".png", ".pdf", ".dot")
@@ -197,6 +198,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                 "VECLIB_MAXIMUM_THREADS")
+
+
+def console() -> None:
+    """The `tinygrad-rnn` command and `python -m tinygrad_rnn`: main() with one BLAS thread, then exit."""
+    _one_blas_thread()
+    sys.exit(main())
+
+
+def _one_blas_thread() -> None:
+    """One BLAS thread for this command's own process, unless the user set a BLAS thread variable.
+
+    On an RNN's small matrices BLAS threads only fight over the cores (an LSTM trains 5-13x slower
+    with them on 2 cores). threadpoolctl does it in place when installed, else OpenBLAS's own setter
+    (the BLAS of NumPy's wheels); failing both, the variables must be set before BLAS loads, which
+    NumPy did already: the command starts itself again, once, with them set (exec: same process id).
+    The library itself never touches this.
+    """
+    if any(name in os.environ for name in _BLAS_THREADS) or (os.cpu_count() or 1) == 1:
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        pass
+    else:
+        threadpool_limits(1, user_api="blas")
+        return
+    if _openblas_one_thread() or os.name != "posix":
+        return
+    argv = getattr(sys, "orig_argv", None) or [sys.executable, "-m", "tinygrad_rnn", *sys.argv[1:]]
+    sys.stdout.flush()
+    os.execve(sys.executable, argv, {**os.environ, **dict.fromkeys(_BLAS_THREADS, "1")})
+
+
+def _openblas_one_thread() -> bool:
+    """openblas_set_num_threads(1) on the OpenBLAS this process loaded (Linux); False if there is none."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1].lower()}
+    except OSError:
+        return False
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("", "scipy_"):  # NumPy >= 2 wheels bundle scipy-openblas with prefixed names
+            for suffix in ("", "64_"):
+                setter = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+                if setter is not None:
+                    setter(1)
+                    return True
+    return False
+
+
 def _cell_flags(parser: argparse.ArgumentParser, default: Optional[str]) -> None:
     """--cell and --cell-input, the same in every subcommand that builds a model."""
     parser.add_argument("--cell", choices=CELLS, default=default,
@@ -222,7 +280,7 @@ def _cell_name(cell: str, cell_input: str = "tanh") -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run one command; returns the exit code (0 ok, 1 failed, 2 bad usage, 130 interrupted)."""
+    """Run one command; returns the exit code (0 ok, 1 failed, 2 bad usage, 130 interrupted, 143 terminated)."""
     # a sample may hold characters the terminal's encoding lacks; show a stand-in, never crash
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
@@ -232,18 +290,45 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise _UsageError(f"choose a command: demo, train, sample, graph, gradcheck or lab (see '{PROG} --help')")
-        return _COMMANDS[args.command](args)
+        with _sigterm_raises():
+            return _COMMANDS[args.command](args)
     except _UsageError as e:
         return _fail(str(e), 2)
     except (_Error, DataError, CheckpointError) as e:
         return _fail(str(e), 1)
+    except MemoryError as e:  # ours say what needed how much; NumPy's say what it could not allocate
+        return _fail(str(e) if "memory" in str(e) else f"out of memory ({e})", 1)
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print(f"\n{PROG}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:
         # the reader (say `| head`) has gone: stop quietly, and keep Python from complaining at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is (as Ctrl-C raises KeyboardInterrupt), so partial files are
+    removed on the way out; `train` instead saves and stops between steps (_stop_signals)."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (main() called from a thread): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fail(message: str, code: int) -> int:
@@ -256,6 +341,7 @@ def _demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     vocab = Vocab(_HELLO)
     inputs, targets = vocab.encode("hell"), vocab.encode("ello")
+    _check_hello_memory(args.cell, args.hidden, 4, " for the demo")
     kw = _cell_kw(args, args.cell)
     model = nn.CharRNN(vocab.size, args.hidden, args.cell, rng=np.random.default_rng(args.seed), **kw)
     optimizer = nn.optim.Adagrad(model.parameters(), lr=0.1)
@@ -336,14 +422,15 @@ def _train(args: argparse.Namespace) -> int:
     try:
         with _stop_signals() as stop, progress:
             result = fit(run, text, args.steps, checkpoint=out, on_step=progress.step, on_eval=progress.eval,
-                         on_sample=progress.sample, should_stop=lambda: stop["set"],
+                         on_sample=progress.sample, should_stop=lambda: stop["signal"] is not None,
                          sample_chars=_SAMPLE_CHARS, temperature=_SAMPLE_TEMPERATURE)
     except TrainingDiverged as e:
         raise _Error(f"{e} (try a lower --lr or --clip); this state was not saved to {out}") from None
     if result.stopped:
-        print(f"{PROG}: interrupted at step {run.step}; saved {out}; continue with: "
+        how, code = _STOPPED_BY[stop["signal"]]
+        print(f"{PROG}: {how} at step {run.step}; saved {out}; continue with: "
               f"{PROG} train --resume {out} --steps {args.steps}", file=sys.stderr)
-        return 130
+        return code
     score = result.score
     print(f"held-out after {run.step} steps: {score['bits_per_char']:.3f} bits/char, perplexity "
           f"{score['perplexity']:.2f} (bigram {base['bigram']['bits_per_char']:.3f}, "
@@ -383,12 +470,19 @@ def _fresh(args: argparse.Namespace) -> tuple[Run, str]:
                     seed=Config.seed if args.seed is None else args.seed,
                     text=None if args.text is None else str(args.text.resolve()), text_sha256=text_sha256(text),
                     **_schedule(args, Config()))
+    params, activations = _training_bytes(config, len(set(text)))
+    what = (f"--hidden {config.hidden}" if params >= activations
+            else f"--seq-len {config.seq_len} with --batch {config.batch}")
+    _memory.check(what, params + activations, f" to train ({config.cell}, {config.optim}, "
+                                              f"{config.seq_len} steps x {config.batch} streams)")
     return Run.start(config, text), text
 
 
 def _resume(args: argparse.Namespace) -> tuple[Run, str]:
     run = Run.load(args.resume)
     c = run.config
+    _memory.check(f"{args.resume} (hidden {c.hidden}, {c.seq_len} steps x {c.batch} streams)",
+                  sum(_training_bytes(c, run.vocab.size)), " to train")
     _cell_kw(args, args.cell or c.cell)
     for flag, given, stored in (("--cell", args.cell, c.cell), ("--cell-input", args.cell_input, c.cell_input),
                                 ("--hidden", args.hidden, c.hidden),
@@ -414,21 +508,25 @@ def _schedule(args: argparse.Namespace, config: Config) -> dict:
     return {k: getattr(config, k) if getattr(args, k) is None else getattr(args, k) for k in names}
 
 
+_STOPPED_BY = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 128 + signal.SIGTERM)}
+
+
 @contextlib.contextmanager
 def _stop_signals() -> Iterator[dict]:
-    """The first Ctrl-C only sets a flag that the loop reads between steps, so the checkpoint it then
-    writes never holds half an update; a second Ctrl-C interrupts at once."""
-    flag = {"set": False}
+    """Ctrl-C (SIGINT) and SIGTERM only note the signal in the flag, which fit reads between steps, so the
+    checkpoint it then writes never holds half an update; the same signal again acts at once."""
+    flag: dict = {"signal": None}
 
     def handler(signum: int, frame: Any) -> None:
-        flag["set"] = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        flag["signal"] = signum
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in _STOPPED_BY}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, was in previous.items():
+            signal.signal(signum, was)
 
 
 class _Progress:
@@ -474,9 +572,12 @@ def _sample(args: argparse.Namespace) -> int:
         raise _Error(f"--prime: {e} of {args.checkpoint}") from None
     rng = np.random.default_rng(args.seed)
     sys.stdout.write(args.prime)
-    for char in generate(run.model, run.vocab, run.unigram, args.prime, args.length, args.temperature, rng):
-        sys.stdout.write(char)
-        sys.stdout.flush()
+    try:
+        for char in generate(run.model, run.vocab, run.unigram, args.prime, args.length, args.temperature, rng):
+            sys.stdout.write(char)
+            sys.stdout.flush()
+    except ValueError as e:  # weights so large that the outputs overflow
+        raise _Error(f"{args.checkpoint}: {e}") from None
     if sys.stdout.isatty():  # keep the prompt off the last line; a pipe gets exactly the characters
         sys.stdout.write("\n")
     sys.stdout.flush()
@@ -489,6 +590,7 @@ def _graph(args: argparse.Namespace) -> int:
         raise _UsageError(f"--grads and --folded cannot be combined: the folded circuit has no gradients "
                           f"(see '{PROG} graph --help')")
     out = args.output or Path(f"{args.cell}_unrolled.svg")
+    _check_hello_memory(args.cell, args.hidden, args.steps, " to draw the graph")
     kw = _cell_kw(args, args.cell)
     model = nn.CharRNN(Vocab(_HELLO).size, args.hidden, args.cell, rng=np.random.default_rng(0), **kw)
     style = {"folded": True} if args.folded else {"grads": args.grads}
@@ -505,6 +607,16 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_hello_memory(cell: str, hidden: int, steps: int, purpose: str) -> None:
+    """Refuse in one line, before building anything, a --hidden or --steps the memory cannot hold."""
+    # the model, its gradients and a few copies (manual and numerical gradients), and per step
+    # the graph's nodes with their arrays and the drawing
+    params = 8 * 10 * sum(math.prod(s) for s in _param_shapes(cell, hidden, len(_HELLO)).values())
+    per_steps = steps * (8 * 64 * hidden + 64 * 1024)
+    what = f"--hidden {hidden}" if params >= per_steps else f"--steps {steps}"
+    _memory.check(what, params + per_steps, purpose)
+
+
 def _hello_sequence(steps: int) -> tuple[Vocab, np.ndarray, np.ndarray]:
     """'hellohello...' as (inputs, targets) of length `steps`, each target the next character."""
     vocab = Vocab(_HELLO)
@@ -514,6 +626,7 @@ def _hello_sequence(steps: int) -> tuple[Vocab, np.ndarray, np.ndarray]:
 
 def _gradcheck(args: argparse.Namespace) -> int:
     vocab, inputs, targets = _hello_sequence(args.steps)
+    _check_hello_memory(args.cell, args.hidden, args.steps, " for the gradient check")
     model = nn.CharRNN(vocab.size, args.hidden, args.cell, rng=np.random.default_rng(args.seed),
                        **_cell_kw(args, args.cell))
     report = check.compare_cell(model, inputs, targets)
