@@ -2,7 +2,8 @@
 
 The forward and backward of each node are manual's own step functions (manual/rnn.py, lstm.py, gru.py), the
 code that the checks prove equal to autodiff; here it becomes the fast path. An LSTM step carries its
-state as one array z = [h; s] (..., 2H), so that a step stays one node with one output.
+state as one array z = [h; s] (..., 2H), so that a step stays one node with one output. Each step writes
+its output into row t of one array (T, ..., width), which StackRows then hands on without a copy.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..manual.lstm import _lstm_step, _lstm_step_back
 from ..manual.rnn import _rnn_step, _rnn_step_back
 from ..tensor import Function, OuterGrad, SparseGrad
 
-__all__ = ["RNNStep", "LSTMStep", "GRUStep"]
+__all__ = ["RNNStep", "LSTMStep", "GRUStep", "StackRows"]
 
 
 def _bias_grad(da: np.ndarray) -> np.ndarray:
@@ -27,11 +28,11 @@ class RNNStep(Function):
     __slots__ = ("idx",)
 
     @staticmethod
-    def forward(ctx, W_xh, W_hh, b_h, h_prev, idx=None):
+    def forward(ctx, W_xh, W_hh, b_h, h_prev, idx=None, out=None):
         ctx.idx = idx
-        h = _rnn_step(W_xh[:, idx].T, h_prev, W_hh, b_h)  # x_t one-hot: a column gather
-        ctx.save_for_backward(h, h_prev, W_hh)
-        return h
+        out[...] = _rnn_step(W_xh[:, idx].T, h_prev, W_hh, b_h)  # x_t one-hot: a column gather
+        ctx.save_for_backward(out, h_prev, W_hh)
+        return out
 
     @staticmethod
     def backward(ctx, g):
@@ -48,13 +49,13 @@ class LSTMStep(Function):
     __slots__ = ("idx", "cell_input")
 
     @staticmethod
-    def forward(ctx, W_x, W_h, b, z_prev, idx=None, cell_input="tanh"):
+    def forward(ctx, W_x, W_h, b, z_prev, idx=None, cell_input="tanh", out=None):
         H = W_h.shape[1]
         ctx.idx, ctx.cell_input = idx, cell_input
-        gates, s, h = _lstm_step(W_x[:, idx].T, z_prev[..., :H], z_prev[..., H:], W_h, b, cell_input)
-        z = np.concatenate([h, s], axis=-1)
-        ctx.save_for_backward(gates, z, z_prev, W_h)  # gates and states: what the backward reads
-        return z
+        gates, out[..., H:], out[..., :H] = _lstm_step(W_x[:, idx].T, z_prev[..., :H], z_prev[..., H:], W_h, b,
+                                                       cell_input)
+        ctx.save_for_backward(gates, out, z_prev, W_h)  # gates and states: what the backward reads
+        return out
 
     @staticmethod
     def backward(ctx, g):
@@ -74,11 +75,11 @@ class GRUStep(Function):
     __slots__ = ("idx",)
 
     @staticmethod
-    def forward(ctx, W_x, W_h, b_x, b_h, h_prev, idx=None):
+    def forward(ctx, W_x, W_h, b_x, b_h, h_prev, idx=None, out=None):
         ctx.idx = idx
-        r, z, n, ah_n, h = _gru_step(W_x[:, idx].T + b_x, h_prev, W_h, b_h)
+        r, z, n, ah_n, out[...] = _gru_step(W_x[:, idx].T + b_x, h_prev, W_h, b_h)
         ctx.save_for_backward(r, z, n, ah_n, h_prev, W_h)
-        return h
+        return out
 
     @staticmethod
     def backward(ctx, g):
@@ -86,3 +87,20 @@ class GRUStep(Function):
         dax, dah, dh_prev = _gru_step_back(g, r, z, n, ah_n, h_prev, W_h)
         return (SparseGrad((slice(None), ctx.idx), dax.T), OuterGrad(dah, h_prev), _bias_grad(dax), _bias_grad(dah),
                 dh_prev if ctx.needs_input_grad[4] else None)
+
+
+class StackRows(Function):
+    """y = stack(xs) (T, ...) into `out`, where a step's x_t already written into row t is not copied;
+    dL/dx_t = g[t]"""
+    __slots__ = ()
+
+    @staticmethod
+    def forward(ctx, *xs, out=None):
+        for t, x in enumerate(xs):
+            if x.base is not out:  # made elsewhere (the last state, which outlives the sequence): copied in
+                out[t] = x
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return tuple(g)
