@@ -152,6 +152,9 @@ class Function:
 _FREED = None  # saved_tensors after a backward without retain_graph
 
 
+_BASIC_INDEX = frozenset([slice, int, type(None), type(Ellipsis)])
+
+
 class SparseGrad:
     """A gradient that is zero except at `index`, where it is `values` (repeated indices add up).
 
@@ -165,11 +168,12 @@ class SparseGrad:
 
     def add_to(self, buffer: np.ndarray) -> None:
         """buffer[index] += values, summing repeated indices."""
-        parts = self.index if isinstance(self.index, tuple) else (self.index,)
-        if all(p is None or p is Ellipsis or isinstance(p, (slice, int, np.integer)) for p in parts):
-            buffer[self.index] += self.values  # basic indexing picks each entry once: in place
-        else:
-            np.add.at(buffer, self.index, self.values)
+        index = self.index
+        for part in index if type(index) is tuple else (index,):  # a loop, not all(...): this runs per step
+            if type(part) not in _BASIC_INDEX and not isinstance(part, (int, np.integer)):
+                np.add.at(buffer, index, self.values)  # an integer array may repeat entries: add each
+                return
+        buffer[index] += self.values  # basic indexing picks each entry once: in place
 
     def dense(self, like: np.ndarray) -> np.ndarray:
         """The full gradient, shaped and typed like `like`."""
@@ -556,35 +560,29 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
 
 
 class _OuterSum:
-    """A leaf's OuterGrad terms u^T v, their rows copied into two buffers the backward loop owns;
-    every _OUTER_ROWS rows are summed into .grad with one (H, N) @ (N, D) product. One matrix product
-    instead of T outer products, with memory bounded however long the sequence."""
-    __slots__ = ("leaf", "u", "v", "n")
+    """A leaf's OuterGrad terms u^T v, kept until they hold _OUTER_ROWS rows and then summed into .grad
+    with one (H, N) @ (N, D) product: one matrix product instead of T outer products, and memory
+    bounded however long the sequence."""
+    __slots__ = ("leaf", "terms", "n")
 
     def __init__(self, leaf: Tensor) -> None:
-        self.leaf, self.u, self.v, self.n = leaf, None, None, 0
+        self.leaf, self.terms, self.n = leaf, [], 0
 
     def add(self, g: OuterGrad) -> None:
-        u, v = g.rows()
-        k = len(u)
-        if k >= _OUTER_ROWS // 2:  # already a product of many rows: no copying
-            self._add_to_grad(np.dot(u.T, v))
-            return
-        if self.u is None:
-            dtype = np.result_type(u, v)
-            self.u, self.v = np.empty((_OUTER_ROWS, u.shape[1]), dtype), np.empty((_OUTER_ROWS, v.shape[1]), dtype)
-        elif self.n + k > _OUTER_ROWS:
+        self.terms.append(g)
+        self.n += g.u.size // g.u.shape[-1]
+        if self.n >= _OUTER_ROWS:
             self.flush()
-        self.u[self.n:self.n + k] = u
-        self.v[self.n:self.n + k] = v
-        self.n += k
 
     def flush(self) -> None:
-        if self.n:
-            n, self.n = self.n, 0
-            self._add_to_grad(np.dot(self.u[:n].T, self.v[:n]))  # np.dot: BLAS even for one row
-
-    def _add_to_grad(self, total: np.ndarray) -> None:
+        if not self.terms:
+            return
+        if len(self.terms) == 1:
+            total = self.terms[0].dense()
+        else:  # sum_t u_t^T v_t as one (H, N) @ (N, D) product
+            rows = [g.rows() for g in self.terms]
+            total = np.dot(np.concatenate([u for u, _ in rows]).T, np.concatenate([v for _, v in rows]))
+        self.terms, self.n = [], 0
         leaf = self.leaf
         if leaf.grad is None:
             leaf.grad = total.astype(leaf.data.dtype, copy=False)  # a fresh array of our own: no copy
@@ -597,14 +595,18 @@ _OUTER_ROWS = 512  # rows an _OuterSum collects before one product
 
 def _released(data: np.ndarray) -> np.ndarray:
     """A stand-in for an intermediate's freed data: same shape and dtype, no memory, every entry NaN
-    (so a read of values that are gone shows), read-only."""
-    buffer = _NAN_BYTES.get(data.dtype)
-    if buffer is None:
-        buffer = _NAN_BYTES[data.dtype] = np.full(1, np.nan, data.dtype).tobytes()  # bytes: read-only
-    return np.ndarray(data.shape, data.dtype, buffer, 0, (0,) * data.ndim)
+    (so a read of values that are gone shows), read-only; one per shape and dtype, shared."""
+    key = (data.shape, data.dtype)
+    ghost = _GHOSTS.get(key)
+    if ghost is None:
+        if len(_GHOSTS) > 256:
+            _GHOSTS.clear()
+        nan = np.full(1, np.nan, data.dtype).tobytes()  # bytes: read-only
+        ghost = _GHOSTS[key] = np.ndarray(data.shape, data.dtype, nan, 0, (0,) * data.ndim)
+    return ghost
 
 
-_NAN_BYTES: dict = {}
+_GHOSTS: dict = {}
 
 
 def _as_grad_tuple(input_grads: Any, ctx: Function) -> tuple:
