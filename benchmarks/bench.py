@@ -7,15 +7,19 @@ with the state carried from chunk to chunk. All runs start from the same weights
 the same losses and weights over 3 steps before they are timed. Timing: rounds in which every run takes
 its turn (who goes first rotates), each turn the mean of a few steps; printed are the medians over the
 rounds and, for the ratios, the spread (lowest-highest) of the per-round ratios. One thread each: NumPy's
-BLAS (tinygrad_rnn's default) and PyTorch (torch.set_num_threads(1)).
+BLAS (set below, as the command line does) and PyTorch (torch.set_num_threads(1)).
 
 Run: python benchmarks/bench.py [--rounds N] [--quick]
 """
 import argparse
+import os
 import time
 import tracemalloc
 
-from tinygrad_rnn import nn  # isort: skip  (first: its one-BLAS-thread default must precede NumPy's import)
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before NumPy loads BLAS;
+    os.environ.setdefault(_name, "1")                                          # the library sets none
+
+from tinygrad_rnn import nn  # noqa: E402
 
 import numpy as np
 import numpy_reference

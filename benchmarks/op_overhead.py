@@ -6,9 +6,12 @@ Run: python benchmarks/op_overhead.py   (timings interleaved, median of many rep
 Columns /numpy and /torch are engine time over theirs. A torch backward() call has a fixed cost of
 about 20 µs, so its column here is mostly that; over a whole training step see char_rnn_step.py.
 """
+import os
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before NumPy loads BLAS;
+    os.environ.setdefault(_name, "1")                                          # the library sets none
 import timeit
 
-import tinygrad_rnn as tr  # isort: skip  (first: its one-BLAS-thread default must precede NumPy's import)
+import tinygrad_rnn as tr  # noqa: E402
 
 import numpy as np
 

@@ -1,5 +1,6 @@
 """Regenerate the README's pictures in docs/img/: the "hello" RNN unrolled over 4 steps and a
-gradient-coloured LSTM. Seeded, so the files only change when the drawing code does.
+gradient-coloured LSTM, and the lab's vanishing and influence plots. Seeded, so the files only
+change when the drawing code does.
 
     python examples/make_pictures.py   (needs Graphviz's dot: apt-get install graphviz)
 """
@@ -36,6 +37,12 @@ def lstm_grads() -> Path:
     return viz.save(picture, OUT / "lstm_grads.svg")
 
 
+def lab_plots() -> list:
+    """`tinygrad-rnn lab vanishing` and `lab influence` as PNG (needs matplotlib: pip install '.[plot]')."""
+    from tinygrad_rnn import lab
+    return [lab.save_plot(lab.run(name), OUT / f"lab_{name}.png") for name in ("vanishing", "influence")]
+
+
 if __name__ == "__main__":
-    for path in (hello_rnn(), lstm_grads()):
+    for path in (hello_rnn(), lstm_grads(), *lab_plots()):
         print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")

@@ -397,3 +397,35 @@ def test_package_never_imports_torch():
             "c = nn.GRUCell(2, 3); c.load_torch_state_dict(c.torch_state_dict()); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# ---- training and checkpoints with a user-written cell -----------------------------------------------------
+def test_a_user_cell_trains_with_fit_and_its_checkpoint_needs_the_same_cell(tmp_path):
+    from tinygrad_rnn import train
+    from tinygrad_rnn.checkpoint import CheckpointError
+
+    def make(V, H):
+        return MGU(V, H, np.random.default_rng(11))
+
+    text = "the cat sat on the mat and the dog sat on the log " * 12
+    config = train.Config(cell="rnn", hidden=8, seq_len=8, batch=4, optim="adam", lr=0.02, eval_every=10,
+                          sample_every=1000, checkpoint_every=1000)
+    run = train.Run.start(config, text, cell=make)
+    assert run.config.cell == "MGU" and isinstance(run.model.cell, MGU) and not run.model.fused
+    first = train.evaluate(run.model, run.split(text)[1])["nats_per_char"]
+    result = train.fit(run, text, 30, checkpoint=tmp_path / "mgu.npz")
+    assert result.score["nats_per_char"] < 0.8 * first  # it learned
+
+    back = train.Run.load(tmp_path / "mgu.npz", cell=make)
+    assert back.step == 30 and back.config == run.config
+    for name, p in run.model.named_parameters().items():
+        np.testing.assert_array_equal(back.model.named_parameters()[name].data, p.data)
+    np.testing.assert_array_equal(back.state.data, run.state.data)
+    train.fit(back, text, 31)  # and it goes on
+    with pytest.raises(CheckpointError, match=r"holds a CharRNN with a user-written MGU cell; load it in Python "
+                                              r"with train.Run.load\(path, cell=MGU\)$"):
+        train.Run.load(tmp_path / "mgu.npz")
+    with pytest.raises(CheckpointError, match=r"holds a MGU cell, but the cell given to load it is a gru$"):
+        train.Run.load(tmp_path / "mgu.npz", cell=nn.GRUCell)
+    with pytest.raises(ValueError, match=r"^Run: config.cell must be one of \('rnn', 'lstm', 'gru'\), got 'MGU'"):
+        train.Run(run.config, run.vocab, run.unigram)

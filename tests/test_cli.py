@@ -98,12 +98,31 @@ def test_graph_writes_the_picture_by_suffix(tmp_path, flags, suffix):
         assert len(re.findall(rf"^\s*{node} -> ", picture, re.M)) == 3
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_gradcheck_prints_the_table_and_exits_0(tmp_path, cell):
     rc, out, err = run("gradcheck", "--cell", cell, "--hidden", "4", "--steps", "6", cwd=tmp_path)
     assert rc == 0, err
     assert f"gradient check, {cell} cell" in out and "T=6" in out and "all three agree" in out
-    assert out.count(" ok ") + out.count(" ok\n") == 5 * 3
+    rows = 6 if cell == "gru" else 5
+    assert out.count(" ok ") + out.count(" ok\n") == rows * 3
+    if cell != "rnn":  # PyTorch's LSTM and GRU are not the book's: no book symbols on their gate weights
+        assert "cell.W_x (W_x) " in out and "U^g" not in out
+
+
+def test_gradcheck_labels_the_books_lstm_with_the_books_symbols(tmp_path):
+    rc, out, err = run("gradcheck", "--cell", "lstm", "--cell-input", "sigmoid", "--hidden", "3", cwd=tmp_path)
+    assert rc == 0, err
+    assert "cell.W_x (U^g|U^f|U|U^o, W_x)" in out and "all three agree" in out
+
+
+def test_graph_draws_a_gru(tmp_path):
+    rc, out, err = run("graph", "--cell", "gru", "--steps", "2", "-o", "gru.dot", cwd=tmp_path)
+    assert rc == 0, err
+    assert "the gru CharRNN's graph unrolled over 2 steps" in out
+    picture = (tmp_path / "gru.dot").read_text()
+    for name in ("cell.W_x", "cell.W_h", "cell.b_x", "cell.b_h"):  # each weight one node, used by both steps
+        node = re.search(rf"^\s*(n\d+) \[label=\"{re.escape(name)}", picture, re.M).group(1)
+        assert len(re.findall(rf"^\s*{node} -> ", picture, re.M)) == 2, name
 
 
 def test_gradcheck_exits_1_on_disagreement(monkeypatch, capsys):
@@ -218,7 +237,10 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(tmp_path):
     (["--text", "empty.txt"], 1, "empty.txt: file is empty"),
     (["--text", "binary.bin"], 1, "binary.bin: looks binary"),
     (["--text", "latin1.txt"], 1, "latin1.txt: not UTF-8 text"),
-    (["--cell", "gru"], 2, "argument --cell: invalid choice: 'gru'"),
+    (["--cell", "gated"], 2, "argument --cell: invalid choice: 'gated'"),
+    (["--cell", "rnn", "--cell-input", "sigmoid"], 2, "--cell-input applies to the LSTM only, not to --cell rnn"),
+    (["--cell-input", "relu"], 2, "argument --cell-input: invalid choice: 'relu'"),
+    (["--resume", "good.npz", "--cell-input", "sigmoid"], 2, "--cell-input applies to the LSTM only, not to --cell rnn"),
     (["--hidden", "0"], 2, "argument --hidden: must be a positive integer, got 0"),
     (["--steps", "-3"], 2, "argument --steps: must be a positive integer, got -3"),
     (["--lr", "0"], 2, "argument --lr: must be a positive number, got 0"),
@@ -288,6 +310,51 @@ def test_resume_refuses_another_model_or_text_and_leaves_the_checkpoint(trained,
     assert still_good()
 
 
+def test_train_gru_then_sample(tmp_path):
+    text_file(tmp_path / "corpus.txt")
+    rc, out, err = run("train", "--text", "corpus.txt", "--cell", "gru", "--steps", "25", "--out", "gru.npz",
+                       *SMALL, cwd=tmp_path)
+    assert rc == 0, err
+    assert re.search(r"^model: gru, hidden 12, ", out, re.M)
+    first, last = (float(x) for x in re.findall(r"train loss ([\d.]+)", out)[:2])
+    assert last < first  # it learns
+    with np.load(tmp_path / "gru.npz") as ckpt:
+        assert ckpt["param.cell.b_x"].shape == (36,) and '"cell": "gru"' in str(ckpt["config"])
+    rc, sample, err = run("sample", "gru.npz", "--prime", "the ", "--length", "40", "--seed", "3", cwd=tmp_path)
+    assert rc == 0, err
+    assert sample.startswith("the ") and len(sample) == 44 and set(sample) <= set("the catsonmdruglwxi\n")
+
+
+def test_the_books_lstm_round_trips_through_a_checkpoint(tmp_path):
+    text_file(tmp_path / "corpus.txt")
+    common = ["--text", "corpus.txt", *SMALL, "--steps"]
+    rc, out, err = run("train", *common, "10", "--cell", "lstm", "--cell-input", "sigmoid", "--out", "book.npz",
+                       cwd=tmp_path)
+    assert rc == 0, err
+    assert "model: lstm (sigmoid cell input: the book's LSTM), hidden 12" in out
+    from tinygrad_rnn.train import Run
+    run_ = Run.load(tmp_path / "book.npz")
+    assert run_.config.cell_input == "sigmoid" and run_.model.cell.cell_input == "sigmoid" and run_.step == 10
+    # resuming keeps the option; it continues bit-identically with a straight 20-step run
+    rc, _, err = run("train", "--resume", "book.npz", "--steps", "20", cwd=tmp_path)
+    assert rc == 0, err
+    rc, _, err = run("train", *common, "20", "--cell", "lstm", "--cell-input", "sigmoid", "--out", "straight.npz",
+                     cwd=tmp_path)
+    assert rc == 0, err
+    with np.load(tmp_path / "book.npz") as a, np.load(tmp_path / "straight.npz") as b:
+        np.testing.assert_array_equal(a["param.cell.W_x"], b["param.cell.W_x"])
+    # the tanh LSTM from the same seed is another model
+    rc, _, err = run("train", *common, "20", "--cell", "lstm", "--out", "tanh.npz", cwd=tmp_path)
+    with np.load(tmp_path / "book.npz") as a, np.load(tmp_path / "tanh.npz") as b:
+        assert np.abs(a["param.cell.W_x"] - b["param.cell.W_x"]).max() > 1e-3
+    still = unchanged(tmp_path / "book.npz")
+    fails(1, "train", "--resume", "book.npz", "--cell-input", "tanh", "--steps", "30", cwd=tmp_path,
+          says="--cell-input tanh does not match book.npz, which has sigmoid")
+    assert still()
+    rc, sample, err = run("sample", "book.npz", "--length", "20", "--seed", "0", cwd=tmp_path)
+    assert rc == 0 and len(sample) == 20, err
+
+
 def test_a_fresh_run_never_overwrites_an_existing_checkpoint(trained):
     d, _ = trained
     still_good = unchanged(d / "good.npz")
@@ -321,7 +388,10 @@ def test_sample_bad_input(trained, args, code, says):
 @pytest.mark.parametrize("args, code, says", [
     (["graph", "-o", "picture.jpg"], 2, "'picture.jpg' needs one of the suffixes .svg, .png, .pdf, .dot"),
     (["graph", "--grads", "--folded"], 2, "--grads and --folded cannot be combined"),
-    (["gradcheck", "--cell", "gru"], 2, "invalid choice: 'gru'"),
+    (["gradcheck", "--cell", "gated"], 2, "invalid choice: 'gated'"),
+    (["gradcheck", "--cell-input", "sigmoid"], 2, "--cell-input applies to the LSTM only, not to --cell rnn"),
+    (["graph", "--cell", "gru", "--cell-input", "tanh"], 2, "--cell-input applies to the LSTM only, not to --cell gru"),
+    (["demo", "--cell-input", "sigmoid"], 2, "--cell-input applies to the LSTM only, not to --cell rnn"),
     (["gradcheck", "--steps", "0"], 2, "argument --steps: must be a positive integer, got 0"),
     (["translate"], 2, "argument command: invalid choice: 'translate'"),
     ([], 2, "choose a command: demo, train, sample, graph, gradcheck or lab"),

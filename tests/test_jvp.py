@@ -10,6 +10,9 @@ import tinygrad_rnn.tensor as engine
 from tinygrad_rnn import Tensor, nn
 from tinygrad_rnn.function import Affine
 from tinygrad_rnn.nn.cells import ColumnGather
+from tinygrad_rnn.nn.fused import GRUStep, LSTMStep, RNNStep
+
+V_, H_ = 5, 3  # vocabulary and hidden size of the cell tests
 
 
 def fd_jvp(fn, primals, tangents, h=1e-4):
@@ -183,6 +186,50 @@ def test_jvp_of_an_lstm_step():
     rng = np.random.default_rng(0)
     cell = nn.LSTMCell(3, 4, rng=rng)
     check_jvp(lambda x, h, s: tr.concat(list(cell(x, (h, s)))), *(rng.standard_normal(n) for n in (3, 4, 4)))
+
+
+@pytest.mark.parametrize("idx", [2, np.array([2, 0, 2])], ids=["one", "batch"])
+@pytest.mark.parametrize("cell_input", ["tanh", "sigmoid", None, "gru"], ids=["lstm_tanh", "lstm_sigmoid", "rnn", "gru"])
+def test_jvp_of_the_fused_steps(cell_input, idx):
+    """CharRNN(fused=True)'s one-node steps: jvp against differences and against the op-level cell's jvp."""
+    rng = np.random.default_rng(0)
+    batch = np.shape(idx)
+    if cell_input == "gru":
+        cell = nn.GRUCell(V_, H_, rng=rng)
+
+        def fused(W_x, W_h, b_x, b_h, h):
+            return GRUStep.apply(W_x, W_h, b_x, b_h, h, idx=idx)
+
+        def ops(W_x, W_h, b_x, b_h, h):
+            cell.W_x, cell.W_h, cell.b_x, cell.b_h = W_x, W_h, b_x, b_h
+            return cell.step(cell.project_onehot(idx), h)
+        primals = [cell.W_x.data, cell.W_h.data, cell.b_x.data, cell.b_h.data, rng.standard_normal(batch + (H_,))]
+    elif cell_input is None:
+        cell = nn.RNNCell(V_, H_, rng=rng)
+
+        def fused(W_xh, W_hh, b_h, h):
+            return RNNStep.apply(W_xh, W_hh, b_h, h, idx=idx)
+
+        def ops(W_xh, W_hh, b_h, h):
+            cell.W_xh, cell.W_hh, cell.b_h = W_xh, W_hh, b_h
+            return cell.step(cell.project_onehot(idx), h)
+        primals = [cell.W_xh.data, cell.W_hh.data, cell.b_h.data, rng.standard_normal(batch + (H_,))]
+    else:
+        cell = nn.LSTMCell(V_, H_, cell_input=cell_input, rng=rng)
+
+        def fused(W_x, W_h, b, z):
+            return LSTMStep.apply(W_x, W_h, b, z, idx=idx, cell_input=cell_input)
+
+        def ops(W_x, W_h, b, z):
+            cell.W_x, cell.W_h, cell.b = W_x, W_h, b
+            return tr.concat(list(cell.step(cell.project_onehot(idx), (z[..., :H_], z[..., H_:]))), axis=-1)
+        primals = [cell.W_x.data, cell.W_h.data, cell.b.data, rng.standard_normal(batch + (2 * H_,))]
+    dy = check_jvp(fused, *primals)
+    same = np.random.default_rng(0)  # check_jvp's direction
+    tangents = [same.standard_normal(p.shape) for p in primals]
+    np.testing.assert_allclose(dy, tr.jvp(ops, primals, tangents)[1], rtol=1e-12, atol=1e-14)
+    for k in range(len(primals)):  # each input moving alone (the state alone, a weight alone)
+        check_jvp(only_moving(fused, primals, k), primals[k], seed=k)
 
 
 def test_jvp_of_a_reused_subexpression_equals_its_formula():

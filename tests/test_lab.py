@@ -10,7 +10,8 @@ import pytest
 from tinygrad_rnn import lab
 
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
-SMALL = {"vanishing": dict(T=12, H=6), "copies": {}, "influence": dict(T=10, H=6), "truncation": dict(long=20)}
+SMALL = {"vanishing": dict(T=12, H=6), "copies": {}, "influence": dict(T=10, H=6), "truncation": dict(long=20),
+         "rtrl": dict(Ts=(3, 12), Hs=(2,), H=3, T=5, V=4)}
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,8 @@ def test_vanishing_smaller_radius_decays_faster_and_saturation_breaks_the_simple
             run = runs[cell, low, rho]
             assert run["jac"][-1] == pytest.approx(1.0)  # ∂z_T-1/∂z_T-1 = I
             assert run["grad"].shape == (r.numbers["T"],) and run["ratio"] == run["grad"][0] / run["grad"][-1]
+            # ∂L_T/∂h_t = J_t^T ∂L_T/∂z_T-1 (L_T reads only h_T-1): the Jacobian's norm bounds every row
+            assert np.all(run["grad"] <= run["jac"] * run["grad"][-1] * (1 + 1e-12))
     assert runs["rnn", low, max(radii)]["rate"] > 1 > runs["rnn", high, max(radii)]["rate"]  # ρ = 1.5 vanishes too
     lstm = [runs["lstm", low, rho]["rate"] for rho in radii]
     assert max(lstm) - min(lstm) < max(rnn) - min(rnn)  # the LSTM's decay depends less on ρ

@@ -1,6 +1,6 @@
 """`python -m tinygrad_rnn`: the same as the `tinygrad-rnn` command."""
 import sys
 
-from .cli import main
+from .cli import console
 
-sys.exit(main())
+console()

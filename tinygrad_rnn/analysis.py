@@ -13,6 +13,8 @@ A thin layer over the engine, as torch.func over autograd: each function unrolls
 - state Jacobians: each step is unrolled from a fresh leaf copy of the previous state, so z_t is an
   independent variable (for an LSTM, h_t and s_t both), and the engine's vector-Jacobian products
   carry the rows of ∂z_{T-1}/∂z_{t+1} back one step to ∂z_{T-1}/∂z_t.
+- RTRL: the engine's forward mode instead of its backward: one tangent direction per parameter
+  entry, so each tensor's tangent is its derivative with respect to all of θ, carried step to step.
 Every function leaves the model as it found it: same parameter objects, values, requires_grad, .grad.
 """
 from __future__ import annotations
@@ -25,9 +27,9 @@ import numpy as np
 
 from .function import concat
 from .nn.losses import cross_entropy
-from .tensor import Function, Tensor, _state
+from .tensor import Function, Tensor, _forward_mode, _state, _tangent_of, no_grad
 
-__all__ = ["hidden_grads", "influence", "per_step_grads", "state_jacobians", "spectral_radius"]
+__all__ = ["hidden_grads", "influence", "per_step_grads", "state_jacobians", "spectral_radius", "rtrl_grads"]
 
 _STEP = re.compile(r"(?:^|/)t=(\d+)(?:/|$)")  # the time step CharRNN.unroll records in each op's scope
 
@@ -189,6 +191,38 @@ def spectral_radius(W: Any) -> float:
     if W.ndim != 2 or W.shape[0] != W.shape[1] or W.size == 0:
         raise ValueError(f"spectral_radius: needs a non-empty square matrix, got shape {W.shape}")
     return float(np.abs(np.linalg.eigvals(W)).max())
+
+
+def rtrl_grads(model: Any, inputs: Any, targets: Any, state: Any = None) -> dict[str, np.ndarray]:
+    """name -> dL/dθ by real-time recurrent learning (the lecture notes' forward mode): no backward pass.
+
+    Every parameter entry is one tangent direction (P in all), so the tangent the engine carries on
+    the state z_t is dz_t/dθ (P, *z.shape), and the one on L_t is dL_t/dθ, added up as the steps run.
+    Nothing of step t is kept after it: memory O(P·|z|) whatever T is; time O(P) per op of a step.
+    """
+    inputs, targets = _check_sequences("rtrl_grads", model, inputs, targets)
+    params = model.named_parameters()
+    P = sum(p.size for p in params.values())
+    dtype = np.result_type(*[p.dtype for p in params.values()])
+    seeds, start = [], 0
+    for p in params.values():  # direction start + i moves entry i of p alone: dθ/dθ = identity
+        seed = np.zeros((P, p.size), dtype)
+        seed[start + np.arange(p.size), np.arange(p.size)] = 1
+        seeds.append((p, seed.reshape((P,) + p.shape)))
+        start += p.size
+    dL = np.zeros(P, dtype)
+    with no_grad(), _forward_mode(seeds):  # no graph: step t's tensors are freed once step t+1 has run
+        for t in range(len(inputs)):
+            logits, states = model.unroll(inputs[t:t + 1], state)
+            state = states[-1]  # carries its tangent dz_t/dθ into the next step
+            dL_t = _tangent_of(cross_entropy(logits, targets[t:t + 1]))
+            if dL_t is not None:
+                dL += dL_t
+    grads, start = {}, 0
+    for name, p in params.items():
+        grads[name] = dL[start:start + p.size].reshape(p.shape).astype(p.dtype, copy=True)
+        start += p.size
+    return grads
 
 
 # ---- helpers for the graph walks --------------------------------------------------------------------------

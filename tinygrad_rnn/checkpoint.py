@@ -1,11 +1,14 @@
-"""Checkpoints as plain `.npz` data, never code: written atomically (temp file + os.replace),
+"""Checkpoints as plain `.npz` data, never code: written atomically (temp file + os.replace; a temp
+file a killed save left behind is removed by the next save of the same checkpoint),
 read with `np.load(..., allow_pickle=False)`. Config and RNG state travel as JSON strings in
 0-d unicode arrays, so nothing ever needs pickle. NumPy only: no engine import.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import secrets
 import zipfile
 import zlib
@@ -43,6 +46,7 @@ def save_checkpoint(path: Union[str, PathLike], arrays: Mapping[str, Any]) -> No
     if not directory.is_dir():
         raise CheckpointError(f"cannot write checkpoint {path}: "
                               f"directory {directory} does not exist")
+    _remove_stale_temps(path)
     # Same directory so os.replace is a rename within one file system, hence atomic.
     tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
     try:
@@ -56,6 +60,18 @@ def save_checkpoint(path: Union[str, PathLike], arrays: Mapping[str, Any]) -> No
         if isinstance(e, OSError):
             raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
         raise
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete the partial files an earlier save of this same checkpoint left when it was killed
+    (kill -9, power loss) before its rename: `.NAME.<8 hex digits>.tmp` next to it."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.tmp")
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if pattern.fullmatch(stale.name):
+            try:
+                stale.unlink()
+            except OSError:  # gone already, or not ours to delete: the save itself does not need it
+                pass
 
 
 def load_checkpoint(path: Union[str, PathLike]) -> dict[str, np.ndarray]:

@@ -19,14 +19,15 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from . import check, lab, nn, viz
+from . import _memory, check, lab, nn, viz
 from .checkpoint import CheckpointError
 from .data import DataError, Vocab, load_text, ngram_baselines
 from .tensor import no_grad
-from .train import (CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, TrainingDiverged, fit, generate, perplexity,
-                    text_sha256)
+from .train import _param_shapes, _training_bytes
+from .train import (CELL_INPUTS, CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, TrainingDiverged, fit, generate,
+                    perplexity, text_sha256)
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "console", "build_parser"]
 
 PROG = "tinygrad-rnn"
 _PICTURE_SUFFIXES = (".svg", ".png", ".pdf", ".dot")
@@ -101,19 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", formatter_class=fmt, help="the 'hello' example end to end, in seconds",
-        description="Train a tiny RNN to read 'hell' and predict 'ello' (vocabulary h, e, l, o), print its\n"
-                    "predictions, compare autodiff, hand-derived BPTT and finite-difference gradients,\n"
-                    "and draw the unrolled graph to hello_unrolled.svg.")
+        description="Train a tiny RNN (or --cell lstm, gru) to read 'hell' and predict 'ello' (vocabulary\n"
+                    "h, e, l, o), print its predictions, compare autodiff, hand-derived BPTT and\n"
+                    "finite-difference gradients, and draw the unrolled graph to hello_unrolled.svg.")
     demo.add_argument("--out-dir", type=Path, default=Path("."), metavar="DIR",
                       help="where to write hello_unrolled.svg (default: the current directory)")
     demo.add_argument("--hidden", type=_positive_int, default=3, metavar="H", help="hidden units (default 3)")
     demo.add_argument("--steps", type=_positive_int, default=200, metavar="N",
                       help="Adagrad steps (default 200)")
     demo.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S", help="initialisation seed (default 0)")
+    _cell_flags(demo, "rnn")
 
     train = commands.add_parser(
         "train", formatter_class=fmt, help="train a CharRNN on a text, with checkpoints",
-        description="Train a character-level RNN or LSTM with truncated BPTT over B parallel streams of the\n"
+        description="Train a character-level RNN, LSTM or GRU with truncated BPTT over B parallel streams of the\n"
                     "text, the hidden state carried from chunk to chunk. Prints the unigram and bigram\n"
                     "baselines, then held-out cross-entropy (nats and bits per character) and perplexity;\n"
                     "samples now and then; writes a checkpoint every N steps, at the end and on Ctrl-C.\n"
@@ -123,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                f"         {PROG} train --resume lstm.npz --steps 4000")
     train.add_argument("--text", type=Path, metavar="FILE",
                        help="a UTF-8 text file (default: the shipped Pride and Prejudice)")
-    train.add_argument("--cell", choices=CELLS, help=f"recurrent cell (default {Config.cell})")
+    _cell_flags(train, None)
     train.add_argument("--hidden", type=_positive_int, metavar="N", help=f"hidden units (default {Config.hidden})")
     train.add_argument("--seq-len", type=_positive_int, metavar="T",
                        help=f"time steps per truncated-BPTT chunk (default {Config.seq_len})")
@@ -167,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw the graph of a small CharRNN (vocabulary h, e, l, o) unrolled over T steps: one node\n"
                     "per op, each weight one node with an edge to every step that uses it. The format\n"
                     "follows the file's suffix (.svg, .png, .pdf, .dot); all but .dot need Graphviz.")
-    graph.add_argument("--cell", choices=CELLS, default="rnn", help="recurrent cell (default rnn)")
+    _cell_flags(graph, "rnn")
     graph.add_argument("--steps", type=_positive_int, default=4, metavar="T", help="time steps (default 4)")
     graph.add_argument("--hidden", type=_positive_int, default=3, metavar="H", help="hidden units (default 3)")
     graph.add_argument("-o", "--output", type=_picture_path, metavar="FILE",
@@ -180,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compute a CharRNN's gradients on 'hellohello...' three ways: autodiff, the hand-derived\n"
                     "BPTT of tinygrad_rnn.manual, and central finite differences. Prints the table;\n"
                     "exit code 0 when all three agree, 1 otherwise.")
-    grad.add_argument("--cell", choices=CELLS, default="rnn", help="recurrent cell (default rnn)")
+    _cell_flags(grad, "rnn")
     grad.add_argument("--hidden", type=_positive_int, default=5, metavar="H", help="hidden units (default 5)")
     grad.add_argument("--steps", type=_positive_int, default=4, metavar="T", help="time steps (default 4)")
     grad.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S", help="initialisation seed (default 0)")
@@ -196,8 +198,89 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                 "VECLIB_MAXIMUM_THREADS")
+
+
+def console() -> None:
+    """The `tinygrad-rnn` command and `python -m tinygrad_rnn`: main() with one BLAS thread, then exit."""
+    _one_blas_thread()
+    sys.exit(main())
+
+
+def _one_blas_thread() -> None:
+    """One BLAS thread for this command's own process, unless the user set a BLAS thread variable.
+
+    On an RNN's small matrices BLAS threads only fight over the cores (an LSTM trains 5-13x slower
+    with them on 2 cores). threadpoolctl does it in place when installed, else OpenBLAS's own setter
+    (the BLAS of NumPy's wheels); failing both, the variables must be set before BLAS loads, which
+    NumPy did already: the command starts itself again, once, with them set (exec: same process id).
+    The library itself never touches this.
+    """
+    if any(name in os.environ for name in _BLAS_THREADS) or (os.cpu_count() or 1) == 1:
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        pass
+    else:
+        threadpool_limits(1, user_api="blas")
+        return
+    if _openblas_one_thread() or os.name != "posix":
+        return
+    argv = getattr(sys, "orig_argv", None) or [sys.executable, "-m", "tinygrad_rnn", *sys.argv[1:]]
+    sys.stdout.flush()
+    os.execve(sys.executable, argv, {**os.environ, **dict.fromkeys(_BLAS_THREADS, "1")})
+
+
+def _openblas_one_thread() -> bool:
+    """openblas_set_num_threads(1) on the OpenBLAS this process loaded (Linux); False if there is none."""
+    import ctypes
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1].lower()}
+    except OSError:
+        return False
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("", "scipy_"):  # NumPy >= 2 wheels bundle scipy-openblas with prefixed names
+            for suffix in ("", "64_"):
+                setter = getattr(lib, f"{prefix}openblas_set_num_threads{suffix}", None)
+                if setter is not None:
+                    setter(1)
+                    return True
+    return False
+
+
+def _cell_flags(parser: argparse.ArgumentParser, default: Optional[str]) -> None:
+    """--cell and --cell-input, the same in every subcommand that builds a model."""
+    parser.add_argument("--cell", choices=CELLS, default=default,
+                        help=f"recurrent cell (default {default or Config.cell})")
+    parser.add_argument("--cell-input", choices=CELL_INPUTS,
+                        help="the LSTM's cell input: tanh (PyTorch's, the default) or sigmoid (the Deep Learning "
+                             "book's LSTM, eqs. 10.40-10.44)")
+
+
+def _cell_kw(args: argparse.Namespace, cell: str) -> dict:
+    """The cell's options from the flags: cell_input for the LSTM, a usage error for another cell."""
+    if args.cell_input is None:
+        return {}
+    if cell != "lstm":
+        raise _UsageError(f"--cell-input applies to the LSTM only, not to --cell {cell} "
+                          f"(see '{PROG} {args.command} --help')")
+    return {"cell_input": args.cell_input}
+
+
+def _cell_name(cell: str, cell_input: str = "tanh") -> str:
+    """How a model's cell is printed: 'lstm (sigmoid cell input: the book's LSTM)' for the book's variant."""
+    return f"{cell} (sigmoid cell input: the book's LSTM)" if cell_input == "sigmoid" else cell
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run one command; returns the exit code (0 ok, 1 failed, 2 bad usage, 130 interrupted)."""
+    """Run one command; returns the exit code (0 ok, 1 failed, 2 bad usage, 130 interrupted, 143 terminated)."""
     # a sample may hold characters the terminal's encoding lacks; show a stand-in, never crash
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
@@ -207,18 +290,45 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
         if args.command is None:
             raise _UsageError(f"choose a command: demo, train, sample, graph, gradcheck or lab (see '{PROG} --help')")
-        return _COMMANDS[args.command](args)
+        with _sigterm_raises():
+            return _COMMANDS[args.command](args)
     except _UsageError as e:
         return _fail(str(e), 2)
     except (_Error, DataError, CheckpointError) as e:
         return _fail(str(e), 1)
+    except MemoryError as e:  # ours say what needed how much; NumPy's say what it could not allocate
+        return _fail(str(e) if "memory" in str(e) else f"out of memory ({e})", 1)
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print(f"\n{PROG}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:
         # the reader (say `| head`) has gone: stop quietly, and keep Python from complaining at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is (as Ctrl-C raises KeyboardInterrupt), so partial files are
+    removed on the way out; `train` instead saves and stops between steps (_stop_signals)."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (main() called from a thread): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fail(message: str, code: int) -> int:
@@ -231,9 +341,12 @@ def _demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     vocab = Vocab(_HELLO)
     inputs, targets = vocab.encode("hell"), vocab.encode("ello")
-    model = nn.CharRNN(vocab.size, args.hidden, "rnn", rng=np.random.default_rng(args.seed))
+    _check_hello_memory(args.cell, args.hidden, 4, " for the demo")
+    kw = _cell_kw(args, args.cell)
+    model = nn.CharRNN(vocab.size, args.hidden, args.cell, rng=np.random.default_rng(args.seed), **kw)
     optimizer = nn.optim.Adagrad(model.parameters(), lr=0.1)
-    print(f"vocabulary {list(vocab.chars)}; an RNN with {args.hidden} hidden units learns to read 'hell' "
+    who = "an RNN" if args.cell == "rnn" else f"an {_cell_name('LSTM', **kw)}" if args.cell == "lstm" else "a GRU"
+    print(f"vocabulary {list(vocab.chars)}; {who} with {args.hidden} hidden units learns to read 'hell' "
           f"and predict 'ello'")
     print(f"training with Adagrad (lr 0.1, as min-char-rnn) for {args.steps} steps; "
           f"loss = cross-entropy summed over the 4 characters:")
@@ -293,7 +406,7 @@ def _train(args: argparse.Namespace) -> int:
     source = "the shipped Pride and Prejudice" if c.text is None else c.text
     print(f"text: {source}, {len(text):,} characters, {run.vocab.size} distinct; "
           f"{len(train_ids):,} for training, {len(val_ids):,} held out")
-    print(f"model: {c.cell}, hidden {c.hidden}, {run.n_parameters():,} parameters; {c.optim} lr {c.lr:g}, "
+    print(f"model: {_cell_name(c.cell, c.cell_input)}, hidden {c.hidden}, {run.n_parameters():,} parameters; {c.optim} lr {c.lr:g}, "
           f"clip {c.clip:g}; truncated BPTT over {c.seq_len} steps x {c.batch} streams")
     base = ngram_baselines(train_ids, val_ids, run.vocab.size)
     print("baselines on the held-out text (add-one smoothed):")
@@ -309,14 +422,15 @@ def _train(args: argparse.Namespace) -> int:
     try:
         with _stop_signals() as stop, progress:
             result = fit(run, text, args.steps, checkpoint=out, on_step=progress.step, on_eval=progress.eval,
-                         on_sample=progress.sample, should_stop=lambda: stop["set"],
+                         on_sample=progress.sample, should_stop=lambda: stop["signal"] is not None,
                          sample_chars=_SAMPLE_CHARS, temperature=_SAMPLE_TEMPERATURE)
     except TrainingDiverged as e:
         raise _Error(f"{e} (try a lower --lr or --clip); this state was not saved to {out}") from None
     if result.stopped:
-        print(f"{PROG}: interrupted at step {run.step}; saved {out}; continue with: "
+        how, code = _STOPPED_BY[stop["signal"]]
+        print(f"{PROG}: {how} at step {run.step}; saved {out}; continue with: "
               f"{PROG} train --resume {out} --steps {args.steps}", file=sys.stderr)
-        return 130
+        return code
     score = result.score
     print(f"held-out after {run.step} steps: {score['bits_per_char']:.3f} bits/char, perplexity "
           f"{score['perplexity']:.2f} (bigram {base['bigram']['bits_per_char']:.3f}, "
@@ -348,19 +462,30 @@ def _check_out(out: Path, force: bool, resume: Optional[Path]) -> None:
 def _fresh(args: argparse.Namespace) -> tuple[Run, str]:
     text = load_text(args.text)
     optim = args.optim or Config.optim
-    config = Config(cell=args.cell or Config.cell, hidden=args.hidden or Config.hidden,
+    cell = args.cell or Config.cell
+    config = Config(cell=cell, cell_input=_cell_kw(args, cell).get("cell_input", Config.cell_input),
+                    hidden=args.hidden or Config.hidden,
                     seq_len=args.seq_len or Config.seq_len, batch=args.batch or Config.batch,
                     optim=optim, lr=args.lr or DEFAULT_LR[optim], clip=args.clip or Config.clip,
                     seed=Config.seed if args.seed is None else args.seed,
                     text=None if args.text is None else str(args.text.resolve()), text_sha256=text_sha256(text),
                     **_schedule(args, Config()))
+    params, activations = _training_bytes(config, len(set(text)))
+    what = (f"--hidden {config.hidden}" if params >= activations
+            else f"--seq-len {config.seq_len} with --batch {config.batch}")
+    _memory.check(what, params + activations, f" to train ({config.cell}, {config.optim}, "
+                                              f"{config.seq_len} steps x {config.batch} streams)")
     return Run.start(config, text), text
 
 
 def _resume(args: argparse.Namespace) -> tuple[Run, str]:
     run = Run.load(args.resume)
     c = run.config
-    for flag, given, stored in (("--cell", args.cell, c.cell), ("--hidden", args.hidden, c.hidden),
+    _memory.check(f"{args.resume} (hidden {c.hidden}, {c.seq_len} steps x {c.batch} streams)",
+                  sum(_training_bytes(c, run.vocab.size)), " to train")
+    _cell_kw(args, args.cell or c.cell)
+    for flag, given, stored in (("--cell", args.cell, c.cell), ("--cell-input", args.cell_input, c.cell_input),
+                                ("--hidden", args.hidden, c.hidden),
                                 ("--seq-len", args.seq_len, c.seq_len), ("--batch", args.batch, c.batch),
                                 ("--optim", args.optim, c.optim), ("--lr", args.lr, c.lr),
                                 ("--clip", args.clip, c.clip), ("--seed", args.seed, c.seed)):
@@ -383,21 +508,25 @@ def _schedule(args: argparse.Namespace, config: Config) -> dict:
     return {k: getattr(config, k) if getattr(args, k) is None else getattr(args, k) for k in names}
 
 
+_STOPPED_BY = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 128 + signal.SIGTERM)}
+
+
 @contextlib.contextmanager
 def _stop_signals() -> Iterator[dict]:
-    """The first Ctrl-C only sets a flag that the loop reads between steps, so the checkpoint it then
-    writes never holds half an update; a second Ctrl-C interrupts at once."""
-    flag = {"set": False}
+    """Ctrl-C (SIGINT) and SIGTERM only note the signal in the flag, which fit reads between steps, so the
+    checkpoint it then writes never holds half an update; the same signal again acts at once."""
+    flag: dict = {"signal": None}
 
     def handler(signum: int, frame: Any) -> None:
-        flag["set"] = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        flag["signal"] = signum
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {signum: signal.signal(signum, handler) for signum in _STOPPED_BY}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, was in previous.items():
+            signal.signal(signum, was)
 
 
 class _Progress:
@@ -443,9 +572,12 @@ def _sample(args: argparse.Namespace) -> int:
         raise _Error(f"--prime: {e} of {args.checkpoint}") from None
     rng = np.random.default_rng(args.seed)
     sys.stdout.write(args.prime)
-    for char in generate(run.model, run.vocab, run.unigram, args.prime, args.length, args.temperature, rng):
-        sys.stdout.write(char)
-        sys.stdout.flush()
+    try:
+        for char in generate(run.model, run.vocab, run.unigram, args.prime, args.length, args.temperature, rng):
+            sys.stdout.write(char)
+            sys.stdout.flush()
+    except ValueError as e:  # weights so large that the outputs overflow
+        raise _Error(f"{args.checkpoint}: {e}") from None
     if sys.stdout.isatty():  # keep the prompt off the last line; a pipe gets exactly the characters
         sys.stdout.write("\n")
     sys.stdout.flush()
@@ -458,7 +590,9 @@ def _graph(args: argparse.Namespace) -> int:
         raise _UsageError(f"--grads and --folded cannot be combined: the folded circuit has no gradients "
                           f"(see '{PROG} graph --help')")
     out = args.output or Path(f"{args.cell}_unrolled.svg")
-    model = nn.CharRNN(Vocab(_HELLO).size, args.hidden, args.cell, rng=np.random.default_rng(0))
+    _check_hello_memory(args.cell, args.hidden, args.steps, " to draw the graph")
+    kw = _cell_kw(args, args.cell)
+    model = nn.CharRNN(Vocab(_HELLO).size, args.hidden, args.cell, rng=np.random.default_rng(0), **kw)
     style = {"folded": True} if args.folded else {"grads": args.grads}
     digraph = viz.draw_unrolled(model, args.steps, **style)
     try:
@@ -468,8 +602,19 @@ def _graph(args: argparse.Namespace) -> int:
     except OSError as e:
         raise _Error(f"cannot write {out}: {e.strerror or e}") from None
     kind = "folded circuit" if args.folded else f"graph unrolled over {args.steps} steps"
-    print(f"wrote {written}: the {args.cell} CharRNN's {kind} (hidden {args.hidden}, vocabulary h, e, l, o)")
+    print(f"wrote {written}: the {_cell_name(args.cell, **kw)} CharRNN's {kind} (hidden {args.hidden}, "
+          f"vocabulary h, e, l, o)")
     return 0
+
+
+def _check_hello_memory(cell: str, hidden: int, steps: int, purpose: str) -> None:
+    """Refuse in one line, before building anything, a --hidden or --steps the memory cannot hold."""
+    # the model, its gradients and a few copies (manual and numerical gradients), and per step
+    # the graph's nodes with their arrays and the drawing
+    params = 8 * 10 * sum(math.prod(s) for s in _param_shapes(cell, hidden, len(_HELLO)).values())
+    per_steps = steps * (8 * 64 * hidden + 64 * 1024)
+    what = f"--hidden {hidden}" if params >= per_steps else f"--steps {steps}"
+    _memory.check(what, params + per_steps, purpose)
 
 
 def _hello_sequence(steps: int) -> tuple[Vocab, np.ndarray, np.ndarray]:
@@ -481,7 +626,9 @@ def _hello_sequence(steps: int) -> tuple[Vocab, np.ndarray, np.ndarray]:
 
 def _gradcheck(args: argparse.Namespace) -> int:
     vocab, inputs, targets = _hello_sequence(args.steps)
-    model = nn.CharRNN(vocab.size, args.hidden, args.cell, rng=np.random.default_rng(args.seed))
+    _check_hello_memory(args.cell, args.hidden, args.steps, " for the gradient check")
+    model = nn.CharRNN(vocab.size, args.hidden, args.cell, rng=np.random.default_rng(args.seed),
+                       **_cell_kw(args, args.cell))
     report = check.compare_cell(model, inputs, targets)
     print(report)
     return 0 if report.ok else 1

@@ -28,8 +28,13 @@ def _broadcast_error(op: str, *shapes: tuple) -> ValueError:
 def _binary(op: str, fn, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     try:
         return fn(a, b)
-    except ValueError:
-        raise _broadcast_error(op, a.shape, b.shape) from None
+    except ValueError as e:
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise _broadcast_error(op, a.shape, b.shape) from None
+        reason = str(e).strip().rstrip(".")  # NumPy's own, e.g. integers to negative integer powers
+        raise ValueError(f"{op}: {reason[:1].lower()}{reason[1:]} ({a.dtype} {a.shape} and {b.dtype} {b.shape})") from None
 
 
 # ---- forward-mode helpers: a tangent is (K, *shape), K directions at once; None is a zero tangent
@@ -288,11 +293,15 @@ class Affine(Function):
 
     @staticmethod
     def jvp(ctx, dx, dW, db, *dterms):
-        x, W = ctx.saved_tensors
-        dWx = None
-        if dW is not None:  # dW x for every direction: rows of x (N, D) @ dW^T (K, D, H) -> (K, N, H)
-            dWx = (x.reshape(-1, x.shape[-1]) @ dW.swapaxes(-1, -2)).reshape(dW.shape[:1] + x.shape[:-1] + W.shape[:1])
-        return _total(None if dx is None else dx @ W.T, dWx, db, *dterms)
+        return _affine_tangent(*ctx.saved_tensors, dx, dW, db, *dterms)
+
+
+def _affine_tangent(x: np.ndarray, W: np.ndarray, dx, dW, db, *dterms):
+    """Affine's rule dy = W dx + dW x + db (+ dterms), also the first line of a fused step's."""
+    dWx = None
+    if dW is not None:  # dW x for every direction: rows of x (N, D) @ dW^T (K, D, H) -> (K, N, H)
+        dWx = (x.reshape(-1, x.shape[-1]) @ dW.swapaxes(-1, -2)).reshape(dW.shape[:1] + x.shape[:-1] + W.shape[:1])
+    return _total(None if dx is None else dx @ W.T, dWx, db, *dterms)
 
 
 # ---- elementwise functions --------------------------------------------------------------------------
@@ -461,6 +470,8 @@ class Clip(Function):
     def forward(ctx, a, lo=None, hi=None):
         if lo is None and hi is None:
             raise ValueError("clip: give lo, hi or both")
+        if not all(b is None or (np.ndim(b) == 0 and np.issubdtype(np.asarray(b).dtype, np.number)) for b in (lo, hi)):
+            raise TypeError(f"clip: lo and hi must be numbers or None, got {lo!r} and {hi!r}")
         if lo is not None and hi is not None and lo > hi:
             raise ValueError(f"clip: lo={lo} is greater than hi={hi}")
         inside = np.ones(a.shape, dtype=bool)
@@ -485,7 +496,9 @@ class Clip(Function):
 # ---- reductions ------------------------------------------------------------------------------------
 def _check_axis(op: str, axis, ndim: int) -> tuple:
     """axis (int or tuple) as a tuple of non-negative axes, or a sentence naming the op."""
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis) if isinstance(axis, (tuple, list)) else None
+    if axes is None or not all(isinstance(ax, (int, np.integer)) and not isinstance(ax, bool) for ax in axes):
+        raise TypeError(f"{op}: axis must be an int or a tuple of ints, got {axis!r}")
     for ax in axes:
         if not -ndim <= ax < ndim:
             raise ValueError(f"{op}: axis {ax} is out of range for a tensor with {ndim} dimensions")
@@ -584,6 +597,9 @@ class Softmax(Function):
     @staticmethod
     def forward(ctx, a, axis=-1):
         ctx.axis = _check_axis("softmax", axis, a.ndim)
+        if a.size == 0:  # nothing to normalise: an empty result, as PyTorch
+            ctx.save_for_backward(a)
+            return a.copy()
         e = np.exp(a - a.max(axis=ctx.axis, keepdims=True))  # subtract the max: no overflow
         y = e / e.sum(axis=ctx.axis, keepdims=True)
         ctx.save_for_backward(y)
@@ -608,6 +624,9 @@ class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, a, axis=-1):
         ctx.axis = _check_axis("log_softmax", axis, a.ndim)
+        if a.size == 0:  # nothing to normalise: an empty result, as PyTorch
+            ctx.save_for_backward(a)
+            return a.copy()
         shifted = a - a.max(axis=ctx.axis, keepdims=True)
         y = shifted - np.log(np.exp(shifted).sum(axis=ctx.axis, keepdims=True))
         ctx.save_for_backward(y)
@@ -633,6 +652,8 @@ class Reshape(Function):
     @staticmethod
     def forward(ctx, a, shape=()):
         ctx.shape = a.shape
+        if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in shape):
+            raise TypeError(f"reshape: the new shape must be ints, got {tuple(shape)}")
         try:
             y = a.reshape(shape)
         except ValueError:

@@ -8,6 +8,7 @@ command prints, the measured numbers (what the tests assert), and draw(figure) f
 from __future__ import annotations
 
 import time
+import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -180,26 +181,30 @@ def vanishing(T: int = 30, H: int = 16, radii: tuple = (0.5, 0.9, 1.0, 1.1, 1.5)
             row = [f"{gain:g}", f"{rho:.2f}", f"{rho ** (T - 1):.1e}"]
             for cell in ("rnn", "lstm"):
                 r = runs[cell, gain, rho]
-                row += [f"{r['ratio']:.1e}", f"{r['rate']:.3f}", f"{r['jac_rate']:.3f}", f"{r['mean']:.2f}"]
+                row += [f"{r['ratio']:.1e}", f"{r['jac'][0]:.1e}", f"{r['rate']:.3f}", f"{r['jac_rate']:.3f}",
+                        f"{r['mean']:.2f}"]
             rows.append(row)
-    headers = ["gain", "ρ", "ρ^(T-1)"] + ["h_0/h_T-1", "rate", "rate ‖Π‖", "tanh'"] + ["h_0/h_T-1", "rate",
-                                                                                   "rate ‖J‖", "f"]
-    groups = [("input", 3), ("RNN", 4), ("LSTM", 4)]
+    headers = ["gain", "ρ", "ρ^(T-1)"] + ["h_0/h_T-1", "‖Π‖", "rate", "rate ‖Π‖", "tanh'"] + [
+        "h_0/h_T-1", "‖J‖", "rate", "rate ‖J‖", "f"]
+    groups = [("input", 3), ("RNN", 5), ("LSTM", 5)]
     rnn1 = [runs["rnn", gains[0], rho]["rate"] for rho in radii]
     lstm1 = [runs["lstm", gains[0], rho]["rate"] for rho in radii]
     big, sat = max(radii), runs["rnn", gains[-1], max(radii)]
+    below = all(runs["rnn", gain, rho]["rate"] < rho for gain in gains for rho in radii)
     lines = [f"The last step's loss L_T sent back T = {T} steps (H = {H}, random input over 4 symbols). The recurrent",
              "weights are scaled to spectral radius ρ (the LSTM: each gate's H x H block of W_h), the input weights",
              "multiplied by gain (a strong input drives tanh into saturation).",
              "  h_0/h_T-1  ‖∂L_T/∂h_0‖ / ‖∂L_T/∂h_T-1‖, which the lecture notes estimate as ρ^(T-1)",
-             "  rate       the factor r of a fit ‖∂L_T/∂h_t‖ ≈ c r^(T-1-t)",
-             "  rate ‖Π‖   the same fit of ‖Π diag(tanh') W_hh‖ = ‖∂h_T-1/∂h_t‖ (analysis.state_jacobians)",
-             "  rate ‖J‖   the same fit of ‖∂[h;s]_T-1/∂[h;s]_t‖, the LSTM's state Jacobian",
+             "  ‖Π‖        ‖∂h_T-1/∂h_0‖ = ‖Π_t diag(tanh'(a_t)) W_hh‖ over T-1 steps (analysis.state_jacobians)",
+             "  ‖J‖        the LSTM's ‖∂[h;s]_T-1/∂[h;s]_0‖, its state Jacobian over T-1 steps",
+             "  rate       the factor r of a fit ‖∂L_T/∂h_t‖ ≈ c r^(T-1-t); rate ‖Π‖, rate ‖J‖: the same fit of",
+             "             ‖∂h_T-1/∂h_t‖ and ‖∂[h;s]_T-1/∂[h;s]_t‖ for t = 0 … T-1",
              "  tanh', f   the RNN's mean tanh'(a_t) = 1 - h_t^2; the LSTM's mean forget gate", "",
              _table(headers, rows, groups=groups), "",
              "The lecture notes: the gradient falls like ρ^(T-t), so a smaller ρ means faster decay.",
              f"So it does: the RNN's rate grows with ρ (gain {gains[0]:g}): " + " < ".join(f"{r:.2f}" for r in rnn1) + ".",
-             "Too simple: the rate stays below ρ, since tanh' < 1 multiplies every step.",
+             ("Too simple: the rate stays below ρ, since tanh' < 1 multiplies every step." if below else
+              "Too simple: the rate is not ρ; tanh' < 1 multiplies every step."),
              f"With input gain {gains[-1]:g} the units saturate (mean tanh' {sat['mean']:.2f}) and ρ = {big:g} "
              f"{'vanishes too' if sat['rate'] < 1 else 'still explodes'} (rate {sat['rate']:.2f}).",
              f"The LSTM's rate moves less with ρ ({lstm1[0]:.2f} -> {lstm1[-1]:.2f}; the RNN's {rnn1[0]:.2f} -> "
@@ -218,11 +223,11 @@ def vanishing(T: int = 30, H: int = 16, radii: tuple = (0.5, 0.9, 1.0, 1.1, 1.5)
                     ax.semilogy(d, r["grad"][-1] * rho ** d, ":", color=_COLOURS[k], lw=1.2)
             ax.set_title(f"{cell.upper()}, input gain {gain:g}" + (" (saturated)" if gain != gains[0] else ""),
                          fontsize=10)
-            ax.set_xlabel("distance back in time  T − t")
+            ax.set_xlabel("distance back in time  $T - t$  (steps)")
             ax.grid(True, which="major", alpha=0.3)
             ax.legend(fontsize=8, title="solid: measured" + ("   dotted: ρ^(T−t)" if cell == "rnn" else ""),
                       title_fontsize=8, loc="lower left")
-        axes[0].set_ylabel("‖∂L_T / ∂h_t‖")
+        axes[0].set_ylabel(r"$\Vert\partial L_T\,/\,\partial h_t\Vert$  (log scale)")
 
     return Result("vanishing", "‖∂L_T/∂h_t‖ falls like ρ^(T−t) only roughly: saturated tanh makes ρ > 1 vanish too",
                   "\n".join(lines), dict(runs=runs, radii=radii, gains=gains, T=T), draw)
@@ -393,3 +398,103 @@ def truncation(long: int = 100, ks: tuple = (1, 2, 5, 10, 25)) -> Result:
 
     return Result("truncation", "Truncated BPTT in chunks of k steps against full BPTT: exact once k ≥ T, biased below",
                   text, dict(scores=scores, cases=list(cases), ks=ks), draw)
+
+
+# ---- rtrl ------------------------------------------------------------------------------------------------
+def _bptt_grads(model: nn.CharRNN, inputs: np.ndarray, targets: np.ndarray) -> dict:
+    """The reverse-mode gradient: the forward pass over all T steps, then one backward."""
+    logits, _ = model(inputs)
+    nn.cross_entropy(logits, targets).backward()
+    grads = {name: p.grad for name, p in model.named_parameters().items()}
+    model.zero_grad()
+    return grads
+
+
+def _cost(fn: Callable[[], Any]) -> tuple[Any, float, int]:
+    """fn()'s result, its best wall time of up to 5 runs (time.perf_counter; repeated only while quick)
+    and, from one more run, its peak of memory allocated (tracemalloc: every array and object it makes)."""
+    times: list = []
+    while len(times) < 5 and sum(times) < 1.0:  # the fastest run is the least disturbed, as timeit says
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    seconds = min(times)
+    tracemalloc.start()
+    try:
+        fn()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return result, seconds, peak
+
+
+@experiment("rtrl")
+def rtrl(Ts: tuple = (10, 100, 1000), Hs: tuple = (4, 8, 16), H: int = 8, T: int = 100, V: int = 10,
+         cells: tuple = ("rnn", "lstm")) -> Result:
+    """Forward-mode RTRL against BPTT: equal gradients; time and memory as T and H grow."""
+    rng = np.random.default_rng(0)
+    sizes = [(H, t) for t in Ts]
+    sizes += [(h, T) for h in sorted(set(Hs) | {H}) if (h, T) not in sizes]  # T fixed, H growing
+    runs = {}
+    for cell in cells:
+        for h, t in sizes:
+            model = nn.CharRNN(V, h, cell, rng=np.random.default_rng(1))
+            inputs, targets = rng.integers(0, V, t), rng.integers(0, V, t)
+            forward, f_s, f_mem = _cost(lambda: analysis.rtrl_grads(model, inputs, targets))
+            reverse, r_s, r_mem = _cost(lambda: _bptt_grads(model, inputs, targets))
+            runs[cell, h, t] = dict(P=sum(p.size for p in model.parameters()),
+                                    err=max(float(np.abs(forward[k] - reverse[k]).max()) for k in reverse),
+                                    rtrl_s=f_s, bptt_s=r_s, rtrl_mem=f_mem, bptt_mem=r_mem)
+    rows = [[cell, str(h), str(t), str(r["P"]), f"{r['err']:.0e}", f"{r['rtrl_s'] * 1e3:.0f}", f"{r['bptt_s'] * 1e3:.0f}",
+             f"{r['rtrl_s'] / r['bptt_s']:.1f}", f"{r['rtrl_mem'] / 1e6:.2f}", f"{r['bptt_mem'] / 1e6:.2f}"]
+            for (cell, h, t), r in runs.items()]
+    headers = ["cell", "H", "T", "P", "max |Δ|", "RTRL", "BPTT", "ratio", "RTRL", "BPTT"]
+    groups = [("model", 4), ("grads", 1), ("time (ms)", 3), ("peak memory (MB)", 2)]
+    worst = max(r["err"] for r in runs.values())
+    T0, T1 = min(Ts), max(Ts)
+    grow = {(cell, mode): runs[cell, H, T1][f"{mode}_mem"] / runs[cell, H, T0][f"{mode}_mem"]
+            for cell in cells for mode in ("rtrl", "bptt")}
+    lines = [f"The same CharRNN's gradient (V = {V} symbols, random input) by the engine's two modes on one graph:",
+             "  RTRL  analysis.rtrl_grads: forward mode, one tangent direction per parameter entry (P of them),",
+             "        dz_t/dθ carried from step to step, nothing of step t kept after it; no backward",
+             "  BPTT  the forward pass over all T steps kept as a graph, then one backward",
+             "time: time.perf_counter, one run; memory: tracemalloc's peak during a second run.", "",
+             _table(headers, rows, groups=groups), "",
+             f"The gradients agree to {worst:.0e} (max |Δ| over every parameter entry).",
+             f"From T = {T0} to {T1} at H = {H}, RTRL's peak memory changes x"
+             + ", x".join(f"{grow[c, 'rtrl']:.1f} ({c})" for c in cells) + ";",
+             "BPTT's grows x" + ", x".join(f"{grow[c, 'bptt']:.0f} ({c})" for c in cells)
+             + ": it keeps every step's arrays for its backward.",
+             "RTRL keeps dz_t/dθ (P x |z|) and the parameters' own tangents, the P x P identity, which is most",
+             "of its memory at larger H.",
+             "RTRL pays in time instead: every op of every step works on P directions, so its cost per step grows",
+             "with P (P = H^2 + 2HV + H + V for an RNN, 4H^2 + 5HV + 4H + V for an LSTM), BPTT's with H^2 + HV:",
+             "forward mode is cheap for few inputs (directions), reverse mode for few outputs (here one loss)."]
+
+    def draw(fig: Any) -> None:
+        axes = fig.subplots(1, 3)
+        styles = {"rnn": "-", "lstm": "--", "gru": ":"}
+        for cell in cells:
+            ls = styles.get(cell, "-.")
+            for k, mode in enumerate(("rtrl", "bptt")):
+                label = f"{mode.upper()}, {cell.upper()}"
+                by_T = [runs[cell, H, t] for t in Ts]
+                axes[0].loglog(Ts, [r[f"{mode}_s"] for r in by_T], "o" + ls, color=_COLOURS[k], label=label)
+                axes[1].loglog(Ts, [r[f"{mode}_mem"] / 1e6 for r in by_T], "o" + ls, color=_COLOURS[k], label=label)
+                by_H = sorted((runs[cell, h, T] for h in sorted(set(Hs) | {H})), key=lambda r: r["P"])
+                axes[2].loglog([r["P"] for r in by_H], [r[f"{mode}_s"] / T * 1e3 for r in by_H], "o" + ls,
+                               color=_COLOURS[k], label=label)
+        for ax, title, xlabel, ylabel in [
+                (axes[0], f"time against T (H = {H})", "sequence length T (steps)", "time (s)"),
+                (axes[1], f"peak memory against T (H = {H})", "sequence length T (steps)", "peak memory (MB)"),
+                (axes[2], f"time per step against P (T = {T})",
+                 f"parameter entries P (H = {', '.join(map(str, sorted(set(Hs) | {H})))})", "time per step (ms)")]:
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.grid(True, which="major", alpha=0.3)
+            ax.legend(fontsize=8)
+
+    return Result("rtrl", "RTRL (forward mode) and BPTT (reverse mode): the same gradient; RTRL's memory is flat "
+                  "in T, its time grows with P", "\n".join(lines),
+                  dict(runs=runs, Ts=Ts, Hs=Hs, H=H, T=T, cells=cells, worst=worst), draw)

@@ -129,6 +129,7 @@ class Function:
         out.data = data
         out.grad = out.name = out._tangent = None
         out._retain = False
+        out._version = 0
         needs = tuple([t.requires_grad for t in inputs])
         if True in needs and _state.grad_enabled:
             ctx.parents = inputs
@@ -208,8 +209,9 @@ def _float_dtype(dtype: np.dtype) -> bool:
 
 class Tensor:
     """An n-dimensional array that remembers the op that made it, for reverse-mode autodiff."""
-    __slots__ = ("data", "grad", "requires_grad", "name", "_ctx", "_retain", "_tangent", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "name", "_ctx", "_retain", "_version", "_tangent", "__weakref__")
     __array_ufunc__ = None  # ndarray + Tensor defers to Tensor.__radd__ instead of looping
+    __hash__ = object.__hash__  # == is elementwise, so hash by identity (as torch): sets and dicts of tensors work
 
     def __init__(self, data: Any, requires_grad: bool = False, name: Optional[str] = None):
         if isinstance(data, Tensor):
@@ -228,6 +230,7 @@ class Tensor:
         self.name = name
         self._ctx: Optional[Function] = None
         self._retain = False
+        self._version = 0  # see _bump_version
         self._tangent: Optional[tuple] = None  # (forward-mode token, tangent) inside jvp
 
     # ---- inspection -------------------------------------------------------------------------
@@ -268,6 +271,13 @@ class Tensor:
     def __float__(self) -> float:
         return float(self.data)
 
+    def __bool__(self) -> bool:
+        """The truth of a one-entry tensor (`if loss < 1.0:`); more or fewer entries are ambiguous, as in PyTorch."""
+        if self.data.size != 1:
+            raise RuntimeError(f"bool: the truth value of a tensor of shape {self.shape} with {self.data.size} "
+                               "entries is ambiguous; use (t > x).numpy().any() or .all()")
+        return bool(self.data.reshape(()))
+
     def __repr__(self) -> str:
         extra = f", name={self.name!r}" if self.name else ""
         if self._ctx is not None:
@@ -281,8 +291,15 @@ class Tensor:
         """The same data (shared, not copied), cut from the graph: truncated BPTT cuts the state so."""
         detached = Tensor.__new__(Tensor)
         detached.data, detached.grad, detached.requires_grad = self.data, None, False
-        detached.name, detached._ctx, detached._retain, detached._tangent = None, None, False, None
+        detached.name, detached._ctx, detached._retain, detached._version = None, None, False, 0
+        detached._tangent = None
         return detached
+
+    def _bump_version(self) -> None:
+        """Record an in-place edit of .data (an optimizer step, load_state_dict), as PyTorch's version
+        counter: backward refuses an op that saved this array before the edit. The number comes from
+        the clock that numbers the ops, so "edited after op k was made" is one comparison."""
+        self._version = next(_creation_order)
 
     def retain_grad(self) -> "Tensor":
         """Keep .grad on this intermediate after backward (e.g. dL/dh_t)."""
@@ -360,18 +377,25 @@ class Tensor:
         """NumPy indexing (slices, ints, int arrays, masks); repeated indices add up in the gradient."""
         return GetItem.apply(self, index=_plain_index(index))
 
-    # Comparisons give constant boolean tensors (masks for tr.where); no gradient flows.
+    # Comparisons are elementwise and give constant boolean tensors (masks for tr.where), as in
+    # PyTorch; no gradient flows. == too, so `t in list_of_tensors` needs one-entry tensors: use id().
     def __lt__(self, other):
-        return Tensor(self.data < _data(other))
+        return _compare("lt", np.less, self, other)
 
     def __le__(self, other):
-        return Tensor(self.data <= _data(other))
+        return _compare("le", np.less_equal, self, other)
 
     def __gt__(self, other):
-        return Tensor(self.data > _data(other))
+        return _compare("gt", np.greater, self, other)
 
     def __ge__(self, other):
-        return Tensor(self.data >= _data(other))
+        return _compare("ge", np.greater_equal, self, other)
+
+    def __eq__(self, other):
+        return _compare("eq", np.equal, self, other)
+
+    def __ne__(self, other):
+        return _compare("ne", np.not_equal, self, other)
 
     # ---- elementwise --------------------------------------------------------------------------
     def exp(self):
@@ -439,6 +463,20 @@ def _data(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
 
 
+_COMPARABLE = (Tensor, np.ndarray, np.generic, int, float, bool, list, tuple)
+
+
+def _compare(op: str, fn: Any, a: Tensor, b: Any) -> Any:
+    """fn(a, b) elementwise as a boolean tensor without gradient; other objects compare by identity."""
+    if not isinstance(b, _COMPARABLE):
+        return NotImplemented  # t == None is False, as in PyTorch
+    b = _data(b)
+    try:
+        return Tensor(fn(a.data, b))
+    except ValueError:
+        raise ValueError(f"{op}: shapes {a.shape} and {np.shape(b)} cannot be broadcast together") from None
+
+
 def _plain_index(index: Any) -> Any:
     """Tensors inside an index become their integer arrays."""
     if isinstance(index, tuple):
@@ -487,6 +525,10 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
             raise RuntimeError(
                 f"backward: trying to go through the graph a second time, but the arrays {ctx.name} "
                 "saved were freed by the first backward; call backward(retain_graph=True) the first time")
+        seq = ctx.seq
+        for parent in ctx.parents:  # an input edited in place since this op saved it: stale arrays
+            if parent._version > seq:
+                _check_not_stale(ctx, parent)
         input_grads = ctx.backward(ctx, grad)
         del grad
         if type(input_grads) is not tuple or len(input_grads) != len(ctx.parents):
@@ -609,6 +651,18 @@ def _released(data: np.ndarray) -> np.ndarray:
 _GHOSTS: dict = {}
 
 
+def _check_not_stale(ctx: Function, parent: Tensor) -> None:
+    """Raise if ctx saved parent's array (or a view of it) before parent was edited in place."""
+    data = parent.data
+    saved = ctx.saved_tensors or ()
+    if any(isinstance(a, np.ndarray) and np.may_share_memory(a, data) for a in saved):
+        what = f"{parent.name!r}" if parent.name else "a tensor"
+        where = f" created in scope {ctx.scope!r}" if ctx.scope else ""
+        raise RuntimeError(f"backward: {what} of shape {parent.shape}, which {ctx.name}{where} saved for its "
+                           "gradient, was modified by an inplace operation (an optimizer step or "
+                           "load_state_dict) after the forward pass; run the forward pass again")
+
+
 def _as_grad_tuple(input_grads: Any, ctx: Function) -> tuple:
     if not isinstance(input_grads, (tuple, list)):
         input_grads = (input_grads,)  # a one-input op may return the bare array
@@ -628,7 +682,7 @@ def _check_finite(g: np.ndarray, ctx: Function) -> None:
 def _fit_shape(g: np.ndarray, shape: tuple, ctx: Function) -> np.ndarray:
     try:
         fitted = _unbroadcast(g, shape)
-    except ValueError:
+    except (ValueError, IndexError):  # fewer axes than the input, or ones that cannot be summed away
         fitted = None
     if fitted is None or fitted.shape != shape:
         raise RuntimeError(f"{ctx.name}.backward returned a gradient of shape {g.shape} "

@@ -8,23 +8,25 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from os import PathLike
 from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
-from . import nn
+from . import _memory, nn
 from .checkpoint import (CheckpointError, load_checkpoint, pack_json, pack_rng, save_checkpoint,
                          unpack_json, unpack_rng)
 from .data import DataError, Vocab, get_batch, split
+from .nn.charrnn import _CELLS as _CELL_CLASSES, _FUSED
 from .tensor import Tensor, no_grad
 
-__all__ = ["Config", "Run", "fit", "FitResult", "TrainingDiverged", "CELLS", "OPTIMIZERS", "DEFAULT_LR",
+__all__ = ["Config", "Run", "fit", "FitResult", "TrainingDiverged", "CELLS", "CELL_INPUTS", "OPTIMIZERS", "DEFAULT_LR",
            "evaluate", "generate", "perplexity", "text_sha256"]
 
-CELLS = ("rnn", "lstm")
+CELLS = ("rnn", "lstm", "gru")
+CELL_INPUTS = ("tanh", "sigmoid")  # the LSTM's cell input: tanh (PyTorch's) or sigmoid (the book's, eq. 10.41)
 OPTIMIZERS = {"adagrad": nn.optim.Adagrad, "adam": nn.optim.Adam, "sgd": nn.optim.SGD}
 DEFAULT_LR = {"adagrad": 0.1, "adam": 2e-3, "sgd": 1.0}
 _FORMAT = 1  # bump when the checkpoint layout changes
@@ -34,7 +36,8 @@ _FORMAT = 1  # bump when the checkpoint layout changes
 class Config:
     """What defines a run (text=None is the shipped corpus). A resumed run keeps all of it; only the
     schedule (the *_every fields) may change, since it decides when to look, never what is learned."""
-    cell: str = "lstm"
+    cell: str = "lstm"          # "rnn", "lstm", "gru", or a user-written cell's class name
+    cell_input: str = "tanh"    # LSTM only
     hidden: int = 128
     seq_len: int = 32
     batch: int = 32
@@ -50,9 +53,47 @@ class Config:
     checkpoint_every: int = 500
 
 
-def _build(config: Config, vocab_size: int) -> tuple[nn.CharRNN, Any]:
-    # fused: one node per step with the hand-derived backward; nobody draws a training run's graph
-    model = nn.CharRNN(vocab_size, config.hidden, config.cell, rng=np.random.default_rng(config.seed), fused=True)
+_GATES = {"rnn": 1, "lstm": 4, "gru": 3}   # blocks of H rows in the cell's weights
+_OPTIM_BUFFERS = {"adagrad": 1, "adam": 2, "sgd": 1}
+
+
+def _param_shapes(cell: str, hidden: int, vocab_size: int) -> dict[str, tuple]:
+    """The parameter shapes nn.CharRNN(vocab_size, hidden, cell) has, known without building it."""
+    H, V, G = hidden, vocab_size, _GATES[cell]
+    names = {"rnn": ("cell.W_xh", "cell.W_hh", "cell.b_h"), "lstm": ("cell.W_x", "cell.W_h", "cell.b"),
+             "gru": ("cell.W_x", "cell.W_h", "cell.b_x")}[cell]
+    shapes = {names[0]: (G * H, V), names[1]: (G * H, H), names[2]: (G * H,)}
+    if cell == "gru":
+        shapes["cell.b_h"] = (G * H,)
+    return {**shapes, "out.W": (V, H), "out.b": (V,)}
+
+
+def _training_bytes(config: Config, vocab_size: int) -> tuple[int, int]:
+    """About how many bytes training `config` needs at its peak, float64: (for the parameters with their
+    gradients, optimizer buffers and update temporaries; for the activations of one chunk and of evaluation)."""
+    cell = config.cell if config.cell in _GATES else "lstm"  # a user-written cell: guessed LSTM-sized
+    n_params = sum(math.prod(s) for s in _param_shapes(cell, config.hidden, vocab_size).values())
+    per_position = 4 * (_GATES[cell] + 1) * config.hidden + 4 * vocab_size  # kept for backward
+    positions = config.seq_len * config.batch + 64 * 64                            # a chunk; evaluate's
+    return 8 * n_params * (5 + _OPTIM_BUFFERS[config.optim]), 8 * 2 * per_position * positions
+
+
+def _check_training_memory(config: Config, vocab_size: int) -> None:
+    _memory.check(f"training a {config.cell} of hidden size {config.hidden}", sum(_training_bytes(config, vocab_size)),
+                  f" ({config.optim}, {config.seq_len} steps x {config.batch} streams)")
+
+
+def _build(config: Config, vocab_size: int, cell: Optional[Callable[[int, int], Any]] = None
+           ) -> tuple[nn.CharRNN, Any]:
+    rng = np.random.default_rng(config.seed)
+    if cell is not None:  # a user-written cell: op-level steps, the engine differentiates them
+        model = nn.CharRNN(vocab_size, config.hidden, cell=cell(vocab_size, config.hidden), rng=rng)
+    else:
+        kw = {"cell_input": config.cell_input} if config.cell == "lstm" else {}
+        # fused (for the cells that have a one-node step): the hand-derived backward; nobody draws a training
+        # run's graph
+        fused = _CELL_CLASSES[config.cell] in _FUSED
+        model = nn.CharRNN(vocab_size, config.hidden, config.cell, rng=rng, fused=fused, **kw)
     optimizer = OPTIMIZERS[config.optim](model.parameters(), lr=config.lr)
     return model, optimizer
 
@@ -63,23 +104,37 @@ def text_sha256(text: str) -> str:
 
 
 class Run:
-    """A training run's whole state: config, vocabulary, model, optimizer, carried hidden state, step, RNG."""
+    """A training run's whole state: config, vocabulary, model, optimizer, carried hidden state, step, RNG.
 
-    def __init__(self, config: Config, vocab: Vocab, unigram: np.ndarray) -> None:
-        self.config, self.vocab = config, vocab
+    `cell`, when given, makes a user-written cell: cell(vocab_size, hidden_size) -> a cell object (the
+    recurrent cell protocol; a class with that constructor will do). config.cell then records its class
+    name, and Run.load of that checkpoint needs the same `cell`."""
+
+    def __init__(self, config: Config, vocab: Vocab, unigram: np.ndarray,
+                 cell: Optional[Callable[[int, int], Any]] = None) -> None:
+        if cell is None and config.cell not in CELLS:
+            raise ValueError(f"Run: config.cell must be one of {CELLS}, got {config.cell!r}; "
+                             "a user-written cell is passed as cell=")
+        self.vocab = vocab
         self.unigram = np.asarray(unigram, dtype=np.int64)  # training-text counts: the empty prime's draw
-        self.model, self.optimizer = _build(config, vocab.size)
+        self.model, self.optimizer = _build(config, vocab.size, cell)
+        if cell is not None:
+            config = replace(config, cell=self.model.cell_type, cell_input=Config.cell_input)
+        self.config = config
         self.state: Any = None          # h (B, H) or (h, s), carried from chunk to chunk
         self.step = 0                   # chunks trained so far; chunk k is get_batch(ids, k, ...)
         self.smooth_loss = math.nan     # running mean of the training loss, for display
         self.rng = np.random.default_rng([config.seed, 1])  # for samples only; training draws nothing
 
     @classmethod
-    def start(cls, config: Config, text: str) -> "Run":
+    def start(cls, config: Config, text: str, cell: Optional[Callable[[int, int], Any]] = None) -> "Run":
         """A new run on `text`: the vocabulary of the whole text (so held-out characters are known)."""
         vocab = Vocab.from_text(text)
+        _check_training_memory(config, vocab.size)
+        if not config.text_sha256:  # the fingerprint a resume checks the text against
+            config = replace(config, text_sha256=text_sha256(text))
         train_text, _ = split(text, config.val_fraction)
-        return cls(config, vocab, np.bincount(vocab.encode(train_text), minlength=vocab.size))
+        return cls(config, vocab, np.bincount(vocab.encode(train_text), minlength=vocab.size), cell)
 
     def split(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Training ids (N,) and held-out ids (M,) of `text`: its last val_fraction is held out."""
@@ -116,6 +171,9 @@ class Run:
         arrays.update({f"param.{k}": v for k, v in self.model.state_dict().items()})
         arrays.update({f"optim.{k}": np.asarray(v) for k, v in self.optimizer.state_dict().items()})
         state = () if self.state is None else (self.state,) if isinstance(self.state, Tensor) else self.state
+        if not all(isinstance(s, Tensor) for s in state):
+            raise CheckpointError(f"cannot save the carried state of a {self.config.cell} cell: it must be "
+                                  "a Tensor or a tuple of Tensors")
         arrays.update({f"state.{i}": s.data for i, s in enumerate(state)})
         return arrays
 
@@ -124,8 +182,11 @@ class Run:
         save_checkpoint(path, self.to_arrays())
 
     @classmethod
-    def load(cls, path: Path) -> "Run":
-        """The run saved at `path`; anything missing, malformed or of mismatched shape is a CheckpointError."""
+    def load(cls, path: Path, cell: Optional[Callable[[int, int], Any]] = None) -> "Run":
+        """The run saved at `path`. Every field is checked before anything is built from it (finite,
+        positive where it must be, shapes that match the config); a bad one is a one-line CheckpointError.
+
+        A run of a user-written cell needs the same `cell` as Run.start had."""
         arrays = load_checkpoint(path)
         missing = [k for k in ("config", "vocab", "unigram", "step", "smooth_loss", "rng") if k not in arrays]
         if missing:
@@ -135,30 +196,47 @@ class Run:
             stored, rng = unpack_json(arrays["config"]), unpack_rng(arrays["rng"])
         except CheckpointError as e:
             raise CheckpointError(f"{path}: {e}") from None
-        config = _config_from(stored, path)
+        config = _config_from(stored, path, user_cell=cell is not None)
         try:
             vocab = Vocab.from_array(arrays["vocab"])
         except DataError as e:
             raise CheckpointError(f"{path}: {e}") from None
-        run = cls(config, vocab, arrays["unigram"])
-        if run.unigram.shape != (vocab.size,):
-            raise CheckpointError(f"{path}: 'unigram' has shape {run.unigram.shape}, expected ({vocab.size},)")
+        unigram = np.asarray(arrays["unigram"])
+        if unigram.shape != (vocab.size,) or unigram.dtype.kind not in "iu" or (unigram < 0).any():
+            raise CheckpointError(f"{path} is corrupt: 'unigram' must be {vocab.size} character counts >= 0, "
+                                  f"got {unigram.dtype} {unigram.shape}")
+        step, smooth_loss = _scalar(arrays, "step", int, path), _scalar(arrays, "smooth_loss", float, path)
+        if not (math.isfinite(smooth_loss) and smooth_loss >= 0 or step == 0 and math.isnan(smooth_loss)):
+            raise CheckpointError(f"{path} is corrupt: 'smooth_loss' {smooth_loss} is not a loss after {step} steps")
         what = f"a CharRNN ({config.cell}, hidden size {config.hidden}, {vocab.size} characters)"
+        params = _prefixed(arrays, "param.")
+        if config.cell in CELLS:  # a built-in cell's shapes are known before building it
+            shapes = _param_shapes(config.cell, config.hidden, vocab.size)
+            wrong = [f"{k} (missing)" for k in shapes if k not in params]
+            wrong += [f"{k} (unexpected)" for k in params if k not in shapes]
+            wrong += [f"{k} (shape {params[k].shape}, expected {shape})" for k, shape in shapes.items()
+                      if k in params and params[k].shape != shape]
+            wrong += [f"{k} (dtype {params[k].dtype}, expected floating point)" for k in shapes
+                      if k in params and params[k].dtype.kind != "f"]
+            if wrong:  # before building: a config edited to hidden 200000 must not allocate that model
+                raise CheckpointError(f"{path} does not fit {what}: {', '.join(wrong)}")
+        broken = [k for k, a in params.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+        if broken:
+            raise CheckpointError(f"{path} is corrupt: {', '.join(broken)} holds NaN, inf or negative counts")
+        state = _state_from(_prefixed(arrays, "state."), config, step, path, what)
+        run = cls(config, vocab, unigram, cell)
+        if run.config.cell != config.cell:
+            raise CheckpointError(f"{path} holds a {config.cell} cell, but the cell given to load it is a "
+                                  f"{run.config.cell}")
         try:
-            run.model.load_state_dict(_prefixed(arrays, "param."))
+            run.model.load_state_dict(params)
             run.optimizer.load_state_dict(_prefixed(arrays, "optim."))
         except ValueError as e:
             raise CheckpointError(f"{path} does not fit {what}: {e}") from None
-        broken = [name for name, p in run.model.named_parameters().items() if not np.isfinite(p.data).all()]
-        if broken or (run.unigram < 0).any():
-            raise CheckpointError(f"{path} is corrupt: {', '.join(broken) or 'unigram'} holds NaN, inf "
-                                  "or negative counts")
         if run.optimizer.lr != config.lr:
             raise CheckpointError(f"{path} is corrupt: its optimizer's lr {run.optimizer.lr} "
                                   f"differs from its config's {config.lr}")
-        run.step, run.smooth_loss = _scalar(arrays, "step", int, path), _scalar(arrays, "smooth_loss", float, path)
-        run.rng = rng
-        run.state = _state_from(_prefixed(arrays, "state."), config, run.step, path, what)
+        run.step, run.smooth_loss, run.rng, run.state = step, smooth_loss, rng, state
         return run
 
 
@@ -175,45 +253,80 @@ def _scalar(arrays: dict, key: str, kind: type, path: Path) -> Any:
     return kind(value)
 
 
-def _config_from(stored: Any, path: Path) -> Config:
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _is_positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+# config field -> (test, what it must be); the command line's own limits, so an edited JSON is refused
+_FIELD_RULES = {
+    "cell": (lambda v: isinstance(v, str) and v != "", f"one of {CELLS} or a cell's class name"),
+    "cell_input": (lambda v: v in CELL_INPUTS, f"one of {CELL_INPUTS}"),
+    "optim": (lambda v: v in OPTIMIZERS, f"one of {tuple(OPTIMIZERS)}"),
+    **{k: (_is_count, "a positive integer") for k in ("hidden", "seq_len", "batch", "eval_every",
+                                                      "sample_every", "checkpoint_every")},
+    "lr": (_is_positive, "a finite positive number"),
+    "clip": (_is_positive, "a finite positive number"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2 ** 128, "an integer >= 0"),
+    "val_fraction": (lambda v: _is_positive(v) and v < 1, "a number between 0 and 1"),
+    "text": (lambda v: v is None or isinstance(v, str), "a path or null"),
+    "text_sha256": (lambda v: isinstance(v, str) and len(v) == 64 and set(v) <= set("0123456789abcdef"),
+                    "a SHA-256 hex digest"),
+}
+
+
+def _config_from(stored: Any, path: Path, user_cell: bool = False) -> Config:
     """Config from the checkpoint's JSON, each field checked as strictly as the command line checks it."""
     if not isinstance(stored, dict) or stored.get("format") != _FORMAT:
         raise CheckpointError(f"{path}: unknown checkpoint format (expected format {_FORMAT})")
-    names = {f.name for f in fields(Config)}
-    if set(stored) - {"format"} != names:
-        raise CheckpointError(f"{path}: config must have the fields {', '.join(sorted(names))}")
-    config = Config(**{k: stored[k] for k in names})
-    ok = (config.cell in CELLS and config.optim in OPTIMIZERS
-          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
-                  for v in (config.hidden, config.seq_len, config.batch, config.eval_every,
-                            config.sample_every, config.checkpoint_every))
-          and all(isinstance(v, (int, float)) and v > 0 for v in (config.lr, config.clip))
-          and isinstance(config.seed, int) and 0 < config.val_fraction < 1
-          and (config.text is None or isinstance(config.text, str)) and isinstance(config.text_sha256, str))
-    if not ok:
-        raise CheckpointError(f"{path}: config holds invalid values: {stored}")
+    if "cell_input" not in stored:  # written before the option existed
+        stored = {**stored, "cell_input": Config.cell_input}
+    defaults = {f.name: f.default for f in fields(Config)}
+    if set(stored) - {"format"} != set(defaults):
+        raise CheckpointError(f"{path}: config must have the fields {', '.join(sorted(defaults))}")
+    for name, default in defaults.items():
+        test, want = _FIELD_RULES.get(name, (lambda v, d=default: type(v) is type(d), f"a {type(default).__name__}"))
+        if not test(stored[name]):
+            raise CheckpointError(f"{path} is corrupt: its config's {name} {stored[name]!r} is not {want}")
+    config = Config(**{k: stored[k] for k in defaults})
+    if config.cell not in CELLS and not user_cell:
+        raise CheckpointError(f"{path} holds a CharRNN with a user-written {config.cell} cell; load it in "
+                              f"Python with train.Run.load(path, cell={config.cell})")
+    if config.cell != "lstm" and config.cell_input != "tanh":
+        raise CheckpointError(f"{path} is corrupt: its config's cell_input {config.cell_input!r} is for an lstm, "
+                              f"not a {config.cell}")
     return config
 
 
 def _state_from(stored: dict, config: Config, step: int, path: Path, what: str) -> Any:
-    """The carried hidden state: none before the first step, else h (rnn) or (h, s) (lstm) of shape (B, H)."""
-    want = 0 if step == 0 else 1 if config.cell == "rnn" else 2
+    """The carried hidden state: none before the first step, else h (rnn, gru) or (h, s) (lstm) of shape (B, H);
+    a user-written cell's state is whatever Tensor or tuple of Tensors it saved, each with B rows."""
+    user = config.cell not in CELLS
+    want = 0 if step == 0 else max(len(stored), 1) if user else 2 if config.cell == "lstm" else 1
     shape = (config.batch, config.hidden)
     arrays = [stored.get(str(i)) for i in range(want)]
     if set(stored) != {str(i) for i in range(want)} or any(
-            a.shape != shape or a.dtype != np.float64 for a in arrays):
+            (a.shape[:1] != shape[:1] if user else a.shape != shape) or a.dtype != np.float64 for a in arrays):
         raise CheckpointError(f"{path} does not fit {what}: the carried state must be {want} "
                               f"float64 array(s) of shape {shape}")
+    if not all(np.isfinite(a).all() for a in arrays) or want and not user and (np.abs(arrays[0]) > 1).any():
+        raise CheckpointError(f"{path} is corrupt: its carried state holds NaN, inf or a hidden value "
+                              "outside [-1, 1] (h is a tanh)")
     if want == 0:
         return None
     return Tensor(arrays[0].copy()) if want == 1 else tuple(Tensor(a.copy()) for a in arrays)
 
 
 class TrainingDiverged(ArithmeticError):
-    """The training loss stopped being a number: `fit` stops before anything of that state is saved."""
+    """The training loss stopped being a number, or grew past any recovery (over 100 times a uniform
+    guess's log V nats per character): `fit` stops before anything of that state is saved."""
 
-    def __init__(self, step: int, loss: float) -> None:
-        super().__init__(f"training diverged: the loss became {loss} at step {step}")
+    def __init__(self, step: int, loss: float, uniform: float) -> None:
+        why = "" if not math.isfinite(loss) else f", over 100 times the {uniform:.3g} of a uniform guess"
+        super().__init__(f"training diverged: the loss became {loss:.4g} nats/char at step {step}{why}")
         self.step, self.loss = step, loss
 
 
@@ -240,9 +353,11 @@ def fit(run: Run, text: str, steps: int, *, checkpoint: Union[str, PathLike, Non
     fixed held-out prime; every config.checkpoint_every, at the end and when stopped: run.save(checkpoint)
     then on_checkpoint(run, checkpoint) (nothing is saved without `checkpoint`). on_step(run, loss,
     chars_per_second) follows every step, and should_stop() is asked after it: True saves and returns.
-    A loss that is not a number raises TrainingDiverged before that state is saved or evaluated.
+    A loss that is not a number, or over 100 times log V (a uniform guess's), raises TrainingDiverged before
+    that state is saved or evaluated.
     """
     c = run.config
+    _check_training_memory(c, run.vocab.size)
     checkpoint = None if checkpoint is None else Path(checkpoint)
     train_ids, val_ids = run.split(text)
     chars_per_step = c.seq_len * c.batch
@@ -257,13 +372,16 @@ def fit(run: Run, text: str, steps: int, *, checkpoint: Union[str, PathLike, Non
             if on_checkpoint is not None:
                 on_checkpoint(run, checkpoint)
 
+    # a model that puts V^-100 on the right character on average is lost; lr 1e300 gets there in a step
+    uniform = math.log(max(run.vocab.size, 2))
+    limit = 100 * uniform
     busy, done = 0.0, 0  # time spent in train_step and steps taken in this call, for chars/s
     while run.step < steps:
         started = time.perf_counter()
         loss = run.train_step(train_ids)
         busy, done = busy + time.perf_counter() - started, done + 1
-        if not math.isfinite(loss):
-            raise TrainingDiverged(run.step, loss)
+        if not loss <= limit:  # NaN too
+            raise TrainingDiverged(run.step, loss, uniform)
         if on_step is not None:
             on_step(run, loss, done * chars_per_step / busy)
         if should_stop is not None and should_stop():
@@ -322,20 +440,27 @@ def generate(model: nn.CharRNN, vocab: Vocab, unigram: np.ndarray, prime: str, l
     """
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    with no_grad():
-        state = None
-        if prime:
-            logits, state = model(vocab.encode(prime), state)                  # (len(prime), V)
-            scores = logits.data[-1]
-        else:
-            scores = np.log(np.asarray(unigram, dtype=np.float64) + 1)
-        for _ in range(length):
-            with np.errstate(over="ignore"):
-                z = scores / temperature
-            if not np.isfinite(z).all():  # so cold it overflows: the limit is the most likely character
-                z = np.where(scores == scores.max(), 0.0, -np.inf)
-            p = np.exp(z - z.max())
-            c = int(rng.choice(vocab.size, p=p / p.sum()))
-            yield vocab.chars[c]
-            logits, state = model(np.array([c]), state)
-            scores = logits.data[-1]
+    if prime:
+        scores, state = _next_scores(model, vocab.encode(prime), None)            # after len(prime) steps
+    else:
+        scores, state = np.log(np.asarray(unigram, dtype=np.float64) + 1), None
+    for _ in range(length):
+        with np.errstate(over="ignore"):
+            z = scores / temperature
+        if not np.isfinite(z).all():  # so cold it overflows: the limit is the most likely character
+            z = np.where(scores == scores.max(), 0.0, -np.inf)
+        p = np.exp(z - z.max())
+        c = int(rng.choice(vocab.size, p=p / p.sum()))
+        yield vocab.chars[c]  # outside no_grad and errstate: they would hold in the caller's code meanwhile
+        scores, state = _next_scores(model, np.array([c]), state)
+
+
+def _next_scores(model: nn.CharRNN, idx: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+    """The logits (V,) for the character after idx, and the state; no graph, and no overflow warnings
+    from absurdly large weights (their inf logits still give the likeliest character)."""
+    with no_grad(), np.errstate(over="ignore", invalid="ignore"):
+        logits, state = model(idx, state)
+    scores = logits.data[-1]
+    if np.isnan(scores).any():
+        raise ValueError("generate: the model's outputs are NaN (its weights overflow), so it cannot be sampled")
+    return scores, state

@@ -387,6 +387,13 @@ def _draw_folded(named: dict, seq_len: int, rankdir: str) -> Any:
         dot.edge("h", "dh", arrowhead="none")
         dot.node("dh", **delay)
         dot.edge("dh", "h", label=weight("W", "cell.W_hh"), color=_PARAM_COLOURS[2][1], penwidth="1.5")
+    elif "cell.b_x" in named:  # GRU: one state h, gated by r and z, no separate internal state
+        dot.node("h", var("h"), fillcolor=_PARAM_COLOURS[2][0])
+        dot.edge("x", "h", label=weight("", "cell.W_x") + "\\ngates r, z, n")
+        dot.edge("h", "dh", arrowhead="none")
+        dot.node("dh", **delay)
+        dot.edge("dh", "h", label=weight("", "cell.W_h") + "\\nh = (1 - z) · n + z · h(t-1)",
+                 color=_PARAM_COLOURS[2][1], penwidth="1.5")
     elif "cell.W_h" in named:
         dot.node("s", var("s"), fillcolor=_PARAM_COLOURS[0][0])
         dot.node("h", var("h"), fillcolor=_PARAM_COLOURS[2][0])
@@ -399,7 +406,7 @@ def _draw_folded(named: dict, seq_len: int, rankdir: str) -> Any:
         dot.node("dh", **delay)
         dot.edge("dh", "s", label=weight("", "cell.W_h"), color=_PARAM_COLOURS[2][1], penwidth="1.5")
     else:
-        raise ValueError("draw_unrolled: folded=True draws a CharRNN with cell='rnn' or 'lstm' "
+        raise ValueError("draw_unrolled: folded=True draws a CharRNN with cell='rnn', 'lstm' or 'gru' "
                          f"(parameter cell.W_hh or cell.W_h), got {', '.join(named) or 'no parameters'}")
     dot.edge("h", "o", label=weight("V", "out.W"))
     dot.edge("o", "L")

@@ -101,7 +101,7 @@ class RNNCell(Module):
 
     def __init__(self, input_size: int, hidden_size: int, *, rng: Optional[np.random.Generator] = None,
                  init: str = "uniform", dtype: type = np.float64) -> None:
-        dtype, rng = _check_init("RNNCell", init, dtype, rng)
+        dtype, rng = _check_init("RNNCell", init, dtype, rng, input_size=input_size, hidden_size=hidden_size)
         self.input_size, self.hidden_size = input_size, hidden_size
         H, D, bound = hidden_size, input_size, 1 / np.sqrt(hidden_size)
         kw = dict(bound=bound, init=init, rng=rng, dtype=dtype)
@@ -150,7 +150,7 @@ class LSTMCell(Module):
                  dtype: type = np.float64) -> None:
         if cell_input not in _CELL_INPUTS:
             raise ValueError(f"LSTMCell: cell_input must be one of {_CELL_INPUTS}, got {cell_input!r}")
-        dtype, rng = _check_init("LSTMCell", init, dtype, rng)
+        dtype, rng = _check_init("LSTMCell", init, dtype, rng, input_size=input_size, hidden_size=hidden_size)
         self.input_size, self.hidden_size, self.cell_input = input_size, hidden_size, cell_input
         H, D, bound = hidden_size, input_size, 1 / np.sqrt(hidden_size)
         kw = dict(bound=bound, init=init, rng=rng, dtype=dtype)
@@ -216,7 +216,7 @@ class GRUCell(Module):
 
     def __init__(self, input_size: int, hidden_size: int, *, rng: Optional[np.random.Generator] = None,
                  init: str = "uniform", dtype: type = np.float64) -> None:
-        dtype, rng = _check_init("GRUCell", init, dtype, rng)
+        dtype, rng = _check_init("GRUCell", init, dtype, rng, input_size=input_size, hidden_size=hidden_size)
         self.input_size, self.hidden_size = input_size, hidden_size
         H, D, bound = hidden_size, input_size, 1 / np.sqrt(hidden_size)
         kw = dict(bound=bound, init=init, rng=rng, dtype=dtype)

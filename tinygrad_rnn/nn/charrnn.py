@@ -33,7 +33,7 @@ class CharRNN(Module):
     def __init__(self, vocab_size: int, hidden_size: int, cell: Union[str, Module] = "rnn", *, fused: bool = False,
                  rng: Optional[np.random.Generator] = None, init: str = "uniform",
                  dtype: type = np.float64, learn_h0: bool = False, **cell_kw: Any) -> None:
-        dtype, rng = _check_init("CharRNN", init, dtype, rng)
+        dtype, rng = _check_init("CharRNN", init, dtype, rng, vocab_size=vocab_size, hidden_size=hidden_size)
         self.vocab_size, self.hidden_size = vocab_size, hidden_size
         if isinstance(cell, str):
             if cell not in _CELLS:

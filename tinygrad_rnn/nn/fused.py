@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..function import _affine_tangent, _fill, _times, _total
 from ..manual.gru import _gru_step, _gru_step_back
 from ..manual.lstm import _lstm_step, _lstm_step_back
 from ..manual.rnn import _rnn_step, _rnn_step_back
@@ -22,10 +23,17 @@ def _bias_grad(da: np.ndarray) -> np.ndarray:
     return da if da.ndim == 1 else da.sum(axis=0)
 
 
+def _gather_tangent(dW, idx):
+    """The tangent of W[:, idx]^T (ColumnGather's rule): (K, H) for one idx, (K, B, H) for B of them."""
+    return None if dW is None else np.moveaxis(dW[:, :, idx], 1, -1)
+
+
 class RNNStep(Function):
     """h_t = tanh(W_xh[:, x_t] + W_hh h_{t-1} + b_h);  with dhraw = (1 - h_t^2) * g:
-    dL/dW_xh[:, x_t] = dhraw,  dL/dW_hh = dhraw h_{t-1}^T,  dL/db_h = dhraw,  dL/dh_{t-1} = W_hh^T dhraw"""
+    dL/dW_xh[:, x_t] = dhraw,  dL/dW_hh = dhraw h_{t-1}^T,  dL/db_h = dhraw,  dL/dh_{t-1} = W_hh^T dhraw;
+    dh_t = (1 - h_t^2) * (dW_xh[:, x_t] + dW_hh h_{t-1} + W_hh dh_{t-1} + db_h)"""
     __slots__ = ("idx",)
+    batched_jvp = True  # takes tangents (K, *shape), as every built-in op
 
     @staticmethod
     def forward(ctx, W_xh, W_hh, b_h, h_prev, idx=None, out=None):
@@ -41,12 +49,21 @@ class RNNStep(Function):
         return (SparseGrad((slice(None), ctx.idx), dhraw.T), OuterGrad(dhraw, h_prev), _bias_grad(dhraw),
                 dh_next if ctx.needs_input_grad[3] else None)
 
+    @staticmethod
+    def jvp(ctx, dW_xh, dW_hh, db_h, dh_prev):
+        h, h_prev, W_hh = ctx.saved_tensors
+        da = _affine_tangent(h_prev, W_hh, dh_prev, dW_hh, db_h, _gather_tangent(dW_xh, ctx.idx))
+        return _times(da, 1 - h * h)
+
 
 class LSTMStep(Function):
     """z_t = [h_t; s_t] from z_{t-1} = [h_{t-1}; s_{t-1}]: a = W_x[:, x_t] + W_h h_{t-1} + b, gates i, f, g, o,
     s_t = f * s_{t-1} + i * g, h_t = o * tanh(s_t);  dL/da from manual's step back (lstm_bptt's equations):
-    dL/dW_x[:, x_t] = da,  dL/dW_h = da h_{t-1}^T,  dL/db = da,  dL/dz_{t-1} = [W_h^T da; ds * f]"""
+    dL/dW_x[:, x_t] = da,  dL/dW_h = da h_{t-1}^T,  dL/db = da,  dL/dz_{t-1} = [W_h^T da; ds * f];
+    forward: da = dW_x[:, x_t] + dW_h h_{t-1} + W_h dh_{t-1} + db, each gate's tangent da * act'(a),
+    ds_t = df * s_{t-1} + f * ds_{t-1} + di * g + i * dg,  dh_t = do * tanh(s_t) + o * (1 - tanh(s_t)^2) * ds_t"""
     __slots__ = ("idx", "cell_input")
+    batched_jvp = True  # takes tangents (K, *shape), as every built-in op
 
     @staticmethod
     def forward(ctx, W_x, W_h, b, z_prev, idx=None, cell_input="tanh", out=None):
@@ -67,12 +84,33 @@ class LSTMStep(Function):
         dz_prev = np.concatenate([dh_prev, ds_prev], axis=-1) if ctx.needs_input_grad[3] else None
         return SparseGrad((slice(None), ctx.idx), da.T), OuterGrad(da, h_prev), _bias_grad(da), dz_prev
 
+    @staticmethod
+    def jvp(ctx, dW_x, dW_h, db, dz_prev):
+        gates, z, z_prev, W_h = ctx.saved_tensors
+        H = W_h.shape[1]
+        dh_prev, ds_prev = (None, None) if dz_prev is None else (dz_prev[..., :H], dz_prev[..., H:])
+        da = _affine_tangent(z_prev[..., :H], W_h, dh_prev, dW_h, db, _gather_tangent(dW_x, ctx.idx))
+        slope = gates * (1 - gates)                   # σ'(a) = σ (1 - σ) for i, f, o
+        if ctx.cell_input == "tanh":
+            slope[..., 2 * H:3 * H] = 1 - gates[..., 2 * H:3 * H] ** 2  # tanh'(a) = 1 - g^2
+        dgates = _times(da, slope)                    # (K, ..., 4H)
+        i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
+        di, df, dg, do = (dgates[..., k * H:(k + 1) * H] for k in range(4))
+        s, s_prev = z[..., H:], z_prev[..., H:]
+        ds = _total(df * s_prev + di * g + i * dg, _times(ds_prev, f))  # s = f * s_prev + i * g
+        tanh_s = np.tanh(s)
+        dh = do * tanh_s + o * (1 - tanh_s * tanh_s) * ds                # h = o * tanh(s)
+        return np.concatenate([dh, ds], axis=-1)
+
 
 class GRUStep(Function):
     """h_t from h_{t-1}: ax = W_x[:, x_t] + b_x, ah = W_h h_{t-1} + b_h, gates r, z, candidate n (PyTorch's GRU);
     dax, dah and dh_next from manual's step back (gru_bptt's equations):
-    dL/dW_x[:, x_t] = dax,  dL/db_x = dax,  dL/dW_h = dah h_{t-1}^T,  dL/db_h = dah,  dL/dh_{t-1} = dh_next"""
+    dL/dW_x[:, x_t] = dax,  dL/db_x = dax,  dL/dW_h = dah h_{t-1}^T,  dL/db_h = dah,  dL/dh_{t-1} = dh_next;
+    forward: dax = dW_x[:, x_t] + db_x, dah = dW_h h_{t-1} + W_h dh_{t-1} + db_h, dr = r (1 - r) (dax_r + dah_r),
+    dz likewise, dn = (1 - n^2) (dax_n + dr * ah_n + r * dah_n),  dh_t = dz (h_{t-1} - n) + (1 - z) dn + z dh_{t-1}"""
     __slots__ = ("idx",)
+    batched_jvp = True  # takes tangents (K, *shape), as every built-in op
 
     @staticmethod
     def forward(ctx, W_x, W_h, b_x, b_h, h_prev, idx=None, out=None):
@@ -88,11 +126,26 @@ class GRUStep(Function):
         return (SparseGrad((slice(None), ctx.idx), dax.T), OuterGrad(dah, h_prev), _bias_grad(dax), _bias_grad(dah),
                 dh_prev if ctx.needs_input_grad[4] else None)
 
+    @staticmethod
+    def jvp(ctx, dW_x, dW_h, db_x, db_h, dh_prev):
+        r, z, n, ah_n, h_prev, W_h = ctx.saved_tensors
+        H = W_h.shape[1]
+
+        def gate(t, k):  # gate k's block of a (K, ..., 3H) tangent; a missing one stays missing
+            return None if t is None else t[..., k * H:(k + 1) * H]
+        dax = _total(_gather_tangent(dW_x, ctx.idx), db_x)      # input side: W_x[:, x_t] + b_x
+        dah = _affine_tangent(h_prev, W_h, dh_prev, dW_h, db_h)  # hidden side: W_h h_{t-1} + b_h
+        both = _total(dax, dah)
+        dr = _times(gate(both, 0), r * (1 - r))
+        dz = _times(gate(both, 1), z * (1 - z))
+        dn = _times(_total(gate(dax, 2), _times(dr, ah_n), _times(gate(dah, 2), r)), 1 - n * n)
+        return _total(_times(dz, h_prev - n), _times(dn, 1 - z), _times(dh_prev, z))  # h = (1 - z) n + z h_prev
 
 class StackRows(Function):
     """y = stack(xs) (T, ...) into `out`, where a step's x_t already written into row t is not copied;
-    dL/dx_t = g[t]"""
+    dL/dx_t = g[t];  dy = stack(dxs)"""
     __slots__ = ()
+    batched_jvp = True
 
     @staticmethod
     def forward(ctx, *xs, out=None):
@@ -104,3 +157,8 @@ class StackRows(Function):
     @staticmethod
     def backward(ctx, g):
         return tuple(g)
+
+    @staticmethod
+    def jvp(ctx, *dxs):
+        shape = next(d for d in dxs if d is not None).shape[1:]  # (K, ...) each; all rows share a shape
+        return np.stack(_fill(dxs, [shape] * len(dxs)), axis=1)

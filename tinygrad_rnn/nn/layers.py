@@ -28,7 +28,8 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  rng: Optional[np.random.Generator] = None, init: str = "uniform",
                  dtype: type = np.float64) -> None:
-        dtype, rng = _check_init("Linear", init, dtype, rng)
+        dtype, rng = _check_init("Linear", init, dtype, rng, in_features=in_features,
+                                 out_features=out_features)
         self.in_features, self.out_features = in_features, out_features
         bound = 1 / np.sqrt(in_features)
         self.W = _parameter("W", (out_features, in_features), bound=bound, init=init, bias=False,

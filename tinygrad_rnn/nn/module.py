@@ -5,10 +5,12 @@ as attributes; submodules nest their names with "." ("cell.W_xh"), in definition
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
+from .. import _memory
 from ..tensor import Tensor
 
 __all__ = ["Module"]
@@ -79,11 +81,19 @@ class Module:
             raise ValueError(f"{type(self).__name__}.load_state_dict: bad entries: {', '.join(problems)}")
         for name, p in params.items():
             p.data[...] = arrays[name]  # in place: optimizers keep holding the same tensors
+            p._bump_version()
 
 
-def _check_init(owner: str, init: str, dtype: Any,
-                rng: Optional[np.random.Generator]) -> tuple[np.dtype, np.random.Generator]:
-    """Validate a constructor's init and dtype; rng=None means a fresh unseeded generator."""
+def _check_init(owner: str, init: str, dtype: Any, rng: Optional[np.random.Generator],
+                **sizes: Any) -> tuple[np.dtype, np.random.Generator]:
+    """Validate a constructor's init, dtype and sizes (positive ints); rng=None means a fresh unseeded generator."""
+    for name, size in sizes.items():
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+            raise TypeError(f"{owner}: {name} must be a positive integer, got {size!r}")
+        if size < 1:
+            raise ValueError(f"{owner}: {name} must be a positive integer, got {size}")
+        if size >= 2 ** 63:  # before any arithmetic on it: NumPy's would fail with a message about sqrt
+            raise MemoryError(f"{owner}: {name} {size} is larger than any array can be")
     if init not in _INITS:
         raise ValueError(f"{owner}: init must be one of {_INITS}, got {init!r}")
     dtype = np.dtype(dtype)
@@ -95,6 +105,7 @@ def _check_init(owner: str, init: str, dtype: Any,
 def _parameter(name: str, shape: tuple, *, bound: float, init: str, bias: bool,
                rng: np.random.Generator, dtype: np.dtype) -> Tensor:
     """U(-bound, bound) as PyTorch, or min-char-rnn's 0.01 * N(0, 1) weights with zero biases."""
+    _memory.check(f"{name} of shape {shape}", 3 * dtype.itemsize * math.prod(shape))  # made, cast, copied
     if init == "uniform":
         data = rng.uniform(-bound, bound, shape)
     elif bias:

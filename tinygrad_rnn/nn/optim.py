@@ -33,6 +33,7 @@ def _check_hyper(owner: str, values: dict[str, float]) -> None:
 class Optimizer:
     """Base: holds the parameters and per-parameter buffers (named in `_buffers`)."""
     _buffers: tuple = ()
+    _nonnegative: tuple = ()  # buffers of sums of squares: a negative entry is corruption
     _hyper: tuple = ("lr",)
 
     def __init__(self, params: Params, lr: float) -> None:
@@ -62,6 +63,7 @@ class Optimizer:
             if p.grad is not None:
                 self.steps[i] += 1
                 self._update(i, p.data, p.grad)
+                p._bump_version()  # a graph made before this step can no longer be differentiated
 
     def _update(self, i: int, w: np.ndarray, g: np.ndarray) -> None:
         raise NotImplementedError
@@ -92,6 +94,8 @@ class Optimizer:
                 problems.append(f"step (negative counts {got.tolist()})")
             elif isinstance(mine, np.ndarray) and not np.isfinite(got).all():
                 problems.append(f"{k} (holds NaN or inf)")
+            elif k.split(".")[0] in self._nonnegative and (got < 0).any():
+                problems.append(f"{k} (negative entries in a sum of squares)")
             elif k in _RULES and not _RULES[k][0](float(got)):
                 problems.append(f"{k} (must be {_RULES[k][1]}, got {float(got)})")
         if problems:
@@ -127,6 +131,7 @@ class SGD(Optimizer):
 class Adagrad(Optimizer):
     """mem += g * g;  w -= lr * g / sqrt(mem + eps)  (exactly min-char-rnn's update)."""
     _buffers = ("mem",)
+    _nonnegative = ("mem",)
     _hyper = ("lr", "eps")
 
     def __init__(self, params: Params, lr: float, eps: float = 1e-8) -> None:
@@ -142,6 +147,7 @@ class Adagrad(Optimizer):
 class Adam(Optimizer):
     """m, v = running means of g and g*g; w -= lr * m_hat / (sqrt(v_hat) + eps)  (bias-corrected, as PyTorch)."""
     _buffers = ("m", "v")
+    _nonnegative = ("v",)
     _hyper = ("lr", "beta1", "beta2", "eps")
 
     def __init__(self, params: Params, lr: float, betas: tuple = (0.9, 0.999), eps: float = 1e-8) -> None:
