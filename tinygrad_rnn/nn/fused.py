@@ -38,9 +38,11 @@ class RNNStep(Function):
     @staticmethod
     def forward(ctx, W_xh, W_hh, b_h, h_prev, idx=None, out=None):
         ctx.idx = idx
-        out[...] = _rnn_step(W_xh[:, idx].T, h_prev, W_hh, b_h)  # x_t one-hot: a column gather
-        ctx.save_for_backward(out, h_prev, W_hh)
-        return out
+        h = _rnn_step(W_xh[:, idx].T, h_prev, W_hh, b_h)  # x_t one-hot: a column gather
+        if out is not None:  # CharRNN's row t of all steps' outputs
+            out[...], h = h, out
+        ctx.save_for_backward(h, h_prev, W_hh)
+        return h
 
     @staticmethod
     def backward(ctx, g):
@@ -69,10 +71,11 @@ class LSTMStep(Function):
     def forward(ctx, W_x, W_h, b, z_prev, idx=None, cell_input="tanh", out=None):
         H = W_h.shape[1]
         ctx.idx, ctx.cell_input = idx, cell_input
-        gates, out[..., H:], out[..., :H] = _lstm_step(W_x[:, idx].T, z_prev[..., :H], z_prev[..., H:], W_h, b,
-                                                       cell_input)
-        ctx.save_for_backward(gates, out, z_prev, W_h)  # gates and states: what the backward reads
-        return out
+        gates, s, h = _lstm_step(W_x[:, idx].T, z_prev[..., :H], z_prev[..., H:], W_h, b, cell_input)
+        z = np.empty(z_prev.shape, h.dtype) if out is None else out  # out: CharRNN's row t of all steps' outputs
+        z[..., :H], z[..., H:] = h, s
+        ctx.save_for_backward(gates, z, z_prev, W_h)  # gates and states: what the backward reads
+        return z
 
     @staticmethod
     def backward(ctx, g):
@@ -115,9 +118,11 @@ class GRUStep(Function):
     @staticmethod
     def forward(ctx, W_x, W_h, b_x, b_h, h_prev, idx=None, out=None):
         ctx.idx = idx
-        r, z, n, ah_n, out[...] = _gru_step(W_x[:, idx].T + b_x, h_prev, W_h, b_h)
+        r, z, n, ah_n, h = _gru_step(W_x[:, idx].T + b_x, h_prev, W_h, b_h)
+        if out is not None:  # CharRNN's row t of all steps' outputs
+            out[...], h = h, out
         ctx.save_for_backward(r, z, n, ah_n, h_prev, W_h)
-        return out
+        return h
 
     @staticmethod
     def backward(ctx, g):
