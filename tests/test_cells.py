@@ -1,5 +1,7 @@
 """Any cell: GRUCell against PyTorch and its hand-derived BPTT, user-written cells through CharRNN,
 PyTorch weight exchange for the three built-in cells, and the one-line errors of the cell protocol."""
+import re
+
 import numpy as np
 import pytest
 
@@ -429,3 +431,41 @@ def test_a_user_cell_trains_with_fit_and_its_checkpoint_needs_the_same_cell(tmp_
         train.Run.load(tmp_path / "mgu.npz", cell=nn.GRUCell)
     with pytest.raises(ValueError, match=r"^Run: config.cell must be one of \('rnn', 'lstm', 'gru'\), got 'MGU'"):
         train.Run(run.config, run.vocab, run.unigram)
+
+
+def test_a_pair_state_cell_checkpoints_its_carried_state(tmp_path):
+    from tinygrad_rnn import train
+
+    def make(V, H):
+        return PairCell(V, H, np.random.default_rng(12))
+
+    text = "abcabcabd " * 30
+    config = train.Config(hidden=4, seq_len=5, batch=3, eval_every=100, sample_every=100, checkpoint_every=100)
+    run = train.Run.start(config, text, cell=make)
+    train.fit(run, text, 4, checkpoint=tmp_path / "pair.npz")
+    back = train.Run.load(tmp_path / "pair.npz", cell=make)
+    assert isinstance(back.state, tuple) and len(back.state) == 2
+    for a, b in zip(back.state, run.state):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_viz_and_analysis_work_on_a_user_cell():
+    from tinygrad_rnn import analysis, viz
+    rng = np.random.default_rng(13)
+    model = nn.CharRNN(4, 3, cell=MGU(4, 3, rng), rng=rng)
+    source = viz.draw_unrolled(model, 3).source
+    for name in ("cell.U_f", "cell.W", "out.W"):  # one node per weight, an edge into each step that uses it
+        node = re.search(rf'^\s*(n\d+) \[label="{re.escape(name)}\\n', source, re.M)[1]
+        assert len(re.findall(rf"^\s*{node} -> ", source, re.M)) == 3, name
+    inputs, targets = np.array([0, 3, 1, 2]), np.array([3, 1, 2, 0])
+    copies = analysis.per_step_grads(model, inputs, targets)
+    nn.cross_entropy(model(inputs)[0], targets).backward()
+    for name, p in model.named_parameters().items():  # the copies θ_t add up to the full gradient
+        np.testing.assert_allclose(copies[name].sum(axis=0), p.grad, rtol=0, atol=1e-12)
+
+
+def test_folded_picture_of_a_gru_shows_its_gates():
+    from tinygrad_rnn import viz
+    source = viz.draw_unrolled(nn.CharRNN(4, 3, cell="gru", rng=np.random.default_rng(0)), 3, folded=True).source
+    assert "gates r, z, n" in source and "h = (1 - z)" in source
+    assert "forget" not in source and "s<sup>" not in source

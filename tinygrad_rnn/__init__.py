@@ -1,5 +1,6 @@
-"""tinygrad_rnn: a small, exact reverse-mode autodiff on NumPy, with the Elman RNN and LSTM of the
-Deep Learning book (ch. 10) built from its ops, graph pictures, and hand-derived BPTT to check against.
+"""tinygrad_rnn: a small, exact autodiff on NumPy (reverse mode, and forward mode by tr.jvp), with the
+Elman RNN and LSTM of the Deep Learning book (ch. 10) built from its ops, graph pictures, and
+hand-derived BPTT to check against.
 """
 # Importing changes nothing in the user's process (no BLAS thread settings): the tinygrad-rnn command
 # limits its own BLAS threads (cli.console).

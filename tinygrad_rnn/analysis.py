@@ -8,11 +8,14 @@ A thin layer over the engine, as torch.func over autograd: each function unrolls
 - per-copy gradients: the engine already sends one gradient term per use of a weight (W_hh used at
   T steps gets T terms) and sums them into W_hh.grad. `per_step_grads` points the recorded ops of
   step t (those created under scope "t=k") at a copy θ_t of each parameter, so the same backward
-  leaves the terms of step t in θ_t.grad instead of summing them: no re-derivation, no re-run.
-  (A fused model, whose output layer is one op over all steps, is unrolled op-level for this.)
+  leaves the terms of step t in θ_t.grad instead of summing them: one forward, one backward, the
+  engine's own terms (a model built with T parameter copies, the tests' independent check, would
+  need its own forward). A fused model, whose output layer is one op over all steps, is unrolled
+  op-level for this.
 - state Jacobians: each step is unrolled from a fresh leaf copy of the previous state, so z_t is an
-  independent variable (for an LSTM, h_t and s_t both), and the engine's vector-Jacobian products
-  carry the rows of ∂z_{T-1}/∂z_{t+1} back one step to ∂z_{T-1}/∂z_t.
+  independent variable, and the engine's vector-Jacobian products carry the rows of ∂z_{T-1}/∂z_{t+1}
+  back one step to ∂z_{T-1}/∂z_t. (retain_grad on an LSTM's s_t in one graph would add the path
+  through h_t = o tanh(s_t) of the same step: a total derivative, not the recurrence's Jacobian.)
 - RTRL: the engine's forward mode instead of its backward: one tangent direction per parameter
   entry, so each tensor's tangent is its derivative with respect to all of θ, carried step to step.
 Every function leaves the model as it found it: same parameter objects, values, requires_grad, .grad.
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Union
 
 import numpy as np
 
@@ -171,7 +174,7 @@ def state_jacobians(model: Any, inputs: Any, state: Any = None) -> np.ndarray:
         for t in range(1, T):
             leaves = _leaf_copy(z)
             _, (z,) = model.unroll(inputs[t:t + 1], leaves)
-            steps.append((_parts(leaves), _flat(z, "state_jacobians")))
+            steps.append((_parts(leaves), _flat(z)))
         N = sum(part.size for part in _parts(z))
         J = np.zeros((T, N, N))
         J[T - 1] = np.eye(N)
@@ -272,7 +275,7 @@ def _leaf_copy(state: Any) -> Any:
     return type(state)(_leaf_copy(s) for s in state)
 
 
-def _flat(state: Any, owner: str) -> Tensor:
+def _flat(state: Any) -> Tensor:
     """z = [h; s; …] as one vector, for B = 1."""
     parts = [p.reshape(-1) for p in _parts(state)]
     return parts[0] if len(parts) == 1 else concat(parts, axis=0)
