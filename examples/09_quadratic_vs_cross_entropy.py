@@ -75,6 +75,24 @@ for step in (0, 10, 25, 50, 100, 150, 200, 300, 400, 500, 600):
 print(f"steps until |y − t| < 0.1: cross-entropy {reached['cross-entropy']}, quadratic {reached['quadratic']}")
 first = {k: c[0] - c[10] for k, c in curves.items()}
 print(f"progress in the first 10 steps: cross-entropy {first['cross-entropy']:.4f}, quadratic {first['quadratic']:.4f}")
+try:                                                     # the curve as a picture, when matplotlib is there
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for name, colour in (("cross-entropy", "#2f6fb0"), ("quadratic", "#c98200")):
+        ax.plot(curves[name], color=colour, label=f"{name}: |y − t| < 0.1 after {reached[name]} steps")
+    ax.set(xlabel="SGD step (learning rate 0.15)", ylabel="output y = σ(w + b)   (target t = 0)",
+           title="Saturated sigmoid unit: the quadratic error learns slowly, cross-entropy fast")
+    ax.title.set_fontsize(10)
+    ax.axhline(0.1, color="#999999", lw=0.8, ls="--")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig("quadratic_vs_cross_entropy.png", dpi=120)
+    print("wrote quadratic_vs_cross_entropy.png")
+except ImportError:
+    print("no plot: matplotlib is missing (pip install 'tinygrad_rnn[plot]')")
 
 # %% [markdown]
 # ## 4. A slip in min-char-rnn's derivation: min-char-rnn does NOT train with the quadratic error
