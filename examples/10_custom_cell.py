@@ -92,7 +92,7 @@ print(report)
 # %%
 picture = viz.draw_unrolled(model, 3)
 node = re.search(r'(\w+) \[label="cell\.W_h\\n', picture.source)[1]
-edges = re.findall(rf"^\s*{node} -> ", picture.source, re.M)
+edges = re.findall(rf"^\s*{node} -> (?!.*invis)", picture.source, re.M)  # visible edges only
 print(f"cell.W_h: one node, {len(edges)} edges out (W_hr, W_hz, W_hn sliced in each of 3 steps)")
 try:
     print(f"wrote {viz.save(picture, 'my_gru_unrolled.svg')}")

@@ -1,6 +1,7 @@
-"""Regenerate the README's pictures in docs/img/: the "hello" RNN unrolled over 4 steps and a
-gradient-coloured LSTM, and the lab's vanishing and influence plots. Seeded, so the files only
-change when the drawing code does.
+"""Regenerate the README's pictures in docs/img/: the Deep Learning book's unfolded graph (Fig. 10.3) of an
+RNN and an LSTM, an RNN's ‖∂L/∂h(t)‖ fading back in time, the op-level graphs they stand for, and the
+lab's vanishing and influence plots. Fixed random generators, so the files only change when the drawing
+code does.
 
     python examples/make_pictures.py   (needs Graphviz's dot: apt-get install graphviz)
 """
@@ -13,27 +14,35 @@ from tinygrad_rnn import nn, viz
 OUT = Path(__file__).resolve().parent.parent / "docs" / "img"
 
 
+def _model(cell: str) -> nn.CharRNN:
+    """A CharRNN over the "hello" vocabulary {e, h, l, o} with 3 hidden units."""
+    return nn.CharRNN(4, 3, cell=cell, rng=np.random.default_rng(0))
+
+
+def rnn_book() -> Path:
+    """The book's Fig. 10.3: x(t) -> h(t) -> o(t) -> L(t) <- y(t), h(t-1) -> h(t), the same U, W, V each step."""
+    return viz.save(viz.draw_unrolled(_model("rnn"), 4, style="book"), OUT / "rnn_book.svg")
+
+
+def lstm_book() -> Path:
+    """The same for an LSTM: its internal state s(t) carries the recurrence, scaled by the forget gate."""
+    return viz.save(viz.draw_unrolled(_model("lstm"), 3, style="book"), OUT / "lstm_book.svg")
+
+
+def rnn_book_grads() -> Path:
+    """‖∂L(T)/∂h(t)‖ on each h(t) of an 8-step RNN: the gradient of the last loss fades back in time."""
+    picture = viz.draw_unrolled(_model("rnn"), 8, style="book", grads=True, loss="last")
+    return viz.save(picture, OUT / "rnn_book_grads.svg")
+
+
 def hello_rnn() -> Path:
-    """min-char-rnn's example: read "hell", predict "ello", vocabulary {e, h, l, o}, 3 hidden units."""
-    vocab = sorted(set("hello"))
-    inputs = np.array([vocab.index(c) for c in "hell"])
-    targets = np.array([vocab.index(c) for c in "ello"])
-    model = nn.CharRNN(len(vocab), 3, rng=np.random.default_rng(0))
-    logits, _ = model(inputs)
-    loss = nn.cross_entropy(logits, targets)
-    loss.name = "loss"
-    picture = viz.draw(loss, params=model.named_parameters(), rankdir="TB")
-    picture.attr(label='CharRNN unrolled over "hell" → "ello": each weight is one node, used at every step',
-                 labelloc="t", fontsize="14")
-    return viz.save(picture, OUT / "rnn_unrolled_hello.svg")
+    """Every op of the RNN over 4 steps: each weight one node, with an edge into every step."""
+    return viz.save(viz.draw_unrolled(_model("rnn"), 4), OUT / "rnn_unrolled_hello.svg")
 
 
 def lstm_grads() -> Path:
-    """An LSTM over 3 steps after backward: darker = larger ‖dL/dnode‖ (log scale)."""
-    model = nn.CharRNN(4, 3, cell="lstm", rng=np.random.default_rng(0))
-    picture = viz.draw_unrolled(model, 3, grads=True, show_shapes=False, rankdir="TB")
-    picture.attr(label="LSTM unrolled over 3 steps, coloured by the norm of each node's gradient",
-                 labelloc="t", fontsize="14")
+    """Every op of an LSTM over 3 steps after backward: darker = larger ‖∂L/∂node‖ (log scale)."""
+    picture = viz.draw_unrolled(_model("lstm"), 3, grads=True, show_shapes=False)
     return viz.save(picture, OUT / "lstm_grads.svg")
 
 
@@ -44,5 +53,5 @@ def lab_plots() -> list:
 
 
 if __name__ == "__main__":
-    for path in (hello_rnn(), lstm_grads(), *lab_plots()):
+    for path in (rnn_book(), lstm_book(), rnn_book_grads(), hello_rnn(), lstm_grads(), *lab_plots()):
         print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")

@@ -149,20 +149,27 @@ def test_nested_scopes_are_clusters_inside_their_time_step():
     assert sorted(g.nodes[n]["clusters"] for n in tanhs) == sorted([(f"t={t}", "lstm") for t in range(3)] * 2)
 
 
-def test_steps_are_kept_in_order_by_invisible_edges_between_their_anchors():
+def test_steps_are_kept_in_order_by_a_spine_of_invisible_edges():
     loss, P, _, _ = _rnn(11)
     g = Parsed(viz.draw(loss, params=P))
-    anchors = {a["clusters"]: n for n, a in g.nodes.items() if a.get("style") == "invis"}
+    anchors = {a["clusters"]: n for n, a in g.nodes.items() if a.get("style") == "invis" and a["clusters"]}
     assert set(anchors) == {(f"t={t}",) for t in range(11)}
     invisible = {(a, b) for a, b, attrs in g.edges if attrs.get("style") == "invis"}
-    for t in range(10):
-        assert (anchors[(f"t={t}",)], anchors[(f"t={t + 1}",)]) in invisible
-        # step t+1 starts after h_t is handed over ...
-        assert (g.node(f"h{t} = Tanh"), anchors[(f"t={t + 1}",)]) in invisible
-    # ... and its W_xh x, which reads only an input and a parameter, starts after the step's anchor
-    for a, b, _ in g.visible_edges():
-        if a == g.node("W_xh"):
-            assert (anchors[g.nodes[b]["clusters"]], b) in invisible
+    spine = [f"p{t}" for t in range(11)]
+    for t in range(11):
+        assert (spine[t], anchors[(f"t={t}",)]) in invisible  # one spine node above each step ...
+    # ... the spine and the anchors are each one chain of invisible edges, in time order
+    assert all((spine[t], spine[t + 1]) in invisible for t in range(10))
+    assert all((anchors[(f"t={t}",)], anchors[(f"t={t + 1}",)]) in invisible for t in range(10))
+    # the parameters: one chain too, whose middle hangs between the middle spine node and step
+    params = {g.node(name) for name in P}
+    chain = [(a, b) for a, b in invisible if a in params and b in params]
+    assert len(chain) == len(P) - 1 and len({a for a, _ in chain} | {b for _, b in chain}) == len(P)
+    (centre,) = [b for a, b in invisible if a == spine[5] and b in params]
+    assert (centre, anchors[("t=5",)]) in invisible
+    # the state handed to the next step leaves the ranking alone, so all steps share their rows
+    carried = [attrs for a, b, attrs in g.visible_edges() if attrs.get("style") == "bold"]
+    assert len(carried) == 10 and all(c["constraint"] == "false" for c in carried)
 
 
 def test_node_ids_are_the_same_on_every_run():
@@ -170,7 +177,7 @@ def test_node_ids_are_the_same_on_every_run():
     second = viz.draw(_rnn(4)[0]).source
     assert first == second
     assert set(re.findall(r"^\s*(\w+) \[", first, re.M)) - {"graph", "node", "edge"} <= \
-        {f"n{i}" for i in range(200)} | {f"s{i}" for i in range(4)}
+        {f"n{i}" for i in range(200)} | {f"s{i}" for i in range(4)} | {f"p{i}" for i in range(4)}
 
 
 def test_labels_name_shape_and_constants_small():
@@ -278,7 +285,7 @@ def test_collapse_scopes_draws_one_box_per_step_with_its_parameter_edges():
     for t in range(10):
         want = np.sqrt(np.linalg.norm(hs[t].grad) ** 2 + np.linalg.norm(losses[t].grad) ** 2)
         assert g.norm(boxes[t]) == pytest.approx(want, rel=0.06)
-    assert len(g.nodes) == 11 + len(P) + 2 + 1  # boxes, parameters, Stack and Sum, legend
+    assert len(g.nodes) == 11 + 11 + len(P) + 2 + 1  # boxes, spine, parameters, Stack and Sum, legend
 
 
 # ---- saving -------------------------------------------------------------------------------------------
@@ -333,11 +340,11 @@ def test_save_refuses_an_unknown_suffix(tmp_path):
 def test_draw_unrolled_rnn_shares_W_hh_over_the_steps():
     model = nn.CharRNN(5, 3, rng=np.random.default_rng(0))
     g = Parsed(viz.draw_unrolled(model, 4))
-    assert g.top_cluster_labels() == [f"t={t}" for t in range(4)]
+    assert g.top_cluster_labels() == [f"t={t}" for t in range(1, 5)]  # the book's time: t = 1 … T
     for name in ("cell.W_xh", "cell.W_hh", "cell.b_h", "out.W", "out.b"):  # U, W, b, V, c: shared by all steps
         assert g.out_degree(g.node(name)) == 4
     root = [n for n, a in g.nodes.items() if a.get("peripheries") == "2"]
-    assert root == g.ids_labelled("loss = CrossEntropy")
+    assert root == g.ids_labelled("L = CrossEntropy")
 
 
 def test_draw_unrolled_lstm_batched():
@@ -367,8 +374,8 @@ def test_draw_unrolled_folded_is_one_cell_with_a_delayed_self_loop():
     assert "delay of one time step" in g.graph["label"]
     lstm = Parsed(viz.draw_unrolled(nn.CharRNN(5, 3, cell="lstm", rng=np.random.default_rng(0)), 4, folded=True))
     assert {(a, b) for a, b, _ in lstm.edges} >= {("s", "ds"), ("ds", "s"), ("h", "dh"), ("dh", "s")}
-    with pytest.raises(TypeError, match="folded=True takes only rankdir"):
-        viz.draw_unrolled(model, 4, folded=True, grads=True)
+    with pytest.raises(TypeError, match="folded=True does not take show_shapes"):
+        viz.draw_unrolled(model, 4, folded=True, show_shapes=False)
 
 
 def test_draw_unrolled_refuses_what_is_not_a_char_rnn():
@@ -385,3 +392,239 @@ def test_viz_imports_without_the_graphviz_package():
             "except ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install graphviz" in out
+
+
+# ---- the layout as dot computes it (dot -Tplain) --------------------------------------------------------
+def _plain(digraph):
+    """Node id -> (x, y, width, height) in inches, from dot's own layout."""
+    out = subprocess.run(["dot", "-Tplain"], input=digraph.source.encode(), capture_output=True, check=True)
+    return {f[1]: tuple(map(float, f[2:6])) for f in (line.split() for line in out.stdout.decode().splitlines())
+            if f[0] == "node"}
+
+
+def _my_cell():
+    """A user-written cell: h = tanh(W_in x + W_rec h), nothing but the recurrent cell protocol."""
+    class MyCell(nn.Module):
+        def __init__(self):
+            rng = np.random.default_rng(2)
+            self.hidden_size = 3
+            self.W_in = Tensor(rng.standard_normal((3, 4)) * 0.5, requires_grad=True)
+            self.W_rec = Tensor(rng.standard_normal((3, 3)) * 0.5, requires_grad=True)
+
+        def forward(self, x, h):
+            h = Tensor(np.zeros(3)) if h is None else h
+            return (self.W_in @ x + self.W_rec @ h).tanh()
+    return MyCell()
+
+
+def _model(cell):
+    return nn.CharRNN(4, 3, cell=_my_cell() if cell == "mine" else cell, rng=np.random.default_rng(0))
+
+
+@needs_dot
+@pytest.mark.parametrize("cell,T", [("rnn", 4), ("lstm", 3), ("gru", 5), ("mine", 4), ("lstm", 12)])
+def test_book_picture_puts_every_h_on_one_line_in_time_order(cell, T):
+    picture = viz.draw_unrolled(_model(cell), T, style="book")
+    g, at = Parsed(picture), _plain(picture)
+    assert [g.nodes[f"h{t}"]["label"] for t in range(T + 1)] == [f"h({t})" for t in range(T + 1)]
+    xs = [at[f"h{t}"][0] for t in range(T + 1)]
+    assert all(a < b for a, b in zip(xs, xs[1:]))
+    assert len({at[f"h{t}"][1] for t in range(T + 1)}) == 1
+    # x(t) below h(t), o(t), L(t), y(t) above it, in the same column
+    for t in range(1, T + 1):
+        column = [at[f"{v}{t}"] for v in "xhoLy"]
+        assert [c[1] for c in column] == sorted(c[1] for c in column)
+        assert max(c[0] for c in column) - min(c[0] for c in column) < 0.05
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_book_picture_has_the_books_nodes_edges_and_weight_colours(cell):
+    T = 4
+    model = _model(cell)
+    g = Parsed(viz.draw_unrolled(model, T, style="book"))
+    lstm = cell == "lstm"
+    want = {f"{v}{t}" for v in "xoLy" for t in range(1, T + 1)} | {f"h{t}" for t in range(T + 1)}
+    want |= {f"s{t}" for t in range(T + 1)} if lstm else set()
+    assert set(g.nodes) == want
+    assert all(g.nodes[n]["label"] == f"{n[0]}({n[1:]})" for n in want)
+    edges = {(a, b): attrs for a, b, attrs in g.visible_edges()}
+    U, W = ("cell.W_xh", "cell.W_hh") if cell == "rnn" else ("cell.W_x", "cell.W_h")
+    state = "s" if lstm else "h"
+    ops = Parsed(viz.draw_unrolled(model, 2))  # the op-level picture: each parameter node's edge colour
+    colour = {name: ops.nodes[ops.node(name)]["color"] for name in (U, W, "out.W")}
+    assert len(set(colour.values())) == 3
+    for t in range(1, T + 1):
+        u, w, v = edges[(f"x{t}", f"{state}{t}")], edges[(f"h{t - 1}", f"{state}{t}")], edges[(f"h{t}", f"o{t}")]
+        assert u["label"] == f"U = {U}" and u["color"] == colour[U]
+        assert w.get("label", w.get("xlabel")) == f"W = {W}" and w["color"] == colour[W]
+        assert v["label"] == f"V = out.W" and v["color"] == colour["out.W"]
+        assert (f"o{t}", f"L{t}") in edges and edges[(f"L{t}", f"y{t}")]["dir"] == "back"  # y(t) -> L(t)
+        if lstm:
+            assert (f"s{t - 1}", f"s{t}") in edges and (f"s{t}", f"h{t}") in edges
+    # the folded view draws the same weights in the same colours
+    folded = Parsed(viz.draw_unrolled(model, T, folded=True))
+    for a, b, attrs in folded.visible_edges():
+        for name in (U, W, "out.W"):
+            if attrs.get("label", "").split(" ")[2:3] == [name]:
+                assert attrs["color"] == colour[name]
+
+
+def test_book_picture_of_a_user_cell_uses_its_hidden_state():
+    g = Parsed(viz.draw_unrolled(_model("mine"), 3, style="book"))
+    assert {("h0", "h1"), ("h1", "h2"), ("x3", "h3"), ("h3", "o3")} <= {(a, b) for a, b, _ in g.visible_edges()}
+    assert "cell.W_in" in g.graph["label"] and "cell.W_rec" in g.graph["label"]
+
+
+@pytest.mark.parametrize("cell,loss", [("rnn", "last"), ("lstm", "sum"), ("gru", "last"), ("mine", "sum")])
+def test_book_grads_are_the_norms_of_dL_dh(cell, loss):
+    from tinygrad_rnn import analysis
+    T, model = 5, _model(cell)
+    before = {n: p.data.copy() for n, p in model.named_parameters().items()}
+    g = Parsed(viz.draw_unrolled(model, T, style="book", grads=True, loss=loss))
+    rng = np.random.default_rng(0)  # draw_unrolled's dummy input, drawn the same way
+    inputs, targets = rng.integers(0, 4, size=T), rng.integers(0, 4, size=T)
+    want = np.linalg.norm(analysis.hidden_grads(model, inputs, targets, loss=loss), axis=-1)
+    got = [float(g.nodes[f"h{t}"]["label"].split("\\n")[1]) for t in range(1, T + 1)]
+    assert got == pytest.approx(want, rel=0.06)
+    assert all(g.nodes[f"h{t}"]["fillcolor"].startswith("#") for t in range(T + 1))
+    assert ("L1" in g.nodes) == (loss == "sum") and f"L{T}" in g.nodes
+    assert all(np.array_equal(p.data, before[n]) for n, p in model.named_parameters().items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_loss_last_on_the_ops_picture_roots_at_the_last_step():
+    g = Parsed(viz.draw_unrolled(_model("rnn"), 4, loss="last"))
+    root = [n for n, a in g.nodes.items() if a.get("peripheries") == "2"]
+    assert root == g.ids_labelled("L\\(4\\) = CrossEntropy")
+    with pytest.raises(ValueError, match="loss must be one of sum, last"):
+        viz.draw_unrolled(_model("rnn"), 4, loss="mean")
+    with pytest.raises(ValueError, match="style must be one of ops, book"):
+        viz.draw_unrolled(_model("rnn"), 4, style="fig")
+
+
+def test_ops_picture_names_the_models_tensors():
+    g = Parsed(viz.draw_unrolled(_model("lstm"), 3))
+    for t in (1, 2, 3):
+        for name, op in [("h", "Mul"), ("s", "Add"), ("o", "Affine"), ("i", "Sigmoid"), ("f", "Sigmoid"),
+                         ("g", "Tanh"), ("o", "Sigmoid")]:
+            (node,) = g.ids_labelled(rf"{name}\({t}\) = {op}")
+            assert g.nodes[node]["clusters"] == (f"t={t}",)
+    assert g.ids_labelled(r"h\(0\) \(3,\)") and g.ids_labelled(r"s\(0\) \(3,\)")
+    gru = Parsed(viz.draw_unrolled(_model("gru"), 2))
+    assert gru.ids_labelled(r"z\(2\) = Sigmoid") and gru.ids_labelled(r"h\(2\) = Add")
+
+
+@needs_dot
+@pytest.mark.parametrize("cell,T", [("rnn", 4), ("lstm", 3), ("gru", 3), ("mine", 5), ("lstm", 25)])
+def test_ops_picture_steps_are_columns_left_to_right(cell, T):
+    picture = viz.draw_unrolled(_model(cell), T)
+    g, at = Parsed(picture), _plain(picture)
+    spans = []
+    for t in range(1, T + 1):
+        inside = [n for n, a in g.nodes.items() if a["clusters"][:1] == (f"t={t}",) and a.get("style") != "invis"]
+        spans.append((min(at[n][0] - at[n][2] / 2 for n in inside), max(at[n][0] + at[n][2] / 2 for n in inside)))
+    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:]))  # in order, not overlapping
+    params = [g.node(name) for name in _model(cell).named_parameters()]
+    assert len({at[n][1] for n in params}) == 1  # one row ...
+    tops = [at[n][1] + at[n][3] / 2 for n, a in g.nodes.items() if a["clusters"] and a.get("style") != "invis"]
+    assert min(at[n][1] for n in params) > max(tops)  # ... above the steps
+    hs = [at[g.node(rf"h\({t}\) = \w+")] for t in range(1, T + 1)]
+    assert len({round(h[1], 3) for h in hs}) == 1  # every step has the same rows
+
+
+@needs_dot
+def test_a_25_step_lstm_fits_4000_pixels(tmp_path):
+    path = viz.save(viz.draw_unrolled(_model("lstm"), 25), tmp_path / "lstm25.png")
+    width = int.from_bytes(path.read_bytes()[16:20], "big")  # the PNG header's IHDR width
+    assert 1000 < width <= 4000
+
+
+# ---- names never break the DOT ------------------------------------------------------------------------
+@needs_dot
+def test_awkward_names_and_scopes_render():
+    names = ["<b>W</b>", "back\\", 'say "hi"', "h1²", "<W>", "x\\n", "٣ digits"]
+    P = {n: Tensor(np.full(2, 0.5), requires_grad=True) for n in names}
+    total = None
+    for k, (name, p) in enumerate(P.items()):
+        with tr.scope(["h1²", "t=1", "<t>", "a\\"][k % 4]):
+            y = (p * 2.0).tanh().sum()
+            y.name = name
+        total = y if total is None else total + y
+    for kw in (dict(), dict(collapse_scopes=True), dict(group_by_scope=False)):
+        picture = viz.draw(total, params=P, **kw)
+        svg = picture.pipe(format="svg").decode()
+        for name in ("&lt;b&gt;W&lt;/b&gt;", "back\\", "say &quot;hi&quot;", "h1²", "x\\n"):
+            assert name in svg
+
+
+def test_natural_order_survives_superscripts():
+    assert sorted(["t=10", "h1²", "t=9", "h1"], key=viz._natural) == ["h1", "h1²", "t=9", "t=10"]
+
+
+def test_a_dot_failure_is_a_one_line_error(tmp_path):
+    bad = viz.draw(Tensor(np.ones(2), requires_grad=True).sum())
+    bad.body.append("\tthis is { not dot\n")
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed")
+    with pytest.raises(viz.GraphvizError) as err:
+        viz.save(bad, tmp_path / "bad.svg")
+    assert "\n" not in str(err.value) and "bad.svg" in str(err.value)
+
+
+@needs_dot
+def test_a_picture_of_5000_ops_renders(tmp_path):
+    x = Tensor(np.array([0.5]), requires_grad=True, name="x")
+    y = x
+    for k in range(2500):
+        y = y.tanh().exp()
+    assert len(_walk_ops(y)) == 5000
+    path = viz.save(viz.draw(y, show_shapes=False), tmp_path / "deep.svg")
+    assert ET.parse(path).getroot().tag.endswith("svg")
+
+
+def _walk_ops(root):
+    return [t for t in viz._walk(root) if t.grad_fn is not None]
+
+
+# ---- folded view with gradients -----------------------------------------------------------------------
+def test_folded_grads_label_each_weight_with_its_summed_gradient():
+    model = _model("rnn")
+    g = Parsed(viz.draw_unrolled(model, 4, folded=True, grads=True))
+    rng = np.random.default_rng(0)
+    inputs, targets = rng.integers(0, 4, size=4), rng.integers(0, 4, size=4)
+    logits, _ = model(inputs)
+    nn.cross_entropy(logits, targets).backward()
+    labels = {attrs["label"].split("\\n")[0]: attrs["label"] for _, _, attrs in g.visible_edges() if "label" in attrs}
+    for letter, name in [("U", "cell.W_xh"), ("W", "cell.W_hh"), ("V", "out.W")]:
+        label = labels[f"{letter} = {name} {model.named_parameters()[name].shape}"]
+        got = float(label.split("= ")[-1])
+        assert got == pytest.approx(np.linalg.norm(model.named_parameters()[name].grad), rel=0.01)
+
+
+# ---- command line ---------------------------------------------------------------------------------------
+def _graph(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "tinygrad_rnn", "graph", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+@needs_dot
+def test_cli_graph_200_steps_collapses_by_itself(tmp_path):
+    run = _graph("--steps", "200", "-o", "g.svg", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == 2 and "each step is drawn as one box" in lines[0]
+    root = ET.parse(tmp_path / "g.svg").getroot()
+    assert sum(el.text == "t=200" for el in root.iter() if el.tag.endswith("text")) == 1
+
+
+def test_cli_graph_styles_and_flags(tmp_path):
+    for args in (["--style", "book", "--grads", "--loss", "last"], ["--folded", "--grads"],
+                 ["--collapse", "--grads", "--cell", "lstm"]):
+        run = _graph(*args, "-o", "g.dot", cwd=tmp_path)
+        assert run.returncode == 0, run.stderr
+    run = _graph("--folded", "--grads", "--cell", "lstm", "-o", "f.dot", cwd=tmp_path)
+    assert "‖∂L/∂cell.W_h‖" in (tmp_path / "f.dot").read_text(encoding="utf-8")
+    for args, says in [(["--style", "book", "--collapse"], "--collapse"), (["--steps", "5000"], "at most 1000"),
+                       (["--style", "fig"], "invalid choice")]:
+        run = _graph(*args, "-o", "g.dot", cwd=tmp_path)
+        assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr

@@ -166,15 +166,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     graph = commands.add_parser(
         "graph", formatter_class=fmt, help="draw a CharRNN's computation graph",
-        description="Draw the graph of a small CharRNN (vocabulary h, e, l, o) unrolled over T steps: one node\n"
-                    "per op, each weight one node with an edge to every step that uses it. The format\n"
-                    "follows the file's suffix (.svg, .png, .pdf, .dot); all but .dot need Graphviz.")
+        description="Draw a small CharRNN (vocabulary h, e, l, o) unrolled over T steps, time left to right.\n"
+                    "--style ops: one node per op, each weight one node with an edge to every step that uses\n"
+                    "it; --style book: the Deep Learning book's Fig. 10.3, x(t), h(t), o(t), L(t), y(t) joined\n"
+                    "by U, W, V. Past %d ops the steps are drawn as boxes by themselves. The format follows\n"
+                    "the file's suffix (.svg, .png, .pdf, .dot); all but .dot need Graphviz." % _GRAPH_MAX_OPS)
     _cell_flags(graph, "rnn")
-    graph.add_argument("--steps", type=_positive_int, default=4, metavar="T", help="time steps (default 4)")
+    graph.add_argument("--steps", type=_positive_int, default=4, metavar="T",
+                       help=f"time steps (default 4, at most {_GRAPH_MAX_STEPS})")
     graph.add_argument("--hidden", type=_positive_int, default=3, metavar="H", help="hidden units (default 3)")
     graph.add_argument("-o", "--output", type=_picture_path, metavar="FILE",
                        help="picture to write (default <cell>_unrolled.svg)")
-    graph.add_argument("--grads", action="store_true", help="run backward and colour nodes by gradient norm")
+    graph.add_argument("--style", choices=("ops", "book"), default="ops",
+                       help="ops: every op (default); book: the book's unfolded graph")
+    graph.add_argument("--loss", choices=("sum", "last"), default="sum",
+                       help="sum: L = sum of L(t) (default); last: L(T) only, the clearest view of vanishing "
+                            "gradients")
+    graph.add_argument("--grads", action="store_true",
+                       help="run backward and show gradient norms: on every op (ops), on h(t) (book), on the "
+                            "weights (folded)")
+    graph.add_argument("--collapse", action="store_true", help="draw each time step as one box (style ops)")
     graph.add_argument("--folded", action="store_true", help="the compact recurrent circuit instead")
 
     grad = commands.add_parser(
@@ -585,24 +596,45 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 # ---- graph and gradcheck --------------------------------------------------------------------------------
+# an unrolled picture with more ops than this takes dot more than a few seconds: its steps become boxes
+_GRAPH_MAX_OPS = 800
+_GRAPH_MAX_STEPS = 1000  # even as boxes, more steps than this take dot over 10 s
+
+
 def _graph(args: argparse.Namespace) -> int:
-    if args.grads and args.folded:
-        raise _UsageError(f"--grads and --folded cannot be combined: the folded circuit has no gradients "
-                          f"(see '{PROG} graph --help')")
-    out = args.output or Path(f"{args.cell}_unrolled.svg")
     _check_hello_memory(args.cell, args.hidden, args.steps, " to draw the graph")
-    kw = _cell_kw(args, args.cell)
-    model = nn.CharRNN(Vocab(_HELLO).size, args.hidden, args.cell, rng=np.random.default_rng(0), **kw)
-    style = {"folded": True} if args.folded else {"grads": args.grads}
-    digraph = viz.draw_unrolled(model, args.steps, **style)
+    if args.steps > _GRAPH_MAX_STEPS:
+        raise _UsageError(f"--steps {args.steps} is more than a picture can show: at most {_GRAPH_MAX_STEPS}")
+    if args.collapse and (args.folded or args.style == "book"):
+        raise _UsageError("--collapse draws the op-level picture's steps as boxes, so it goes with --style ops "
+                          "and without --folded")
+    out = args.output or Path(f"{args.cell}_unrolled.svg")
+    cell_kw = _cell_kw(args, args.cell)
+    model = nn.CharRNN(Vocab(_HELLO).size, args.hidden, args.cell, rng=np.random.default_rng(0), **cell_kw)
+    kw = dict(grads=args.grads, loss=args.loss)
+    if args.folded:
+        kw["folded"] = True
+    elif args.style == "book":
+        kw["style"] = "book"
+    else:
+        kw["collapse_scopes"] = args.collapse
+    digraph = viz.draw_unrolled(model, args.steps, **kw)
+    ops = sum("label=" in line and "->" not in line and "invis" not in line for line in digraph.body)
+    if not args.folded and args.style == "ops" and not args.collapse and ops > _GRAPH_MAX_OPS:
+        print(f"{args.steps} steps are {ops} nodes, more than dot lays out in seconds: "
+              f"each step is drawn as one box (as with --collapse)")
+        digraph = viz.draw_unrolled(model, args.steps, **dict(kw, collapse_scopes=True))
     try:
         written = viz.save(digraph, out)
     except viz.GraphvizNotFound as e:
         raise _Error(str(e).replace("save: ", "")) from None
+    except viz.GraphvizError as e:
+        raise _Error(str(e).replace("save: ", "")) from None
     except OSError as e:
         raise _Error(f"cannot write {out}: {e.strerror or e}") from None
-    kind = "folded circuit" if args.folded else f"graph unrolled over {args.steps} steps"
-    print(f"wrote {written}: the {_cell_name(args.cell, **kw)} CharRNN's {kind} (hidden {args.hidden}, "
+    kind = ("folded circuit" if args.folded else
+            f"{'book-style ' if args.style == 'book' else ''}graph unrolled over {args.steps} steps")
+    print(f"wrote {written}: the {_cell_name(args.cell, **cell_kw)} CharRNN's {kind} (hidden {args.hidden}, "
           f"vocabulary h, e, l, o)")
     return 0
 

@@ -1,7 +1,7 @@
 """Pictures of the computation graph with Graphviz (imported only when drawing), after micrograd's draw_dot
 and PyTorchViz's make_dot: one node per op, each parameter ONE node with an edge to every op that uses it,
-time steps as clusters (a nested scope "t=3/lstm" is a cluster inside "t=3"). To colour the ops too with
-draw(grads=True), call retain_all_grads(root) before backward().
+time steps as clusters side by side in time order; and the Deep Learning book's unfolded graph (Fig. 10.3)
+of a CharRNN. To colour the ops too with draw(grads=True), call retain_all_grads(root) before backward().
 """
 from __future__ import annotations
 
@@ -16,16 +16,21 @@ import numpy as np
 
 from .tensor import Tensor
 
-__all__ = ["draw", "draw_unrolled", "save", "retain_all_grads", "GraphvizNotFound"]
+__all__ = ["draw", "draw_unrolled", "save", "retain_all_grads", "GraphvizNotFound", "GraphvizError"]
 
 _FORMATS = (".svg", ".png", ".pdf", ".dot")
 _RANKDIRS = ("LR", "RL", "TB", "BT")
 
-# Each parameter gets its own colour, on its node and on all its edges, so one weight's fan-out reads
-# as one colour across the time steps: (node fill, edge colour).
-_PARAM_COLOURS = [("#fde4b3", "#c98200"), ("#cfe3f7", "#2f6fb0"), ("#d6efcf", "#3a8a3a"),
-                  ("#f4d3e6", "#b0407f"), ("#e3dcf5", "#6a4fb3"), ("#f9d5cc", "#c0452a"),
-                  ("#d2eeee", "#2a8a8a"), ("#ece3d0", "#86692c")]
+# One colour per weight, the same in every picture (ops, book, folded): the book's letter decides it, so
+# U = W_xh is green and W = W_hh orange wherever they appear; other parameters take the extra colours in
+# drawing order. (node fill, edge colour)
+_ROLE_COLOURS = {"U": ("#d6efcf", "#3a8a3a"), "W": ("#fde4b3", "#c98200"), "V": ("#f4d3e6", "#b0407f"),
+                 "b": ("#cfe3f7", "#2f6fb0"), "c": ("#e3dcf5", "#6a4fb3")}
+_EXTRA_COLOURS = [("#f9d5cc", "#c0452a"), ("#d2eeee", "#2a8a8a"), ("#ece3d0", "#86692c"),
+                  ("#e0e0e0", "#555555"), ("#fbe0f0", "#a03070"), ("#dde8c8", "#5f7f1f")]
+# the book's letter of a parameter, by its full name or its last part: U = W_xh, W = W_hh, V = out.W, ...
+_BOOK_LETTERS = {"out.W": "V", "out.b": "c", "W_xh": "U", "W_x": "U", "W_hh": "W", "W_h": "W", "W_hy": "V",
+                 "b_h": "b", "b": "b", "b_x": "b", "b_y": "c"}
 # ColorBrewer OrRd: pale for a small gradient, dark red for a large one (log scale).
 _GRAD_RAMP = ["#fff7ec", "#fee8c8", "#fdd49e", "#fdbb84", "#fc8d59", "#ef6548", "#d7301f", "#990000"]
 _OP_STYLE = dict(shape="box", style="rounded,filled", fillcolor="#ffffff", color="#666666",
@@ -33,6 +38,7 @@ _OP_STYLE = dict(shape="box", style="rounded,filled", fillcolor="#ffffff", color
 _PARAM_STYLE = dict(shape="box", style="filled,bold", fontname="Helvetica-Bold", fontsize="11",
                     penwidth="2", margin="0.1,0.05")
 _CONST_STYLE = dict(shape="plaintext", fontsize="8", fontcolor="#888888", height="0.2", margin="0.02")
+_NAMED_CONST_STYLE = dict(fontsize="10", fontcolor="#000000")
 _STEP_STYLE = dict(shape="box3d", style="filled", fillcolor="#f4f4f4", color="#666666", fontsize="11")
 _ANCHOR_STYLE = dict(shape="point", style="invis", width="0", label="")
 _CLUSTER_STYLE = dict(style="rounded,filled", color="#c8c8c8", fontsize="11", fontcolor="#555555",
@@ -42,6 +48,10 @@ _EDGE_COLOUR = "#555555"
 
 class GraphvizNotFound(RuntimeError):
     """Graphviz's `dot` program is missing, so save() wrote only the .dot source."""
+
+
+class GraphvizError(RuntimeError):
+    """Graphviz's `dot` failed on a picture (its first complaint is the message)."""
 
 
 def _graphviz() -> Any:
@@ -80,7 +90,9 @@ def retain_all_grads(root: Tensor) -> Tensor:
 
 def _natural(scope: str) -> list:
     """Sort key that puts "t=10" after "t=9"."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", scope)]
+    # re.split with a group alternates text and decimal runs, so ints and strs never meet in a comparison
+    # ("h1²": "²" is a digit to str.isdigit but not a decimal, and stays text)
+    return [int(part) if k % 2 else part for k, part in enumerate(re.split(r"(\d+)", scope))]
 
 
 def _top(scope: str) -> str:
@@ -131,10 +143,62 @@ class _Scale:
                 + "".join(rows) + "</table>>")
 
 
+def _colours(names: list) -> list:
+    """(fill, edge colour) for each parameter name (None for unnamed), in drawing order: the book's letter
+    picks the colour; a second weight with the same letter, or one without, takes the next extra colour."""
+    taken, extra, out = set(), itertools.cycle(_EXTRA_COLOURS), []
+    for name in names:
+        letter = _letter(name)
+        if letter is not None and letter not in taken:
+            taken.add(letter)
+            out.append(_ROLE_COLOURS[letter])
+        else:
+            out.append(next(extra))
+    return out
+
+
+def _letter(name: Optional[str]) -> Optional[str]:
+    """The Deep Learning book's letter for a parameter name: "cell.W_hh" -> "W", "out.W" -> "V"."""
+    if not name:
+        return None
+    return _BOOK_LETTERS.get(name) or (None if name.startswith("out.") else
+                                       _BOOK_LETTERS.get(name.rsplit(".", 1)[-1]))
+
+
+def _weight_colour(name: str) -> str:
+    """The edge colour of a parameter in every picture (and in the analysis plots): "cell.W_hh" -> orange."""
+    letter = _letter(name)
+    return _ROLE_COLOURS[letter][1] if letter else _EDGE_COLOUR
+
+
+def _text(s: str) -> str:
+    """User text for a DOT label: backslashes doubled (a trailing one would swallow the closing quote);
+    quotes are escaped by the graphviz package, and the label is marked not-HTML by _label."""
+    return str(s).replace("\\", "\\\\")
+
+
+def _label(*lines: str) -> str:
+    """Lines of (unescaped) text as one plain DOT label, never read as HTML even if it looks like <b>."""
+    return _graphviz().nohtml("\\n".join(_text(line) for line in lines))
+
+
 def draw(root: Tensor, *, params: Optional[dict] = None, show_shapes: bool = True,
          group_by_scope: bool = True, grads: bool = False, rankdir: str = "LR",
          collapse_scopes: bool = False) -> Any:
-    """The graph that produced root as a graphviz.Digraph: ops, shared parameters, time-step clusters."""
+    """The graph that produced root as a graphviz.Digraph: ops, shared parameters, time-step clusters.
+
+    Data flows along rankdir inside a step; the time steps sit side by side across it, in time order
+    (rankdir="TB": steps are columns left to right, parameters in one row above them).
+    """
+    return _draw(root, params=params, show_shapes=show_shapes, group_by_scope=group_by_scope, grads=grads,
+                 rankdir=rankdir, collapse_scopes=collapse_scopes)
+
+
+def _draw(root: Tensor, *, params: Optional[dict], show_shapes: bool, group_by_scope: bool, grads: bool,
+          rankdir: str, collapse_scopes: bool, book_time: bool = False, narrow: Optional[bool] = None) -> Any:
+    """draw(), plus: book_time counts steps from 1 as the book does (cluster "t=0" is labelled t=1 and a
+    gate named "f" there reads f(1)); narrow stacks each step's ops in one line in the order they ran
+    (None: when the steps side by side would be wider than _MAX_ACROSS nodes)."""
     graphviz = _graphviz()
     if not isinstance(root, Tensor):
         raise TypeError(f"draw: expects the Tensor at the root of a graph, got {type(root).__name__}")
@@ -158,29 +222,42 @@ def draw(root: Tensor, *, params: Optional[dict] = None, show_shapes: bool = Tru
     end = {id(t): step_ids[_top(home[id(t)])] if collapse_scopes and home[id(t)] else ids[id(t)]
            for t in tensors}
 
-    # nslimit caps dot's placement iterations: a 25-step LSTM renders in 4 s instead of 200 s, and looks
-    # the same; past that, collapse_scopes=True (100 steps in 0.1 s)
+    # nslimit caps dot's placement iterations: big pictures take seconds instead of minutes and look the same
     dot = graphviz.Digraph(graph_attr=dict(rankdir=rankdir, fontname="Helvetica", bgcolor="white",
                                            nodesep="0.2", ranksep="0.3", newrank="true", nslimit="1"),
                            node_attr=dict(fontname="Helvetica"),
                            edge_attr=dict(color=_EDGE_COLOUR, arrowsize="0.6"))
-    colours, members = {}, {}
+    params_in_order = [t for t in tensors if t.grad_fn is None and t.requires_grad]
+    colours = dict(zip((id(t) for t in params_in_order),
+                       _colours([names.get(id(t)) or t.name for t in params_in_order])))
+    step_of = {step: k for k, step in enumerate(steps)}
+    if narrow is None:
+        narrow = bool(steps) and not collapse_scopes and _across(tensors, home, steps) > _MAX_ACROSS
+    members = {}
     for t in tensors:
-        if t.grad_fn is None and t.requires_grad:
-            colours[id(t)] = _PARAM_COLOURS[len(colours) % len(_PARAM_COLOURS)]
         if end[id(t)] == ids[id(t)]:
-            attrs = _node_attrs(t, names.get(id(t)) or t.name, colours.get(id(t)), show_shapes, scale)
+            name = names.get(id(t)) or t.name
+            if book_time and name and _BARE.fullmatch(name) and _top(home[id(t)]) in step_of:
+                name = f"{name}({_book_step(_top(home[id(t)]))})"
+            attrs = _node_attrs(t, name, colours.get(id(t)), show_shapes, scale)
             if t is root:
                 attrs["peripheries"] = "2"
+            if t.grad_fn is not None and home[id(t)]:
+                attrs["group"] = step_ids[_top(home[id(t)])]  # straight edges down a step's column
+                if narrow:
+                    attrs.update(fontsize="9", margin="0.04,0.02")
             members.setdefault(home[id(t)], []).append((ids[id(t)], attrs))
+    label = _book_scope if book_time else str
     if collapse_scopes:
-        members.setdefault("", []).extend(_step_boxes(steps, step_ids, tensors, home, root, scale))
+        members.setdefault("", []).extend(_step_boxes(steps, step_ids, tensors, home, root, scale, label))
     else:
         for step in steps:
             members.setdefault(step, []).append((step_ids[step], _ANCHOR_STYLE))
-    _emit(dot, "", members, _scope_tree(members), itertools.count())
+    _emit(dot, "", members, _scope_tree(members), itertools.count(), label)
 
-    drawn, hints = set(), {}
+    drawn, starts = set(), {}
+    # with time steps, a parameter's edges leave the ranking alone: the parameters stay in the top row
+    free = dict(constraint="false") if steps and group_by_scope else {}
     for t in tensors:
         if t.grad_fn is None:
             continue
@@ -188,40 +265,119 @@ def draw(root: Tensor, *, params: Optional[dict] = None, show_shapes: bool = Tru
         for p in t.grad_fn.parents:
             src, dst = end[id(p)], end[id(t)]
             carried = p.grad_fn is not None and "" != _top(home[id(p)]) != step != ""
-            if carried and not collapse_scopes:
-                hints[(src, step_ids[step])] = None
             if src == dst or (collapse_scopes and (src, dst) in drawn):
                 continue
             drawn.add((src, dst))
             colour = colours.get(id(p))
             if colour is not None:
-                dot.edge(src, dst, color=colour[1], penwidth="1.3")
-            elif carried:  # the state handed to the next step: bold, and heavy so that it runs straight
-                dot.edge(src, dst, style="bold", weight="4")
+                dot.edge(src, dst, color=colour[1], penwidth="1.3", **free)
+            elif carried and not collapse_scopes:
+                # the state handed to the next step: bold, and free of ranking, so that every step
+                # keeps the same rows and the steps stand side by side instead of in a staircase
+                dot.edge(src, dst, style="bold", constraint="false")
+            elif carried:
+                dot.edge(src, dst, style="bold")
             else:
                 dot.edge(src, dst)
-        if step and not collapse_scopes and all(p.grad_fn is None for p in t.grad_fn.parents):
-            hints[(step_ids[step], ids[id(t)])] = None
-    if collapse_scopes:
-        # The boxes share one rank, chained in time order: a straight time line with short edges
-        # (one rank per box made dot take a minute to place a 100-step LSTM).
-        with dot.subgraph() as timeline:
-            timeline.attr(rank="same")
-            for box in step_ids.values():
-                timeline.node(box)
-            for a, b in zip(steps, steps[1:]):
-                timeline.edge(step_ids[a], step_ids[b], style="invis")
-    else:
-        # Invisible edges keep the time steps in order along rankdir: step k's anchor comes after all
-        # that earlier steps hand over and before step k's ops that read only inputs and parameters
-        # (else dot pulls those ops, and with them the whole cluster, to the start of the picture).
-        hints.update({(step_ids[a], step_ids[b]): None for a, b in zip(steps, steps[1:])})
-        for src, dst in hints:
-            dot.edge(src, dst, style="invis")
+        if step and not collapse_scopes and not any(p.grad_fn is not None and _top(home[id(p)]) == step
+                                                    for p in t.grad_fn.parents):
+            starts.setdefault(step, []).append(t)  # the step's first ops: they hang from its anchor
+    if steps:
+        # The steps side by side across the flow, in time order. dot orders clusters by its crossing
+        # minimisation, which ignores flat edges between clusters, so an invisible spine of top-level
+        # nodes, ordered by flat edges (which dot keeps), holds one edge to each step's anchor: any other
+        # order of the steps would cross those edges. Anchors (or boxes) share one rank; the parameters
+        # take the row between the spine and the steps.
+        spine = [f"p{k}" for k in range(len(steps))]
+        top = [ids[id(t)] for t in params_in_order] if group_by_scope else []
+        with dot.subgraph() as row:
+            row.attr(rank="min")
+            for k, node_id in enumerate(spine):
+                row.node(node_id, **_ANCHOR_STYLE)
+                if k:
+                    row.edge(spine[k - 1], node_id, style="invis")
+        with dot.subgraph() as row:
+            row.attr(rank="same")
+            for k, step in enumerate(steps):
+                row.node(step_ids[step])
+                if k:
+                    row.edge(step_ids[steps[k - 1]], step_ids[step], style="invis")
+        for node_id, step in zip(spine, steps):
+            dot.edge(node_id, step_ids[step], style="invis", weight="10", minlen="2")
+        if top:
+            # the parameters: one row between the spine and the steps, above the middle of the picture
+            middle = spine[(len(spine) - 1) // 2], step_ids[steps[(len(steps) - 1) // 2]]
+            with dot.subgraph() as row:
+                row.attr(rank="same")
+                for k, node_id in enumerate(top):
+                    row.node(node_id)
+                    if k:  # side by side, in a block
+                        row.edge(top[k - 1], node_id, style="invis", weight="5")
+            centre = top[len(top) // 2]
+            dot.edge(middle[0], centre, style="invis")
+            dot.edge(centre, middle[1], style="invis")
+        if top and not collapse_scopes:
+            # a parameter's edges take no part in the ranking and run straight: else dot routes each
+            # of its T edges through every rank in between, and the picture grows wide. Drawn first,
+            # they pass under the nodes they cross instead of through their labels.
+            dot.attr(splines="line", outputorder="edgesfirst")
+    if steps and not collapse_scopes:
+        for step in steps:
+            for t in starts.get(step, []):
+                dot.edge(step_ids[step], ids[id(t)], style="invis")
+        if narrow:
+            # one line per step: each op one rank below the op that ran before it; the long edges
+            # inside a step then run beside it, so keep them close
+            dot.attr(nodesep="0.06", size=_MAX_SIZE)
+            ops: dict = {}
+            for t in tensors:
+                if t.grad_fn is not None and _top(home[id(t)]) in step_of:
+                    ops.setdefault(_top(home[id(t)]), []).append(t)
+            for line in ops.values():
+                line.sort(key=lambda t: t.grad_fn.seq)
+                for a, b in zip(line, line[1:]):
+                    dot.edge(ids[id(a)], ids[id(b)], style="invis")
     if scale is not None:
         missing = any(t.grad is None and (t.requires_grad or t.grad_fn is not None) for t in tensors)
         dot.node("legend", label=scale.legend(missing), shape="plaintext", fontsize="9")
     return dot
+
+
+# a name that pictures of an unrolled model complete with the step: the gates "f", "i", ... -> f(2)
+_BARE = re.compile(r"[A-Za-z]")
+# widest row of ops (all steps side by side) before each step is drawn as one line: ~4,000 px
+_MAX_ACROSS = 28
+# and a picture that is still wider is scaled to 4,000 px (41.6 in at 96 dpi)
+_MAX_SIZE = "41.6,1000"
+
+
+def _book_step(step: str) -> str:
+    """The book's time of a scope "t=k": k + 1 (the book's h(0) is the initial state)."""
+    k = step.partition("=")[2]
+    return str(int(k) + 1) if step.startswith("t=") and k.isdecimal() else step
+
+
+def _book_scope(scope: str) -> str:
+    return f"t={_book_step(scope)}" if scope.startswith("t=") and scope[2:].isdecimal() else scope
+
+
+def _across(tensors: list, home: dict, steps: list) -> int:
+    """How many ops the steps put side by side: per step the most ops at one depth, summed over steps."""
+    depth, widest = {}, dict.fromkeys(steps, 0)
+    for t in tensors:  # inputs come before their users
+        if t.grad_fn is None or not home[id(t)]:
+            continue
+        step = _top(home[id(t)])
+        depth[id(t)] = 1 + max((depth.get(id(p), 0) for p in t.grad_fn.parents
+                                if _top(home.get(id(p), "")) == step), default=0)
+    rows: dict = {}
+    for t in tensors:
+        if id(t) in depth:
+            key = (_top(home[id(t)]), depth[id(t)])
+            rows[key] = rows.get(key, 0) + 1
+    for (step, _), n in rows.items():
+        widest[step] = max(widest.get(step, 0), n)
+    return sum(widest.values())
 
 
 def _home_scopes(tensors: list, grouped: bool) -> dict:
@@ -246,17 +402,18 @@ def _home_scopes(tensors: list, grouped: bool) -> dict:
 
 def _node_attrs(t: Tensor, name: Optional[str], colour: Optional[tuple], show_shapes: bool,
                 scale: Optional[_Scale]) -> dict:
-    """Op: rounded box "Op / shape"; parameter: bold box in its colour; constant: small grey text."""
+    """Op: rounded box "name = Op / shape"; parameter: bold box in its colour; constant: small grey text
+    (a named one, such as the initial state h(0), in full size)."""
     shape = _shape(t) if show_shapes else ""
     if t.grad_fn is None and not t.requires_grad:
         value = f"{t.data.item():.4g}" if t.size == 1 and np.issubdtype(t.dtype, np.number) else ""
-        return dict(_CONST_STYLE, label=" ".join(s for s in (name or value or "const", shape) if s))
+        attrs = dict(_CONST_STYLE, **(_NAMED_CONST_STYLE if name else {}))
+        return dict(attrs, label=_label(" ".join(s for s in (name or value or "const", shape) if s)))
     if t.grad_fn is None:
         lines, attrs = [name or "param"], dict(_PARAM_STYLE, fillcolor=colour[0], color=colour[1])
     else:
-        # one group for all ops: dot then keeps the chain carrying h from step to step straight
         lines = [f"{name} = {t.grad_fn.name}" if name else t.grad_fn.name]
-        attrs = dict(_OP_STYLE, group="ops")
+        attrs = dict(_OP_STYLE)
     if shape:
         lines.append(shape)
     if scale is not None:
@@ -266,12 +423,12 @@ def _node_attrs(t: Tensor, name: Optional[str], colour: Optional[tuple], show_sh
         else:
             lines.append(f"‖g‖={norm:.1e}")
             attrs["fillcolor"], attrs["fontcolor"] = scale.colours(norm)
-    attrs["label"] = "\\n".join(lines)
+    attrs["label"] = _label(*lines)
     return attrs
 
 
 def _step_boxes(steps: list, step_ids: dict, tensors: list, home: dict, root: Tensor,
-                scale: Optional[_Scale]) -> list:
+                scale: Optional[_Scale], label: Any = str) -> list:
     """One box per time step; with grads, coloured by the gradient norm of all that leaves the step
     (for an RNN: dL/dh_t and the step's outputs)."""
     ops = dict.fromkeys(steps, 0)
@@ -288,27 +445,28 @@ def _step_boxes(steps: list, step_ids: dict, tensors: list, home: dict, root: Te
         leaving[_top(home[id(root)])][id(root)] = root
     boxes = []
     for step in steps:
-        attrs, lines = dict(_STEP_STYLE), [step, f"{ops[step]} ops"]
+        attrs, lines = dict(_STEP_STYLE), [label(step), f"{ops[step]} ops"]
         outs = [_grad_norm(t) for t in leaving[step].values() if t.grad is not None]
         if scale is not None and outs:
             norm = math.sqrt(sum(n * n for n in outs))
             lines.append(f"‖g‖={norm:.1e}")
             attrs["fillcolor"], attrs["fontcolor"] = scale.colours(norm)
-        attrs["label"] = "\\n".join(lines)
+        attrs["label"] = _label(*lines)
         boxes.append((step_ids[step], attrs))
     return boxes
 
 
-def _emit(graph: Any, scope: str, members: dict, children: dict, counter: Iterator[int]) -> None:
+def _emit(graph: Any, scope: str, members: dict, children: dict, counter: Iterator[int],
+          label: Any = str) -> None:
     """The nodes of scope, then one cluster per child scope in natural order (t=9 before t=10).
     Recursion depth is the nesting of scopes (one or two), not the depth of the graph."""
     for node_id, attrs in members.get(scope, []):
         graph.node(node_id, **attrs)
     for child in sorted(children.get(scope, ()), key=_natural):
         with graph.subgraph(name=f"cluster_{next(counter)}") as sub:
-            sub.attr(label=child.rsplit("/", 1)[-1], fillcolor="#f6f6f6" if "/" not in child else "#ebebeb",
-                     **_CLUSTER_STYLE)
-            _emit(sub, child, members, children, counter)
+            sub.attr(label=_label(label(child).rsplit("/", 1)[-1]),
+                     fillcolor="#f6f6f6" if "/" not in child else "#ebebeb", **_CLUSTER_STYLE)
+            _emit(sub, child, members, children, counter, label)
 
 
 def _scope_tree(scopes: Any) -> dict:
@@ -321,56 +479,218 @@ def _scope_tree(scopes: Any) -> dict:
     return children
 
 
-def draw_unrolled(model: Any, seq_len: int, *, batch: Optional[int] = None,
-                  rng: Optional[np.random.Generator] = None, folded: bool = False, **draw_kw: Any) -> Any:
+def draw_unrolled(model: Any, seq_len: int, *, style: str = "ops", grads: bool = False, loss: str = "sum",
+                  batch: Optional[int] = None, rng: Optional[np.random.Generator] = None, folded: bool = False,
+                  **draw_kw: Any) -> Any:
     """A CharRNN unrolled over seq_len steps on random input (rng, seed 0 by default) with its
-    cross-entropy as the root; folded=True draws the book's one-cell picture (fig. 10.3, left) instead."""
-    from . import nn  # viz -> nn only here, so drawing a hand-built graph needs no nn
+    cross-entropy as the root, time running left to right and counted as in the book (t = 1 … seq_len).
 
+    style="ops": the op graph as draw() makes it (rankdir "TB": steps as columns). style="book": the Deep
+    Learning book's Fig. 10.3, one node per variable and step. folded=True: the one-cell circuit (Fig. 10.3,
+    left). grads=True: ‖∂L/∂·‖ on the ops, on h(t) (book) or on the weights (folded); loss="last" uses only
+    the last step's loss L(T).
+    """
     if not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
         raise ValueError(f"draw_unrolled: seq_len must be a positive int, got {seq_len!r}")
+    if style not in _STYLES:
+        raise ValueError(f"draw_unrolled: style must be one of {', '.join(_STYLES)}, got {style!r}")
+    if loss not in _LOSSES:
+        raise ValueError(f"draw_unrolled: loss must be one of {', '.join(_LOSSES)}, got {loss!r}")
     named = model.named_parameters() if hasattr(model, "named_parameters") else {}
-    if "out.W" not in named:
+    if "out.W" not in named or not hasattr(model, "unroll"):
         raise TypeError(f"draw_unrolled: expects an nn.CharRNN (with parameter out.W), got {type(model).__name__}")
-    if folded:
-        extra = set(draw_kw) - {"rankdir"}
-        if extra:
-            raise TypeError(f"draw_unrolled: folded=True takes only rankdir, not {', '.join(sorted(extra))}")
-        return _draw_folded(named, int(seq_len), draw_kw.get("rankdir", "LR"))
+    extra = set(draw_kw) - ({"rankdir"} if folded else set() if style == "book" else set(_DRAW_KW))
+    if extra:
+        what = "folded=True" if folded else f"style={style!r}"
+        raise TypeError(f"draw_unrolled: {what} does not take {', '.join(sorted(extra))}")
     rng = np.random.default_rng(0) if rng is None else rng
     vocab = named["out.W"].shape[0]
-    size = (seq_len,) if batch is None else (seq_len, batch)
-    logits, _ = model(rng.integers(0, vocab, size=size))
-    loss = nn.cross_entropy(logits, rng.integers(0, vocab, size=size))
-    loss.name = "loss"
-    if not draw_kw.get("grads"):
-        return draw(loss, params=named, **draw_kw)
-    # grads=True: the picture shows this dummy loss's gradients alone, and the model's own .grad
-    # (say, mid-training) are put back afterwards
+    size = (int(seq_len),) if batch is None else (int(seq_len), batch)
+    inputs, targets = rng.integers(0, vocab, size=size), rng.integers(0, vocab, size=size)
+    # grads: the picture shows this dummy loss's gradients alone, and the model's own .grad (say,
+    # mid-training) are put back afterwards
     kept = {name: p.grad for name, p in named.items()}
     try:
         for p in named.values():
             p.grad = None
-        retain_all_grads(loss).backward()
-        return draw(loss, params=named, **draw_kw)
+        if folded:
+            return _draw_folded(model, named, inputs, targets, grads, loss, draw_kw.get("rankdir", "LR"))
+        if style == "book":
+            return _draw_book(model, named, inputs, targets, grads, loss)
+        root = _unrolled_loss(model, inputs, targets, None, loss)[0]
+        if grads:
+            retain_all_grads(root).backward()
+        return _draw(root, params=named, grads=grads, book_time=True,
+                     **{k: draw_kw.get(k, v) for k, v in _DRAW_KW.items()})
     finally:
         for name, p in named.items():
             p.grad = kept[name]
 
 
-def _draw_folded(named: dict, seq_len: int, rankdir: str) -> Any:
-    """One cell with a delayed self-loop on its state: the circuit diagram of DL book fig. 10.3 (left)."""
+_STYLES = ("ops", "book")
+_LOSSES = ("sum", "last")
+_DRAW_KW = dict(show_shapes=True, group_by_scope=True, rankdir="TB", collapse_scopes=False)
+
+
+def _unrolled_loss(model: Any, inputs: np.ndarray, targets: np.ndarray, state: Any, loss: str) -> tuple:
+    """(loss, states, per-step losses or None): L = Σ_t L(t), or L(T) alone for loss="last"."""
+    from . import nn  # viz -> nn only here, so drawing a hand-built graph needs no nn
+
+    logits, states = model.unroll(inputs, state)
+    if loss == "last":
+        root = nn.cross_entropy(logits[-1], targets[-1])
+    else:
+        root = nn.cross_entropy(logits, targets)
+    root.name = "L" if loss == "sum" else f"L({len(inputs)})"
+    return root, states
+
+
+def _zero_state(state: Any, requires_grad: bool) -> Any:
+    """A zero state of the same structure as state (a Tensor or a tuple of them)."""
+    if isinstance(state, Tensor):
+        return Tensor(np.zeros(state.shape, dtype=state.dtype), requires_grad=requires_grad)
+    return type(state)(_zero_state(s, requires_grad) for s in state)
+
+
+def _book_weights(model: Any, named: dict) -> tuple:
+    """The book's letters on the cell's weights: (U names, W names, other cell parameter names)."""
+    cell = [n for n in named if n.startswith("cell.")]
+    U = [n for n in cell if _letter(n) == "U"]
+    W = [n for n in cell if _letter(n) == "W"]
+    return U, W, [n for n in cell if n not in U and n not in W]
+
+
+def _draw_book(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarray, grads: bool, loss: str) -> Any:
+    """The Deep Learning book's Fig. 10.3 (right), unfolded: x(t) at the bottom, h(t) on one row joined
+    by W, o(t), L(t) and y(t) above, t = 1 … T left to right; an LSTM adds its internal state s(t)."""
+    from . import no_grad
+
+    graphviz = _graphviz()
+    T = len(inputs)
+    with no_grad():  # the shape of the model's state, to start from an explicit zero state h(0)
+        probe = model.unroll(inputs[:1], None)[1][0]
+    state0 = _zero_state(probe, grads)
+    hidden = model.cell.hidden if hasattr(model.cell, "hidden") else (lambda s: s)
+    lstm = isinstance(state0, tuple) and len(state0) == 2 and state0[0] is hidden(state0)
+    root, states = _unrolled_loss(model, inputs, targets, state0, loss)
+    hs = [hidden(state0)] + [hidden(s) for s in states]
+    scale = None
+    if grads:
+        for h in hs[1:]:
+            h.retain_grad()
+        root.backward()
+        scale = _Scale([_grad_norm(h) for h in hs])
+
+    U, W, other = _book_weights(model, named)
+    letters = {"U": U, "W": W, "V": ["out.W"]}
+    colour = {k: _colours([v[0] if v else None])[0][1] if v else _EDGE_COLOUR for k, v in letters.items()}
+
+    def weight(letter: str) -> dict:
+        names = letters[letter]
+        text = f"{letter} = {', '.join(names)}" if names else letter
+        return dict(label=_label(text), color=colour[letter], fontcolor=colour[letter], penwidth="1.6")
+
+    dot = graphviz.Digraph(graph_attr=dict(rankdir="BT", newrank="true", fontname="Helvetica", bgcolor="white",
+                                           nodesep="0.5", ranksep="0.45", fontsize="11", labelloc="t",
+                                           splines="line",
+                                           label=_label(*_book_caption(named, other, lstm, loss, T))),
+                           node_attr=dict(fontname="Helvetica", shape="circle", style="filled",
+                                          fillcolor="#ffffff", fontsize="12", width="0.6", fixedsize="true"),
+                           edge_attr=dict(fontname="Helvetica", fontsize="10", color=_EDGE_COLOUR,
+                                          arrowsize="0.7"))
+    losses = range(1, T + 1) if loss == "sum" else [T]
+    rows: dict = {key: [] for key in ("x", "s", "h", "o", "L", "y")}
+
+    def node(kind: str, t: int, **attrs: Any) -> str:
+        node_id = f"{kind}{t}"
+        dot.node(node_id, **dict(dict(label=_label(f"{kind}({t})"), group=f"c{t}"), **attrs))
+        rows[kind].append(node_id)
+        return node_id
+
+    for t in range(T + 1):
+        h_attrs = {}
+        if scale is not None and hs[t].grad is not None:
+            norm = _grad_norm(hs[t])
+            fill, font = scale.colours(norm)
+            h_attrs = dict(label=_label(f"h({t})", f"{norm:.1e}"), fillcolor=fill, fontcolor=font,
+                           width="0.75", fontsize="11")
+        node("h", t, **h_attrs)
+        if lstm:
+            node("s", t, fillcolor="#f2f2f2")
+        if t == 0:
+            continue
+        node("x", t, fillcolor="#f2f2f2")
+        node("o", t)
+        if t in losses:
+            node("L", t, fillcolor="#eeeeee")
+            node("y", t, shape="plaintext")
+            dot.edge(f"o{t}", f"L{t}")
+            dot.edge(f"L{t}", f"y{t}", dir="back")  # y(t) above L(t), its arrow pointing down into L(t)
+        dot.edge(f"h{t}", f"o{t}", **weight("V"))
+        if lstm:
+            dot.edge(f"x{t}", f"s{t}", **weight("U"))
+            # h(t-1) -> s(t) runs against the rows, so it takes no part in the ranking; its label sits
+            # beside it (xlabel) instead of in a rank of its own, where dot stacks them over each other
+            w = weight("W")
+            dot.edge(f"h{t - 1}", f"s{t}", constraint="false", xlabel=w.pop("label"), **w)
+            dot.edge(f"s{t - 1}", f"s{t}", label=_label(f"× f({t})"), style="bold")
+            dot.edge(f"s{t}", f"h{t}")
+        else:
+            dot.edge(f"x{t}", f"h{t}", **weight("U"))
+            dot.edge(f"h{t - 1}", f"h{t}", **weight("W"))
+    for kind, ids in rows.items():
+        if not ids:
+            continue
+        with dot.subgraph() as row:  # one row per variable, its nodes in time order: by construction
+            row.attr(rank="same")
+            for a, b in zip(ids, ids[1:]):
+                row.edge(a, b, style="invis")
+    if scale is not None:
+        dot.node("legend", label=scale.legend(False).replace("‖∂L/∂node‖", "‖∂L/∂h(t)‖"), shape="plaintext",
+                 fontsize="9", fixedsize="false", style="")
+    return dot
+
+
+def _book_caption(named: dict, other: list, lstm: bool, loss: str, T: int) -> list:
+    """The picture's title lines: what is shared, what the loss is, where the other parameters act."""
+    total = "the loss L = Σ L(t)" if loss == "sum" else f"the loss L = L({T}) only"
+    rest = [f"{_letter(n)} = {n}" if _letter(n) in ("b", "c") else n for n in other + ["out.b"] if n in named]
+    lines = [f"the same U, W, V at every step; {total}; also {', '.join(rest)}"]
+    if lstm:
+        lines.append("s(t) = f(t) × s(t−1) + i(t) × g(t),  h(t) = o(t) × tanh(s(t)),  gates from x(t) and h(t−1)")
+    return lines
+
+
+def _draw_folded(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarray, grads: bool, loss: str,
+                 rankdir: str) -> Any:
+    """One cell with a delayed self-loop on its state: the circuit diagram of DL book fig. 10.3 (left).
+    grads=True puts ‖∂L/∂θ‖ on each weight: the sum over all steps of the unrolled graph."""
     graphviz = _graphviz()
     if rankdir not in _RANKDIRS:
         raise ValueError(f"draw_unrolled: rankdir must be one of {', '.join(_RANKDIRS)}, got {rankdir!r}")
+    seq_len = len(inputs)
+    if grads:
+        _unrolled_loss(model, inputs, targets, None, loss)[0].backward()
+    U, W, _ = _book_weights(model, named)
+    letters = {"U": U, "W": W, "V": ["out.W"]}
 
-    def weight(book: str, name: str) -> str:
-        return f"{book} = {name} {_shape(named[name])}" if book else f"{name} {_shape(named[name])}"
+    def weight(letter: str, extra: str = "") -> dict:
+        names = letters[letter]
+        if not names:  # a user-written cell: its weights have no book letter
+            return dict(label=_label(letter, *extra.split("\n")[1:]), penwidth="1.5")
+        lines = [f"{letter} = {name} {_shape(named[name])}" for name in names]
+        if grads:
+            lines += [f"‖∂L/∂{name}‖ = {np.linalg.norm(named[name].grad):.2e}" for name in names]
+        c = _colours(names[:1])[0][1]
+        return dict(label=_label(*lines, *extra.split("\n")[1:]), color=c, fontcolor=c, penwidth="1.5")
 
+    caption = (f"■ = a delay of one time step; unfolded over {seq_len} steps this is "
+               f"draw_unrolled(model, {seq_len})")
+    if grads:
+        caption += f"; each ‖∂L/∂θ‖ sums the gradient of all {seq_len} steps' copies of θ"
     dot = graphviz.Digraph(graph_attr=dict(rankdir=rankdir, fontname="Helvetica", bgcolor="white",
                                            nodesep="0.5", ranksep="0.6", fontsize="11", labelloc="b",
-                                           label=f"■ = a delay of one time step; unfolded over "
-                                                 f"{seq_len} steps this is draw_unrolled(model, {seq_len})"),
+                                           label=_label(caption)),
                            node_attr=dict(fontname="Helvetica", shape="circle", style="filled",
                                           fillcolor="#ffffff", fontsize="12", width="0.55", fixedsize="true"),
                            edge_attr=dict(fontname="Helvetica", fontsize="10", color=_EDGE_COLOUR,
@@ -381,34 +701,27 @@ def _draw_folded(named: dict, seq_len: int, rankdir: str) -> Any:
     dot.node("o", var("o"))
     dot.node("L", var("L"), fillcolor="#eeeeee")
     dot.node("y", var("y"))
-    if "cell.W_hh" in named:
-        dot.node("h", var("h"), fillcolor=_PARAM_COLOURS[2][0])
-        dot.edge("x", "h", label=weight("U", "cell.W_xh"))
+    h_fill = _ROLE_COLOURS["W"][0]
+    lstm = getattr(model, "cell_type", None) == "lstm"
+    if not lstm:
+        dot.node("h", var("h"), fillcolor=h_fill)
+        dot.edge("x", "h", **weight("U", "\ngates r, z, n" if getattr(model, "cell_type", None) == "gru" else ""))
         dot.edge("h", "dh", arrowhead="none")
         dot.node("dh", **delay)
-        dot.edge("dh", "h", label=weight("W", "cell.W_hh"), color=_PARAM_COLOURS[2][1], penwidth="1.5")
-    elif "cell.b_x" in named:  # GRU: one state h, gated by r and z, no separate internal state
-        dot.node("h", var("h"), fillcolor=_PARAM_COLOURS[2][0])
-        dot.edge("x", "h", label=weight("", "cell.W_x") + "\\ngates r, z, n")
-        dot.edge("h", "dh", arrowhead="none")
-        dot.node("dh", **delay)
-        dot.edge("dh", "h", label=weight("", "cell.W_h") + "\\nh = (1 - z) · n + z · h(t-1)",
-                 color=_PARAM_COLOURS[2][1], penwidth="1.5")
-    elif "cell.W_h" in named:
-        dot.node("s", var("s"), fillcolor=_PARAM_COLOURS[0][0])
-        dot.node("h", var("h"), fillcolor=_PARAM_COLOURS[2][0])
-        dot.edge("x", "s", label=weight("", "cell.W_x") + "\\ngates i, f, g, o")
+        gru = getattr(model, "cell_type", None) == "gru"  # one state h, gated by r and z
+        dot.edge("dh", "h", **weight("W", "\nh = (1 - z) · n + z · h(t-1)" if gru else ""))
+    else:
+        dot.node("s", var("s"), fillcolor="#f2f2f2")
+        dot.node("h", var("h"), fillcolor=h_fill)
+        dot.edge("x", "s", **weight("U", "\ngates i, f, g, o"))
         dot.edge("s", "ds", arrowhead="none")
         dot.node("ds", **delay)
-        dot.edge("ds", "s", label="× f  (forget gate)", color=_PARAM_COLOURS[0][1], penwidth="1.5")
+        dot.edge("ds", "s", label="× f  (forget gate)", style="bold", penwidth="1.5")
         dot.edge("s", "h", label="h = o · tanh(s)")
         dot.edge("h", "dh", arrowhead="none")
         dot.node("dh", **delay)
-        dot.edge("dh", "s", label=weight("", "cell.W_h"), color=_PARAM_COLOURS[2][1], penwidth="1.5")
-    else:
-        raise ValueError("draw_unrolled: folded=True draws a CharRNN with cell='rnn', 'lstm' or 'gru' "
-                         f"(parameter cell.W_hh or cell.W_h), got {', '.join(named) or 'no parameters'}")
-    dot.edge("h", "o", label=weight("V", "out.W"))
+        dot.edge("dh", "s", **weight("W"))
+    dot.edge("h", "o", **weight("V"))
     dot.edge("o", "L")
     dot.edge("y", "L")
     return dot
@@ -427,10 +740,14 @@ def save(digraph: Any, path: Union[str, Path]) -> Path:
     graphviz = _graphviz()
     if shutil.which("dot") is not None:
         try:
-            path.write_bytes(digraph.pipe(format=suffix[1:]))
+            path.write_bytes(digraph.pipe(format=suffix[1:], quiet=True))
             return path
         except graphviz.ExecutableNotFound:
             pass
+        except graphviz.CalledProcessError as e:
+            said = (e.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+            raise GraphvizError(f"save: Graphviz's dot could not draw {path.name}: "
+                                f"{said[0] if said else f'exit code {e.returncode}'}") from None
     dot_path = path.with_suffix(".dot")
     dot_path.write_text(digraph.source, encoding="utf-8")
     raise GraphvizNotFound(f"save: Graphviz's dot program was not found, so the DOT source was written to "

@@ -44,9 +44,9 @@ class ColumnGather(Function):
         return np.moveaxis(dW[:, :, ctx.idx], 1, -1)  # (K, H) for one idx, (K, B, H) for B of them
 
 
-def _zeros_like_rows(xw: Tensor, size: int) -> Tensor:
-    """The zero state for an input projection xw of shape (H',) or (B, H')."""
-    return Tensor(np.zeros(xw.shape[:-1] + (size,), dtype=xw.dtype))
+def _zeros_like_rows(xw: Tensor, size: int, name: str = "h(0)") -> Tensor:
+    """The zero state for an input projection xw of shape (H',) or (B, H'), named as the book's initial state."""
+    return Tensor(np.zeros(xw.shape[:-1] + (size,), dtype=xw.dtype), name=name)
 
 
 def _as_state(owner: str, h: Any, xw: Tensor, size: int) -> Tensor:
@@ -178,7 +178,7 @@ class LSTMCell(Module):
         """One step from a projected input xw = W_x x (4H,) or (B, 4H) -> (h, s)."""
         H = self.hidden_size
         if state is None:
-            h_prev = s_prev = _zeros_like_rows(xw, H)
+            h_prev, s_prev = _zeros_like_rows(xw, H), _zeros_like_rows(xw, H, "s(0)")
         else:
             if not isinstance(state, (tuple, list)) or len(state) != 2:
                 raise ValueError(f"LSTMCell: state must be a pair (h, s) or None, got {type(state).__name__}")
@@ -189,6 +189,7 @@ class LSTMCell(Module):
         g = z[..., 2 * H:3 * H]                       # cell candidate    (book: the sigma in eq. 10.41)
         g = g.tanh() if self.cell_input == "tanh" else g.sigmoid()
         o = z[..., 3 * H:4 * H].sigmoid()             # output gate       (book: q, eq. 10.44)
+        i.name, f.name, g.name, o.name = "i", "f", "g", "o"  # pictures add the step: f(2) = Sigmoid
         s = f * s_prev + i * g                        # internal state    (eq. 10.41)
         h = o * s.tanh()                              # output            (eq. 10.43)
         return h, s
@@ -250,6 +251,7 @@ class GRUCell(Module):
         r = (ax[..., 0 * H:1 * H] + ah[..., 0 * H:1 * H]).sigmoid()     # reset gate
         z = (ax[..., 1 * H:2 * H] + ah[..., 1 * H:2 * H]).sigmoid()     # update gate
         n = (ax[..., 2 * H:3 * H] + r * ah[..., 2 * H:3 * H]).tanh()    # candidate: r gates W_hn h + b_hn
+        r.name, z.name, n.name = "r", "z", "n"  # pictures add the step: z(2) = Sigmoid
         return (1 - z) * n + z * h_prev                 # keep z of the old state, 1 - z of the candidate
 
     def torch_state_dict(self) -> dict[str, np.ndarray]:

@@ -92,6 +92,7 @@ class CharRNN(Module):
                     state = self.cell(Tensor(onehot[t]), state)
                     h = self._user_hidden(state, idx.shape[1:])
                 logits.append(self.out(h))  # o_t = c + V h_t
+            _name_step(h, state, logits[-1], t + 1)
             states.append(state)
         return stack(logits), states
 
@@ -147,6 +148,7 @@ class CharRNN(Module):
             row = rows[t] if t < T - 1 else np.empty_like(rows[t])
             with scope(f"t={t}"):
                 z = step.apply(*params, z, idx=ids[t], out=row, **kw)
+            z.name = f"[h; s]({t + 1})" if isinstance(cell, LSTMCell) else f"h({t + 1})"
             zs.append(z)
         hs = StackRows.apply(*zs, out=rows)     # the steps wrote their rows in place: no copy but the last
         if isinstance(cell, LSTMCell):
@@ -207,6 +209,14 @@ def _check_cell(cell: Any, vocab_size: int, hidden_size: int, cell_kw: dict) -> 
     if cell_kw:
         raise TypeError(f"CharRNN: options {', '.join(cell_kw)} are for a cell CharRNN builds; "
                         f"give them to {name}'s constructor instead")
+
+
+def _name_step(h: Tensor, state: State, o: Tensor, t: int) -> None:
+    """Name a step's tensors as the book does, h(t), s(t), o(t) with t = 1 … T and h(0) the initial state,
+    so pictures and error messages read `h(2) = Tanh`."""
+    h.name, o.name = f"h({t})", f"o({t})"
+    if isinstance(state, tuple) and len(state) == 2 and state[0] is h and isinstance(state[1], Tensor):
+        state[1].name = f"s({t})"  # the LSTM's internal state
 
 
 def detach_state(state: State) -> State:
