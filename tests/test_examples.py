@@ -18,7 +18,9 @@ def run(name: str) -> str:
     """stdout of examples/<name> run in a fresh temporary directory with the quick sizes; fails on exit != 0."""
     import tempfile
     with tempfile.TemporaryDirectory() as cwd:
-        env = dict(os.environ, TINYGRAD_RNN_QUICK="1", MPLBACKEND="Agg")
+        # one BLAS thread unless the caller chose: on these small matrices more threads only fight (README, Speed)
+        blas = {v: "1" for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        env = {**blas, **os.environ, "TINYGRAD_RNN_QUICK": "1", "MPLBACKEND": "Agg"}
         done = subprocess.run([sys.executable, str(EXAMPLES / name)], cwd=cwd, env=env,
                               capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{name} failed:\n{done.stderr[-3000:]}"
