@@ -4,7 +4,7 @@ and, if PyTorch is installed, next to torch autograd on float64 tensors (one thr
 
 Run: python benchmarks/op_overhead.py   (timings interleaved, median of many repeats)
 Columns /numpy and /torch are engine time over theirs. A torch backward() call has a fixed cost of
-about 20 µs, so its column here is mostly that; over a whole training step see char_rnn_step.py.
+about 20 µs, so its column here is mostly that; over a whole training step see bench.py.
 """
 import os
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before NumPy loads BLAS;

@@ -163,4 +163,4 @@ def test_fused_builtin_cell_object_runs_fused():
     cell = nn.GRUCell(5, 4, rng=np.random.default_rng(0))
     model = nn.CharRNN(5, 4, cell=cell, fused=True)
     logits, _ = model(np.array([0, 1, 2]))
-    assert sorted(n.name for n in _nodes(logits)) == ["Affine", "GRUStep", "GRUStep", "GRUStep", "Stack"]
+    assert sorted(n.name for n in _nodes(logits)) == ["Affine", "GRUStep", "GRUStep", "GRUStep", "StackRows"]

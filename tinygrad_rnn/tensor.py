@@ -153,6 +153,9 @@ class Function:
 _FREED = None  # saved_tensors after a backward without retain_graph
 
 
+_BASIC_INDEX = frozenset([slice, int, type(None), type(Ellipsis)])
+
+
 class SparseGrad:
     """A gradient that is zero except at `index`, where it is `values` (repeated indices add up).
 
@@ -166,11 +169,12 @@ class SparseGrad:
 
     def add_to(self, buffer: np.ndarray) -> None:
         """buffer[index] += values, summing repeated indices."""
-        parts = self.index if isinstance(self.index, tuple) else (self.index,)
-        if all(p is None or p is Ellipsis or isinstance(p, (slice, int, np.integer)) for p in parts):
-            buffer[self.index] += self.values  # basic indexing picks each entry once: in place
-        else:
-            np.add.at(buffer, self.index, self.values)
+        index = self.index
+        for part in index if type(index) is tuple else (index,):  # a loop, not all(...): this runs per step
+            if type(part) not in _BASIC_INDEX and not isinstance(part, (int, np.integer)):
+                np.add.at(buffer, index, self.values)  # an integer array may repeat entries: add each
+                return
+        buffer[index] += self.values  # basic indexing picks each entry once: in place
 
     def dense(self, like: np.ndarray) -> np.ndarray:
         """The full gradient, shaped and typed like `like`."""
@@ -496,19 +500,24 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
 
     Nodes are numbered at creation, after their inputs, so taking the highest number waiting
     means every use of a node has already sent its gradient to it: a topological order from a
-    heap, with no recursion and no separate sort.
+    heap, with no recursion and no separate sort. Without retain_graph, each node's saved arrays
+    are freed once it has run, and so is an intermediate's data that nobody but the graph holds.
     """
     if root._ctx is None:  # a leaf is its own gradient
         _accumulate(root, seed)
         return
     grads = {id(root): seed}  # pending dL/d(tensor) for intermediates, summed over their uses
-    outer_terms: dict = {}  # id(leaf) -> (leaf, [OuterGrad, ...]): summed at the end
+    mine = set()        # ids whose pending gradient is an array made here: later uses add in place
+    uses = {}           # id -> how many of the graph's parent slots hold the tensor (see _release)
+    outer_sums: dict = {}  # id(leaf) -> _OuterSum of its OuterGrad terms
     waiting = [(-root._ctx.seq, root)]
     anomaly = _state.anomaly
     pop, push, refcount, ndarray = heapq.heappop, heapq.heappush, sys.getrefcount, np.ndarray  # local: hot loop
     while waiting:
         node = pop(waiting)[1]
-        grad = grads.pop(id(node))
+        key = id(node)
+        grad = grads.pop(key)
+        mine.discard(key)
         if node._retain:
             _accumulate(node, grad)
         ctx = node._ctx
@@ -521,6 +530,7 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
             if parent._version > seq:
                 _check_not_stale(ctx, parent)
         input_grads = ctx.backward(ctx, grad)
+        del grad
         if type(input_grads) is not tuple or len(input_grads) != len(ctx.parents):
             input_grads = _as_grad_tuple(input_grads, ctx)
         else:  # a tuple of our own, so one the op keeps (its saved arrays, say) counts as a holder below
@@ -530,19 +540,19 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
         for parent, g in zip(ctx.parents, input_grads):
             if g is None or not parent.requires_grad:
                 continue
+            fresh = False  # g is an array made here, that nobody else holds
             if type(g) is not ndarray or g.shape != parent.data.shape:
                 if type(g) is OuterGrad:
                     if anomaly:
                         _check_finite(g.u, ctx)
                         _check_finite(g.v, ctx)
-                    if parent._ctx is None:  # the point of it: one product for all of them, below
-                        terms = outer_terms.get(id(parent))
-                        if terms is None:
-                            outer_terms[id(parent)] = (parent, [g])
-                        else:
-                            terms[1].append(g)
+                    if parent._ctx is None:  # the point of it: one product for many terms, see _OuterSum
+                        total = outer_sums.get(id(parent))
+                        if total is None:
+                            total = outer_sums[id(parent)] = _OuterSum(parent)
+                        total.add(g)
                         continue
-                    g = g.dense()
+                    g, fresh = g.dense(), True
                 elif type(g) is SparseGrad:
                     if anomaly:
                         _check_finite(g.values, ctx)
@@ -551,7 +561,12 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
                             parent.grad = np.zeros_like(parent.data)
                         g.add_to(parent.grad)
                         continue
-                    g = g.dense(parent.data)
+                    pk = id(parent)
+                    if pk in mine:  # a slice's share into the sum we own: no zeros of its own
+                        g.add_to(grads[pk])
+                        uses[pk] += 1
+                        continue
+                    g, fresh = g.dense(parent.data), True
                 else:
                     g = _fit_shape(np.asarray(g), parent.data.shape, ctx)
             if anomaly:
@@ -564,24 +579,76 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
                 else:
                     parent.grad = g.astype(parent.data.dtype)  # a copy: g may also be another input's
             else:
-                key = id(parent)
-                pending = grads.get(key)
+                pk = id(parent)
+                pending = grads.get(pk)
                 if pending is None:
-                    grads[key] = g
+                    grads[pk] = g
+                    uses[pk] = 1
+                    if fresh:
+                        mine.add(pk)
                     push(waiting, (-parent._ctx.seq, parent))
                 else:
-                    grads[key] = pending + g
-    for leaf, terms in outer_terms.values():
-        if len(terms) == 1:
-            total = terms[0].dense()
-        else:  # sum_t u_t^T v_t as one (H, T) @ (T, D) product
-            rows = [g.rows() for g in terms]
+                    uses[pk] += 1
+                    if pk in mine and pending.dtype == g.dtype:
+                        pending += g  # into the buffer we own, in place
+                    else:
+                        grads[pk] = pending + g
+                        mine.add(pk)
+        del input_grads, g
+        if not retain_graph and node is not root and refcount(node) <= _NODE_HOLDERS + uses.pop(key, 0):
+            node.data = _released(node.data)  # only the graph held it: keep its shape, free its memory
+    for total in outer_sums.values():
+        total.flush()
+
+
+class _OuterSum:
+    """A leaf's OuterGrad terms u^T v, kept until they hold _OUTER_ROWS rows and then summed into .grad
+    with one (H, N) @ (N, D) product: one matrix product instead of T outer products, and memory
+    bounded however long the sequence."""
+    __slots__ = ("leaf", "terms", "n")
+
+    def __init__(self, leaf: Tensor) -> None:
+        self.leaf, self.terms, self.n = leaf, [], 0
+
+    def add(self, g: OuterGrad) -> None:
+        self.terms.append(g)
+        self.n += g.u.size // g.u.shape[-1]
+        if self.n >= _OUTER_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.terms:
+            return
+        if len(self.terms) == 1:
+            total = self.terms[0].dense()
+        else:  # sum_t u_t^T v_t as one (H, N) @ (N, D) product
+            rows = [g.rows() for g in self.terms]
             total = np.dot(np.concatenate([u for u, _ in rows]).T, np.concatenate([v for _, v in rows]))
-        total = total.astype(leaf.data.dtype, copy=False)
+        self.terms, self.n = [], 0
+        leaf = self.leaf
         if leaf.grad is None:
-            leaf.grad = total  # a fresh array of our own: no copy
+            leaf.grad = total.astype(leaf.data.dtype, copy=False)  # a fresh array of our own: no copy
         else:
             leaf.grad += total
+
+
+_OUTER_ROWS = 512  # rows an _OuterSum collects before one product
+
+
+def _released(data: np.ndarray) -> np.ndarray:
+    """A stand-in for an intermediate's freed data: same shape and dtype, no memory, every entry NaN
+    (so a read of values that are gone shows), read-only; one per shape and dtype, shared."""
+    key = (data.shape, data.dtype)
+    ghost = _GHOSTS.get(key)
+    if ghost is None:
+        if len(_GHOSTS) > 256:
+            _GHOSTS.clear()
+        nan = np.full(1, np.nan, data.dtype).tobytes()  # bytes: read-only
+        ghost = _GHOSTS[key] = np.ndarray(data.shape, data.dtype, nan, 0, (0,) * data.ndim)
+    return ghost
+
+
+_GHOSTS: dict = {}
 
 
 def _check_not_stale(ctx: Function, parent: Tensor) -> None:
@@ -631,6 +698,9 @@ def _count_sole_owner_refs() -> int:
 
 
 _SOLE_OWNER = _count_sole_owner_refs()
+# References to a node the backward loop holds when it decides to release the node's data: the
+# `node` variable and getrefcount's argument; each parent slot of the graph that holds it adds one.
+_NODE_HOLDERS = 2
 
 
 def _accumulate(tensor: Tensor, g: np.ndarray) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from ..function import concat, stack
 from ..tensor import Tensor, scope
 from .cells import GRUCell, LSTMCell, RNNCell
-from .fused import GRUStep, LSTMStep, RNNStep
+from .fused import GRUStep, LSTMStep, RNNStep, StackRows
 from .layers import Linear
 from .module import Module, _check_init
 
@@ -101,10 +101,10 @@ class CharRNN(Module):
         if not self.learn_h0:
             return None
         zeros = Tensor(np.zeros(tuple(batch) + (self.hidden_size,), self.h0.dtype))
-        h0 = self.h0 + zeros if batch else self.h0   # one h(0) for every row: its gradient sums over them
-        if not hasattr(self, "s0"):
-            return h0
-        return h0, (self.s0 + zeros if batch else self.s0)
+        with scope("t=0"):  # the broadcast feeds the first step: drawn and counted with it
+            h0 = self.h0 + zeros if batch else self.h0   # one h(0) for every row: its gradient sums over them
+            s0 = (self.s0 + zeros if batch else self.s0) if hasattr(self, "s0") else None
+        return h0 if s0 is None else (h0, s0)
 
     def _start(self, idx: np.ndarray, state: State) -> State:
         """The state a sequence starts from: the given one, else the learned h(0), else None (zeros)."""
@@ -140,13 +140,17 @@ class CharRNN(Module):
             params = (cell.W_x, cell.W_h, cell.b_x, cell.b_h) if isinstance(cell, GRUCell) else \
                 (cell.W_xh, cell.W_hh, cell.b_h)
             kw, z = {}, self._state_tensor(type(cell).__name__, state, idx.shape[1:] + (H,))
-        zs = []
-        for t in range(len(idx)):
+        rows = np.empty((len(idx),) + z.shape, dtype=self.out.W.dtype)  # (T, [B,] H) or (T, [B,] 2H): [h; s]
+        ids = idx.tolist() if idx.ndim == 1 else idx  # Python ints index fastest
+        zs, T = [], len(idx)
+        for t in range(T):
+            # the last state outlives the sequence (it starts the next chunk): an array of its own
+            row = rows[t] if t < T - 1 else np.empty_like(rows[t])
             with scope(f"t={t}"):
-                z = step.apply(*params, z, idx=idx[t], **kw)
+                z = step.apply(*params, z, idx=ids[t], out=row, **kw)
             z.name = f"[h; s]({t + 1})" if isinstance(cell, LSTMCell) else f"h({t + 1})"
             zs.append(z)
-        hs = stack(zs)                          # (T, [B,] H), or (T, [B,] 2H) holding [h; s]
+        hs = StackRows.apply(*zs, out=rows)     # the steps wrote their rows in place: no copy but the last
         if isinstance(cell, LSTMCell):
             hs = hs[..., :H]
             zs = [(zs[-1][..., :H], zs[-1][..., H:])]  # the last state only: see unroll

@@ -2,19 +2,20 @@
 
 The forward and backward of each node are manual's own step functions (manual/rnn.py, lstm.py, gru.py), the
 code that the checks prove equal to autodiff; here it becomes the fast path. An LSTM step carries its
-state as one array z = [h; s] (..., 2H), so that a step stays one node with one output.
+state as one array z = [h; s] (..., 2H), so that a step stays one node with one output. Each step writes
+its output into row t of one array (T, ..., width), which StackRows then hands on without a copy.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..function import _affine_tangent, _times, _total
+from ..function import _affine_tangent, _fill, _times, _total
 from ..manual.gru import _gru_step, _gru_step_back
 from ..manual.lstm import _lstm_step, _lstm_step_back
 from ..manual.rnn import _rnn_step, _rnn_step_back
 from ..tensor import Function, OuterGrad, SparseGrad
 
-__all__ = ["RNNStep", "LSTMStep", "GRUStep"]
+__all__ = ["RNNStep", "LSTMStep", "GRUStep", "StackRows"]
 
 
 def _bias_grad(da: np.ndarray) -> np.ndarray:
@@ -35,9 +36,11 @@ class RNNStep(Function):
     batched_jvp = True  # takes tangents (K, *shape), as every built-in op
 
     @staticmethod
-    def forward(ctx, W_xh, W_hh, b_h, h_prev, idx=None):
+    def forward(ctx, W_xh, W_hh, b_h, h_prev, idx=None, out=None):
         ctx.idx = idx
         h = _rnn_step(W_xh[:, idx].T, h_prev, W_hh, b_h)  # x_t one-hot: a column gather
+        if out is not None:  # CharRNN's row t of all steps' outputs
+            out[...], h = h, out
         ctx.save_for_backward(h, h_prev, W_hh)
         return h
 
@@ -65,11 +68,12 @@ class LSTMStep(Function):
     batched_jvp = True  # takes tangents (K, *shape), as every built-in op
 
     @staticmethod
-    def forward(ctx, W_x, W_h, b, z_prev, idx=None, cell_input="tanh"):
+    def forward(ctx, W_x, W_h, b, z_prev, idx=None, cell_input="tanh", out=None):
         H = W_h.shape[1]
         ctx.idx, ctx.cell_input = idx, cell_input
         gates, s, h = _lstm_step(W_x[:, idx].T, z_prev[..., :H], z_prev[..., H:], W_h, b, cell_input)
-        z = np.concatenate([h, s], axis=-1)
+        z = np.empty(z_prev.shape, h.dtype) if out is None else out  # out: CharRNN's row t of all steps' outputs
+        z[..., :H], z[..., H:] = h, s
         ctx.save_for_backward(gates, z, z_prev, W_h)  # gates and states: what the backward reads
         return z
 
@@ -101,6 +105,7 @@ class LSTMStep(Function):
         dh = do * tanh_s + o * (1 - tanh_s * tanh_s) * ds                # h = o * tanh(s)
         return np.concatenate([dh, ds], axis=-1)
 
+
 class GRUStep(Function):
     """h_t from h_{t-1}: ax = W_x[:, x_t] + b_x, ah = W_h h_{t-1} + b_h, gates r, z, candidate n (PyTorch's GRU);
     dax, dah and dh_next from manual's step back (gru_bptt's equations):
@@ -111,9 +116,11 @@ class GRUStep(Function):
     batched_jvp = True  # takes tangents (K, *shape), as every built-in op
 
     @staticmethod
-    def forward(ctx, W_x, W_h, b_x, b_h, h_prev, idx=None):
+    def forward(ctx, W_x, W_h, b_x, b_h, h_prev, idx=None, out=None):
         ctx.idx = idx
         r, z, n, ah_n, h = _gru_step(W_x[:, idx].T + b_x, h_prev, W_h, b_h)
+        if out is not None:  # CharRNN's row t of all steps' outputs
+            out[...], h = h, out
         ctx.save_for_backward(r, z, n, ah_n, h_prev, W_h)
         return h
 
@@ -138,3 +145,25 @@ class GRUStep(Function):
         dz = _times(gate(both, 1), z * (1 - z))
         dn = _times(_total(gate(dax, 2), _times(dr, ah_n), _times(gate(dah, 2), r)), 1 - n * n)
         return _total(_times(dz, h_prev - n), _times(dn, 1 - z), _times(dh_prev, z))  # h = (1 - z) n + z h_prev
+
+class StackRows(Function):
+    """y = stack(xs) (T, ...) into `out`, where a step's x_t already written into row t is not copied;
+    dL/dx_t = g[t];  dy = stack(dxs)"""
+    __slots__ = ()
+    batched_jvp = True
+
+    @staticmethod
+    def forward(ctx, *xs, out=None):
+        for t, x in enumerate(xs):
+            if x.base is not out:  # made elsewhere (the last state, which outlives the sequence): copied in
+                out[t] = x
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        return tuple(g)
+
+    @staticmethod
+    def jvp(ctx, *dxs):
+        shape = next(d for d in dxs if d is not None).shape[1:]  # (K, ...) each; all rows share a shape
+        return np.stack(_fill(dxs, [shape] * len(dxs)), axis=1)

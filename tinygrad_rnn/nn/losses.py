@@ -49,12 +49,14 @@ class CrossEntropy(Function):
             rows, targets = rows[keep.reshape(-1)], targets[keep]
         picks = (np.arange(rows.shape[0]), targets.reshape(-1))
         shifted = rows - rows.max(axis=1, keepdims=True)           # subtract the max: exp cannot overflow
-        e = np.exp(shifted)
+        picked = shifted[picks]
+        e = np.exp(shifted, out=shifted)                           # in place: one (N, V) array, kept as the softmax
         total = e.sum(axis=1, keepdims=True)
         # "mean" divides by the targets that count; none left is 0/0 = nan, as in PyTorch
         ctx.scale = (1.0 / rows.shape[0] if rows.shape[0] else np.nan) if mean else 1.0
-        ctx.save_for_backward(e / total, picks, logits.shape, keep)
-        loss = (np.log(total[:, 0]) - shifted[picks]).sum()
+        loss = (np.log(total[:, 0]) - picked).sum()
+        e /= total
+        ctx.save_for_backward(e, picks, logits.shape, keep)
         return np.asarray(loss * ctx.scale, dtype=logits.dtype)
 
     @staticmethod

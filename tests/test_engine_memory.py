@@ -1,0 +1,85 @@
+"""What backward keeps and frees, and the in-place accumulation it does (OuterGrad rows, SparseGrad slices)."""
+import numpy as np
+
+import tinygrad_rnn as tr
+from tinygrad_rnn import Tensor, nn, viz
+
+
+def _chain(x):
+    """((2x).tanh() * 3).sum(), with no Python name on the intermediates."""
+    return ((x * 2).tanh() * 3).sum()
+
+
+def test_backward_frees_intermediates_only_the_graph_holds():
+    x = Tensor(np.array([0.1, -0.2, 0.3]), requires_grad=True)
+    loss = _chain(x)
+    loss.backward()
+    np.testing.assert_allclose(x.grad, 6 * (1 - np.tanh(2 * x.data) ** 2), rtol=1e-14)
+    inner = loss.grad_fn.parents[0]  # (2x).tanh() * 3: the graph still reaches it, for pictures
+    assert inner.grad_fn.name == "Mul" and inner.shape == (3,) and inner.dtype == np.float64
+    assert np.isnan(inner.data).all() and not inner.data.flags.writeable
+    assert inner.data.strides == (0,)  # no memory of its own
+    assert "Tanh" in viz.draw(loss).source  # still drawable after backward
+
+
+def test_backward_keeps_what_the_caller_holds_or_retain_graph_asks_for():
+    x = Tensor(np.array([0.1, -0.2, 0.3]), requires_grad=True)
+    y = (x * 2).tanh()
+    loss = (y * 3).sum()
+    loss.backward()
+    np.testing.assert_allclose(y.data, np.tanh(2 * x.data), rtol=1e-15)  # held by the caller: kept
+    loss = _chain(x)
+    loss.backward(retain_graph=True)
+    inner = loss.grad_fn.parents[0]
+    np.testing.assert_allclose(inner.data, 3 * np.tanh(2 * x.data), rtol=1e-15)
+    x.grad = None
+    loss.backward()  # the retained graph runs again
+    np.testing.assert_allclose(x.grad, 6 * (1 - np.tanh(2 * x.data) ** 2), rtol=1e-14)
+
+
+def test_a_weight_used_more_times_than_one_product_takes_sums_every_use():
+    rng = np.random.default_rng(0)
+    W = Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    xs = rng.standard_normal((1300, 4))  # more matrix-vector uses than one buffer of rows holds
+    gs = rng.standard_normal((1300, 3))
+    total = None
+    for x, g in zip(xs, gs):
+        term = ((W @ Tensor(x)) * Tensor(g)).sum()
+        total = term if total is None else total + term
+    total.backward()
+    np.testing.assert_allclose(W.grad, gs.T @ xs, rtol=1e-12)  # sum_t g_t x_t^T
+
+
+def test_slices_of_one_intermediate_add_up_in_place_without_touching_shared_gradients():
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal(6), requires_grad=True)
+    z = x * 1.0  # an intermediate whose gradient gathers from slices and from a whole use
+    w = np.arange(1.0, 7.0)
+    shared = z + z  # Add sends one array to both sides: summing in place into it would double count
+    loss = (z[0:2] * 2).sum() + (z[1:4] * 3).sum() + (z * Tensor(w)).sum() + z[5] + (shared * 0.5).sum()
+    loss.backward()
+    want = w + 1.0  # z * w, and shared * 0.5 = z
+    want[0:2] += 2
+    want[1:4] += 3
+    want[5] += 1
+    np.testing.assert_allclose(x.grad, want, rtol=1e-15)
+
+
+def test_a_fused_lstm_at_many_steps_matches_the_op_level_gradient():
+    rng = np.random.default_rng(0)
+    idx, targets = rng.integers(0, 5, 700), rng.integers(0, 5, 700)  # W_h's rows fill more than one buffer
+    grads = []
+    for fused in (False, True):
+        model = nn.CharRNN(5, 3, "lstm", rng=np.random.default_rng(1), fused=fused)
+        nn.cross_entropy(model(idx)[0], targets).backward()
+        grads.append([p.grad for p in model.parameters()])
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_the_last_fused_state_does_not_keep_the_whole_sequence_alive():
+    model = nn.CharRNN(5, 3, "rnn", rng=np.random.default_rng(0), fused=True)
+    logits, h = model(np.arange(5) % 5)
+    assert h.data.base is None or h.data.base.shape == h.shape  # its own array, not a row of (T, H)
+    with tr.no_grad():
+        assert model(np.arange(5) % 5)[1].shape == (3,)
