@@ -367,7 +367,7 @@ def test_float32_stays_float32(cell):
 # --- learnable initial state h(0) ----------------------------------------------------------
 
 @pytest.mark.parametrize("cell, fused", [("rnn", False), ("lstm", False), ("gru", False),
-                                         ("rnn", True), ("lstm", True)])
+                                         ("rnn", True), ("lstm", True), ("gru", True)])
 def test_learned_h0_is_a_parameter_and_its_gradient_is_the_initial_states(cell, fused):
     rng = np.random.default_rng(0)
     model = nn.CharRNN(5, 4, cell=cell, learn_h0=True, fused=fused, rng=np.random.default_rng(1))
