@@ -4,13 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench setup graphviz clean
+.PHONY: demo test readme bench setup graphviz clean
 
 demo: setup
 	$(BIN)/tinygrad-rnn demo
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# every shell command of README.md, in order, in a fresh clone (slow: it trains and runs make test)
+readme: setup
+	$(BIN)/python -m pytest -q -m slow tests/test_readme.py
 
 bench: setup
 	$(BIN)/pip install -q -e ".[test,bench]"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import tinygrad_rnn as tr
-from tinygrad_rnn import Tensor, nn
+from tinygrad_rnn import Tensor, analysis, nn
 
 from helpers import numeric_grads
 
@@ -367,7 +367,7 @@ def test_float32_stays_float32(cell):
 # --- learnable initial state h(0) ----------------------------------------------------------
 
 @pytest.mark.parametrize("cell, fused", [("rnn", False), ("lstm", False), ("gru", False),
-                                         ("rnn", True), ("lstm", True)])
+                                         ("rnn", True), ("lstm", True), ("gru", True)])
 def test_learned_h0_is_a_parameter_and_its_gradient_is_the_initial_states(cell, fused):
     rng = np.random.default_rng(0)
     model = nn.CharRNN(5, 4, cell=cell, learn_h0=True, fused=fused, rng=np.random.default_rng(1))
@@ -406,6 +406,12 @@ def test_learned_h0_starts_at_zero_trains_and_loads():
     copy.load_state_dict(model.state_dict())
     np.testing.assert_array_equal(copy(idx)[0].data, model(idx)[0].data)
     assert plain.initial_state() is None and "h0" not in plain.named_parameters()
+    batch = np.stack([idx, idx[::-1]], axis=1)                             # h(0) is a copy used at step 0
+    copies = analysis.per_step_grads(model, batch, np.stack([idx, idx], axis=1))
+    model.zero_grad()
+    nn.cross_entropy(model(batch)[0], np.stack([idx, idx], axis=1)).backward()
+    np.testing.assert_allclose(copies["h0"][0], model.h0.grad, rtol=1e-12)
+    assert np.abs(model.h0.grad).max() > 0 and not copies["h0"][1:].any()
     with pytest.raises(ValueError, match="learn_h0 needs a built-in cell"):
         nn.CharRNN(4, 3, cell=Ungated(4, 3), learn_h0=True)
 

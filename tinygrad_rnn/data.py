@@ -1,6 +1,6 @@
 """Character-level data for `train` and `sample`: the vocabulary, the shipped corpus (see
 data/SOURCE.md), the held-out split, truncated-BPTT batches over B parallel streams, and the
-add-one smoothed unigram/bigram baselines of seed 001. NumPy only: no engine import.
+add-one smoothed unigram/bigram baselines of the Oxford lecture notes. NumPy only: no engine import.
 """
 from __future__ import annotations
 

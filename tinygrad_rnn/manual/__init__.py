@@ -1,4 +1,5 @@
-"""Hand-derived gradients in pure NumPy, to read beside the seeds and to check autodiff against.
+"""Hand-derived gradients in pure NumPy, to read beside min-char-rnn's derivation and the Deep Learning
+book, and to check autodiff against.
 
 rnn: BPTT as in min-char-rnn (optionally truncated); lstm, gru: BPTT for those cells; rtrl: the RNN's
 gradient in forward mode; softmax: its Jacobian. Imports NumPy only, never the engine.

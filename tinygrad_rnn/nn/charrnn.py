@@ -101,10 +101,10 @@ class CharRNN(Module):
         if not self.learn_h0:
             return None
         zeros = Tensor(np.zeros(tuple(batch) + (self.hidden_size,), self.h0.dtype))
-        h0 = self.h0 + zeros if batch else self.h0   # one h(0) for every row: its gradient sums over them
-        if not hasattr(self, "s0"):
-            return h0
-        return h0, (self.s0 + zeros if batch else self.s0)
+        with scope("t=0"):  # the broadcast feeds the first step: drawn and counted with it
+            h0 = self.h0 + zeros if batch else self.h0   # one h(0) for every row: its gradient sums over them
+            s0 = (self.s0 + zeros if batch else self.s0) if hasattr(self, "s0") else None
+        return h0 if s0 is None else (h0, s0)
 
     def _start(self, idx: np.ndarray, state: State) -> State:
         """The state a sequence starts from: the given one, else the learned h(0), else None (zeros)."""

@@ -1,4 +1,4 @@
-"""Linear, the affine map y = W x + b of the seed math, with W of shape (out, in).
+"""Linear, the affine map y = W x + b of the Deep Learning book's math, with W of shape (out, in).
 
 Same layout and initialisation as PyTorch's nn.Linear (weight = W, bias = b).
 """
@@ -18,7 +18,7 @@ __all__ = ["Linear"]
 def _matvec(W: Tensor, x: Tensor) -> Tensor:
     """W x for x (D,); x W^T for rows of x (..., D). W is (H, D)."""
     if x.ndim == 1:
-        return W @ x  # the column-vector form of the seeds: one MatMul node, no transpose
+        return W @ x  # the column-vector form of the book and min-char-rnn: one MatMul node, no transpose
     return x @ W.T
 
 
