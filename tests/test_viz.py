@@ -403,17 +403,18 @@ def _plain(digraph):
 
 
 def _my_cell():
-    """A user-written cell: h = tanh(W_in x + W_rec h), nothing but the recurrent cell protocol."""
+    """A user-written cell: h = tanh(W_in x + bias + W_rec h), nothing but the recurrent cell protocol."""
     class MyCell(nn.Module):
         def __init__(self):
             rng = np.random.default_rng(2)
             self.hidden_size = 3
             self.W_in = Tensor(rng.standard_normal((3, 4)) * 0.5, requires_grad=True)
             self.W_rec = Tensor(rng.standard_normal((3, 3)) * 0.5, requires_grad=True)
+            self.bias = Tensor(np.zeros(3), requires_grad=True)
 
         def forward(self, x, h):
             h = Tensor(np.zeros(3)) if h is None else h
-            return (self.W_in @ x + self.W_rec @ h).tanh()
+            return (self.W_in @ x + self.bias + self.W_rec @ h).tanh()
     return MyCell()
 
 
@@ -469,10 +470,28 @@ def test_book_picture_has_the_books_nodes_edges_and_weight_colours(cell):
                 assert attrs["color"] == colour[name]
 
 
-def test_book_picture_of_a_user_cell_uses_its_hidden_state():
+def test_book_picture_of_a_user_cell_reads_its_weights_from_the_graph():
     g = Parsed(viz.draw_unrolled(_model("mine"), 3, style="book"))
-    assert {("h0", "h1"), ("h1", "h2"), ("x3", "h3"), ("h3", "o3")} <= {(a, b) for a, b, _ in g.visible_edges()}
-    assert "cell.W_in" in g.graph["label"] and "cell.W_rec" in g.graph["label"]
+    edges = {(a, b): attrs for a, b, attrs in g.visible_edges()}
+    assert {("h0", "h1"), ("h1", "h2"), ("x3", "h3"), ("h3", "o3")} <= set(edges)
+    # W_in meets only x(t), W_rec only h(t-1); the bias (1-D) is neither
+    assert edges[("x2", "h2")]["label"] == "U = cell.W_in" and edges[("h1", "h2")]["label"] == "W = cell.W_rec"
+    assert "cell.bias" in g.graph["label"] and "cell.W_in" not in g.graph["label"]
+    ops = Parsed(viz.draw_unrolled(_model("mine"), 2))
+    assert edges[("x2", "h2")]["color"] == ops.nodes[ops.node("cell.W_in")]["color"]
+    assert edges[("h1", "h2")]["color"] == ops.nodes[ops.node("cell.W_rec")]["color"] != edges[("x2", "h2")]["color"]
+
+    class Joint(nn.Module):  # one weight on [x; h]: neither a U nor a W
+        def __init__(self):
+            self.hidden_size, self.W = 3, Tensor(np.full((3, 7), 0.1), requires_grad=True)
+
+        def forward(self, x, h):
+            h = Tensor(np.zeros(3)) if h is None else h
+            return (self.W @ tr.concat([x, h])).tanh()
+    joint = Parsed(viz.draw_unrolled(nn.CharRNN(4, 3, cell=Joint()), 3, style="book"))
+    assert {attrs["label"] for a, b, attrs in joint.visible_edges() if (a, b) in {("x2", "h2"), ("h1", "h2")}} \
+        == {"U", "W"}
+    assert "cell.W" in joint.graph["label"]
 
 
 @pytest.mark.parametrize("cell,loss", [("rnn", "last"), ("lstm", "sum"), ("gru", "last"), ("mine", "sum")])
@@ -628,3 +647,16 @@ def test_cli_graph_styles_and_flags(tmp_path):
                        (["--style", "fig"], "invalid choice")]:
         run = _graph(*args, "-o", "g.dot", cwd=tmp_path)
         assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr
+
+
+def test_draw_unrolled_takes_your_own_sequence():
+    from tinygrad_rnn import analysis
+    model = _model("rnn")
+    x, y = np.array([1, 0, 2, 2]), np.array([0, 2, 2, 3])  # "hell" -> "ello" over {e, h, l, o}
+    g = Parsed(viz.draw_unrolled(model, 4, style="book", grads=True, inputs=x, targets=y))
+    want = np.linalg.norm(analysis.hidden_grads(model, x, y), axis=-1)
+    assert [float(g.nodes[f"h{t}"]["label"].split("\\n")[1]) for t in range(1, 5)] == pytest.approx(want, rel=0.06)
+    ops = Parsed(viz.draw_unrolled(model, 4, grads=True, inputs=x, targets=y))
+    assert [ops.norm(ops.node(rf"h\({t}\) = Tanh")) for t in range(1, 5)] == pytest.approx(want, rel=0.06)
+    with pytest.raises(ValueError, match=r"inputs must have shape \(seq_len,\) or \(seq_len, B\) with seq_len 3"):
+        viz.draw_unrolled(model, 3, inputs=x)

@@ -384,12 +384,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(report)
 
     picture = args.out_dir / "hello_unrolled.svg"
-    logits, _ = model(inputs)
-    loss = nn.cross_entropy(logits, targets)
-    loss.name = "loss"
-    model.zero_grad()
-    viz.retain_all_grads(loss).backward()
-    digraph = viz.draw(loss, params=model.named_parameters(), grads=True)
+    # time counted as in the book: h(0) the initial state, clusters t = 1 … 4 holding h(1) … h(4)
+    digraph = viz.draw_unrolled(model, len(inputs), inputs=inputs, targets=targets, grads=True)
     print()
     try:
         written = viz.save(digraph, picture)

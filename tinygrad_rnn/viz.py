@@ -481,14 +481,15 @@ def _scope_tree(scopes: Any) -> dict:
 
 def draw_unrolled(model: Any, seq_len: int, *, style: str = "ops", grads: bool = False, loss: str = "sum",
                   batch: Optional[int] = None, rng: Optional[np.random.Generator] = None, folded: bool = False,
-                  **draw_kw: Any) -> Any:
+                  inputs: Any = None, targets: Any = None, **draw_kw: Any) -> Any:
     """A CharRNN unrolled over seq_len steps on random input (rng, seed 0 by default) with its
     cross-entropy as the root, time running left to right and counted as in the book (t = 1 … seq_len).
 
     style="ops": the op graph as draw() makes it (rankdir "TB": steps as columns). style="book": the Deep
     Learning book's Fig. 10.3, one node per variable and step. folded=True: the one-cell circuit (Fig. 10.3,
     left). grads=True: ‖∂L/∂·‖ on the ops, on h(t) (book) or on the weights (folded); loss="last" uses only
-    the last step's loss L(T).
+    the last step's loss L(T). inputs and targets (int arrays (seq_len,) or (seq_len, B)) replace the
+    random ones, so the picture's numbers are those of your own sequence.
     """
     if not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
         raise ValueError(f"draw_unrolled: seq_len must be a positive int, got {seq_len!r}")
@@ -506,7 +507,8 @@ def draw_unrolled(model: Any, seq_len: int, *, style: str = "ops", grads: bool =
     rng = np.random.default_rng(0) if rng is None else rng
     vocab = named["out.W"].shape[0]
     size = (int(seq_len),) if batch is None else (int(seq_len), batch)
-    inputs, targets = rng.integers(0, vocab, size=size), rng.integers(0, vocab, size=size)
+    inputs = rng.integers(0, vocab, size=size) if inputs is None else _given("inputs", inputs, seq_len)
+    targets = rng.integers(0, vocab, size=size) if targets is None else _given("targets", targets, seq_len)
     # grads: the picture shows this dummy loss's gradients alone, and the model's own .grad (say,
     # mid-training) are put back afterwards
     kept = {name: p.grad for name, p in named.items()}
@@ -525,6 +527,15 @@ def draw_unrolled(model: Any, seq_len: int, *, style: str = "ops", grads: bool =
     finally:
         for name, p in named.items():
             p.grad = kept[name]
+
+
+def _given(what: str, idx: Any, seq_len: int) -> np.ndarray:
+    """A given input or target sequence, checked against seq_len."""
+    idx = np.asarray(idx)
+    if idx.ndim not in (1, 2) or len(idx) != seq_len:
+        raise ValueError(f"draw_unrolled: {what} must have shape (seq_len,) or (seq_len, B) with seq_len "
+                         f"{seq_len}, got {idx.shape}")
+    return idx
 
 
 _STYLES = ("ops", "book")
@@ -552,12 +563,43 @@ def _zero_state(state: Any, requires_grad: bool) -> Any:
     return type(state)(_zero_state(s, requires_grad) for s in state)
 
 
-def _book_weights(model: Any, named: dict) -> tuple:
-    """The book's letters on the cell's weights: (U names, W names, other cell parameter names)."""
+def _book_weights(model: Any, named: dict, inputs: np.ndarray) -> tuple:
+    """The book's letters on the cell's weights: (U names, W names, other cell parameter names). The
+    built-in cells' names say it; a user-written cell's second step is read instead."""
     cell = [n for n in named if n.startswith("cell.")]
     U = [n for n in cell if _letter(n) == "U"]
     W = [n for n in cell if _letter(n) == "W"]
+    if not U and not W:
+        U, W = _read_weights(model, named, inputs)
     return U, W, [n for n in cell if n not in U and n not in W]
+
+
+def _read_weights(model: Any, named: dict, inputs: np.ndarray) -> tuple:
+    """(U names, W names) of a cell from its graph: a weight that meets only the input x(t) (through
+    ops of its own) is a U, one that meets only h(t-1) is a W, one that meets both (a bias, or a weight
+    on [x; h]) is neither."""
+    idx = np.concatenate([inputs[:1], inputs[:1]]) if len(inputs) < 2 else inputs[:2]
+    _, states = model.unroll(idx, None)
+    vocab, names = named["out.W"].shape[0], {id(p): n for n, p in named.items() if n.startswith("cell.")}
+    kinds: dict = {}  # tensor -> ("x" / "h" data it carries, parameter names that reached it without data)
+    found: dict = {"x": [], "h": []}
+    for t in _walk(model.hidden(states[1])):
+        if t.grad_fn is None:
+            onehot = (not t.requires_grad and t.ndim and t.shape[-1] == vocab and np.isin(t.data, (0, 1)).all()
+                      and np.all(t.data.sum(axis=-1) == 1))
+            kinds[id(t)] = (frozenset("x" if onehot else ""), frozenset([names[id(t)]] if id(t) in names else []))
+        elif t.grad_fn.scope.split("/")[0] != "t=1":
+            kinds[id(t)] = (frozenset("h"), frozenset())  # made by the first step: h(1) and what led to it
+        else:
+            data = frozenset().union(*(kinds[id(p)][0] for p in t.grad_fn.parents))
+            weights = frozenset().union(*(kinds[id(p)][1] for p in t.grad_fn.parents))
+            if data and len(data) == 1:
+                for name in weights:
+                    if named[name].ndim == 2:  # a bias added to W x alone is still a bias
+                        found[next(iter(data))].append(name)
+            kinds[id(t)] = (data, frozenset() if data else weights)
+    x, h = set(found["x"]), set(found["h"])
+    return [n for n in named if n in x - h], [n for n in named if n in h - x]
 
 
 def _draw_book(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarray, grads: bool, loss: str) -> Any:
@@ -581,9 +623,13 @@ def _draw_book(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarray,
         root.backward()
         scale = _Scale([_grad_norm(h) for h in hs])
 
-    U, W, other = _book_weights(model, named)
+    U, W, other = _book_weights(model, named, inputs)
     letters = {"U": U, "W": W, "V": ["out.W"]}
-    colour = {k: _colours([v[0] if v else None])[0][1] if v else _EDGE_COLOUR for k, v in letters.items()}
+    # the colours the op-level picture gives these weights: the same rule over the same drawing order
+    ids = {id(p): n for n, p in named.items()}
+    order = [ids[id(t)] for t in _walk(root) if id(t) in ids]
+    palette = dict(zip(order, (edge for _, edge in _colours(order))))
+    colour = {k: palette.get(v[0], _EDGE_COLOUR) if v else _EDGE_COLOUR for k, v in letters.items()}
 
     def weight(letter: str) -> dict:
         names = letters[letter]
@@ -671,7 +717,7 @@ def _draw_folded(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarra
     seq_len = len(inputs)
     if grads:
         _unrolled_loss(model, inputs, targets, None, loss)[0].backward()
-    U, W, _ = _book_weights(model, named)
+    U, W, _ = _book_weights(model, named, inputs)
     letters = {"U": U, "W": W, "V": ["out.W"]}
 
     def weight(letter: str, extra: str = "") -> dict:
