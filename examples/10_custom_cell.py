@@ -1,7 +1,7 @@
 """10 · your own cell: a GRU written from tensor ops, and the variant the library does not have.
 
 PyTorch's GRU (nn.GRUCell here) lets the reset gate r scale W_hn h after the product; Cho et al. (2014)
-and the Deep Learning book (eq. 10.46) put r on h before it: n = tanh(W_xn x + W_hn (r * h) + b).
+and the Deep Learning book (eq. 10.45) put r on h before it: n = tanh(W_xn x + W_hn (r * h) + b).
 We write both in one cell, check the first against nn.GRUCell and the second with gradcheck, draw
 it unrolled, and train it on the shipped corpus with the library's own training loop (train.fit).
 
@@ -47,7 +47,7 @@ class MyGRU(nn.Module):
         z = (ax[..., H:2 * H] + h @ W_hz.T + b_hz).sigmoid()    # update gate
         if self.reset_after:                                    # PyTorch: r * (W_hn h + b_hn)
             n = (ax[..., 2 * H:] + r * (h @ W_hn.T + b_hn)).tanh()
-        else:                                                   # the book, eq. 10.46: W_hn (r * h)
+        else:                                                   # the book, eq. 10.45: W_hn (r * h)
             n = (ax[..., 2 * H:] + (r * h) @ W_hn.T + b_hn).tanh()
         return (1 - z) * n + z * h
 

@@ -1,6 +1,6 @@
 """Regenerate the README's pictures in docs/img/: the Deep Learning book's unfolded graph (Fig. 10.3) of an
 RNN and an LSTM, an RNN's ‖∂L/∂h(t)‖ fading back in time, the op-level graphs they stand for, and the
-lab's vanishing and influence plots. Fixed random generators, so the files only change when the drawing
+lab's vanishing, influence and rtrl plots. Fixed random generators, so the files only change when the drawing
 code does.
 
     python examples/make_pictures.py   (needs Graphviz's dot: apt-get install graphviz)
@@ -47,9 +47,9 @@ def lstm_grads() -> Path:
 
 
 def lab_plots() -> list:
-    """`tinygrad-rnn lab vanishing` and `lab influence` as PNG (needs matplotlib: pip install '.[plot]')."""
+    """`tinygrad-rnn lab vanishing`, `lab influence` and `lab rtrl` as PNG (needs matplotlib: pip install '.[plot]')."""
     from tinygrad_rnn import lab
-    return [lab.save_plot(lab.run(name), OUT / f"lab_{name}.png") for name in ("vanishing", "influence")]
+    return [lab.save_plot(lab.run(name), OUT / f"lab_{name}.png") for name in ("vanishing", "influence", "rtrl")]
 
 
 if __name__ == "__main__":

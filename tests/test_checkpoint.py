@@ -192,3 +192,13 @@ def test_unpack_rng_refuses_a_foreign_state():
         unpack_rng(pack_json({"bit_generator": "os.system"}))
     with pytest.raises(CheckpointError, match="PCG64 RNG state is invalid"):
         unpack_rng(pack_json({"bit_generator": "PCG64", "state": 3}))
+
+
+def test_save_removes_the_partial_files_a_killed_save_of_the_same_checkpoint_left(tmp_path):
+    stale = [".model.npz.0badf00d.tmp", ".model.npz.12345678.tmp"]     # kill -9 between write and rename
+    kept = [".model.npz.notes.tmp", ".other.npz.0badf00d.tmp", "model.npz.0badf00d.tmp", ".model.npz.0BADF00D.tmp"]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"PK\x03\x04 half an archive")
+    save_checkpoint(tmp_path / "model.npz", _arrays(0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["model.npz"])
+    np.testing.assert_array_equal(load_checkpoint(tmp_path / "model.npz")["cell.W_xh"], _arrays(0)["cell.W_xh"])

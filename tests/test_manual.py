@@ -338,7 +338,7 @@ def test_large_logits_give_a_finite_loss():
     assert all(np.isfinite(g).all() for g in grads.values())
 
 
-def test_quadratic_vs_cross_entropy_gradient_seed_002():
+def test_quadratic_vs_cross_entropy_gradient_of_min_char_rnn_derivation():
     rng = np.random.default_rng(0)
     W, b, h = rng.normal(size=(K, H)), rng.normal(size=K), rng.normal(size=H)
     y = W @ h + b  # a linear output layer

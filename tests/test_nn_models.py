@@ -265,7 +265,7 @@ def test_charrnn_batched_equals_unbatched(cell, kw):
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
 def test_charrnn_learns_hello(cell):
-    """Seeds 000/003: vocabulary h, e, l, o; input "hell", target "ello"; Adagrad as min-char-rnn."""
+    """The "hello" tutorial and the FAU lecture: vocabulary h, e, l, o; input "hell", target "ello"; Adagrad as min-char-rnn."""
     vocab = "helo"
     enc = lambda s: np.array([vocab.index(c) for c in s])  # noqa: E731
     x, y = enc("hell"), enc("ello")

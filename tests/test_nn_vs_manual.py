@@ -1,4 +1,4 @@
-"""CharRNN's autodiff gradients against the hand-derived BPTT of tinygrad_rnn.manual (seeds 000-004)."""
+"""CharRNN's autodiff gradients against the hand-derived BPTT of tinygrad_rnn.manual (the derivations of the book, min-char-rnn and the lecture notes)."""
 import numpy as np
 import pytest
 

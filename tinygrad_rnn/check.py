@@ -453,7 +453,7 @@ def compare_cell(model: Any, inputs: Any, targets: Any, state: Any = None, eps: 
         notes.append("LSTM gate blocks are stacked i|f|g|o (PyTorch's order) with a tanh cell input; the book's "
                      "eqs. 10.40-10.44 and their symbols hold for cell_input='sigmoid'")
     elif kind == "gru":
-        notes.append("GRU gate blocks are stacked r|z|n (PyTorch's nn.GRUCell); the book's GRU (eqs. 10.45-10.46) "
+        notes.append("GRU gate blocks are stacked r|z|n (PyTorch's nn.GRUCell); the book's GRU (eqs. 10.45-10.47) "
                      "applies the reset gate before W_hn, so its symbols are not used")
     return CellReport(cell, losses, reports, labels, inputs.shape, eps, notes)
 

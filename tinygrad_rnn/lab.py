@@ -411,10 +411,10 @@ def _bptt_grads(model: nn.CharRNN, inputs: np.ndarray, targets: np.ndarray) -> d
 
 
 def _cost(fn: Callable[[], Any]) -> tuple[Any, float, int]:
-    """fn()'s result, its best wall time of up to 5 runs (time.perf_counter; repeated only while quick)
+    """fn()'s result, its best wall time of up to 3 runs (time.perf_counter; repeated only while quick)
     and, from one more run, its peak of memory allocated (tracemalloc: every array and object it makes)."""
     times: list = []
-    while len(times) < 5 and sum(times) < 1.0:  # the fastest run is the least disturbed, as timeit says
+    while len(times) < 3 and sum(times) < 0.2:  # the fastest run is the least disturbed, as timeit says
         started = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - started)
@@ -429,7 +429,7 @@ def _cost(fn: Callable[[], Any]) -> tuple[Any, float, int]:
 
 
 @experiment("rtrl")
-def rtrl(Ts: tuple = (10, 100, 1000), Hs: tuple = (4, 8, 16), H: int = 8, T: int = 100, V: int = 10,
+def rtrl(Ts: tuple = (10, 100, 300), Hs: tuple = (4, 8, 12), H: int = 8, T: int = 50, V: int = 10,
          cells: tuple = ("rnn", "lstm")) -> Result:
     """Forward-mode RTRL against BPTT: equal gradients; time and memory as T and H grow."""
     rng = np.random.default_rng(0)

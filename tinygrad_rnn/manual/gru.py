@@ -1,7 +1,7 @@
 """Backpropagation through time for the GRU, by hand in NumPy.
 
 PyTorch's nn.GRUCell (gate blocks r, z, n; the reset gate multiplies W_hn h + b_hn, after the matmul,
-where the Deep Learning book's eq. 10.46 puts it before). The output layer and the loss are those of rnn.py.
+where the Deep Learning book's eq. 10.45 puts it before). The output layer and the loss are those of rnn.py.
 """
 from __future__ import annotations
 

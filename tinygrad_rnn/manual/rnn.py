@@ -1,4 +1,5 @@
-"""Backpropagation through time for the vanilla RNN, by hand in NumPy (seeds 000, 001, 002, 004).
+"""Backpropagation through time for the vanilla RNN, by hand in NumPy, as the "hello" tutorial, the
+Oxford lecture notes, min-char-rnn's derivation and the Deep Learning book derive it.
 
 Follows Karpathy's min-char-rnn line by line and the Deep Learning book's eqs. 10.8–10.28; also holds
 the input checks that lstm.py and rtrl.py share, so every function rejects bad input the same way.
@@ -35,7 +36,7 @@ def rnn_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Array
         db_h   += dhraw,  dW_hh += dhraw h_{t-1}^T,  dW_xh += dhraw x_t^T      (10.23, 10.26, 10.28)
         dh_next = W_hh^T dhraw
     truncate=k lets the loss term at t reach back through steps t, ..., t-k+1 only, with h_{t-k} held
-    constant (seed 001's k-step truncation); None or k >= T is full BPTT. Batches add over rows.
+    constant (the lecture notes' k-step truncation); None or k >= T is full BPTT. Batches add over rows.
     Returns (loss, grads, h_last): the summed natural-log cross-entropy, grads with params' keys,
     shapes and dtypes, and the last hidden state in h0's shape (feed it back as h0 to chain chunks).
     """

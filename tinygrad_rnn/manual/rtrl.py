@@ -1,4 +1,4 @@
-"""Real-time recurrent learning (seed 001): the RNN's exact gradient in forward mode, in NumPy.
+"""Real-time recurrent learning (the Oxford lecture notes): the RNN's exact gradient in forward mode, in NumPy.
 
 Carries the sensitivities dh_t/dθ forward in time instead of storing the states for a backward
 sweep; the result equals rnn_bptt's, at a much higher cost per step.

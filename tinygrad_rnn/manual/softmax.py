@@ -1,4 +1,5 @@
-"""Softmax by hand: its Jacobian, and softmax + cross-entropy whose gradient is dy = p - onehot (seed 002).
+"""Softmax by hand: its Jacobian, and softmax + cross-entropy whose gradient is dy = p - onehot
+(min-char-rnn's derivation).
 
 Pure NumPy; the stable forms subtract the max first. rnn.py, lstm.py and rtrl.py share the loss here.
 """

@@ -4,7 +4,7 @@ RNNCell: h_t = tanh(W_xh x_t + W_hh h_{t-1} + b_h)   (book eqs. 10.8-10.9: U = W
 PyTorch weight_ih = W_xh, weight_hh = W_hh). LSTMCell: gates i, f, g, o stacked in W_x, W_h, b as in
 PyTorch's nn.LSTMCell; cell_input="sigmoid" is the book's eq. 10.40-10.44 (its f, g, q, s).
 GRUCell: PyTorch's nn.GRUCell, gates r, z, n stacked in W_x, W_h, b_x, b_h (the reset gate acts after
-W_hn, unlike the book's eq. 10.46). Each cell moves its weights to and from PyTorch's names
+W_hn, unlike the book's eq. 10.45). Each cell moves its weights to and from PyTorch's names
 (torch_state_dict / load_torch_state_dict) without importing torch.
 """
 from __future__ import annotations
