@@ -660,3 +660,14 @@ def test_draw_unrolled_takes_your_own_sequence():
     assert [ops.norm(ops.node(rf"h\({t}\) = Tanh")) for t in range(1, 5)] == pytest.approx(want, rel=0.06)
     with pytest.raises(ValueError, match=r"inputs must have shape \(seq_len,\) or \(seq_len, B\) with seq_len 3"):
         viz.draw_unrolled(model, 3, inputs=x)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_a_weight_keeps_its_colour_fused_or_not(cell):
+    colours = []
+    for fused in (False, True):
+        model = nn.CharRNN(4, 3, cell=cell, rng=np.random.default_rng(0), fused=fused)
+        g = Parsed(viz.draw_unrolled(model, 3))
+        colours.append({name: g.nodes[g.node(re.escape(name))]["color"] for name in model.named_parameters()})
+        assert g.ids_labelled(r"h\(0\) \(3,\)")  # the initial state is named either way
+    assert colours[0] == colours[1] and len(set(colours[0].values())) == len(colours[0])

@@ -188,7 +188,9 @@ def draw(root: Tensor, *, params: Optional[dict] = None, show_shapes: bool = Tru
     """The graph that produced root as a graphviz.Digraph: ops, shared parameters, time-step clusters.
 
     Data flows along rankdir inside a step; the time steps sit side by side across it, in time order
-    (rankdir="TB": steps are columns left to right, parameters in one row above them).
+    (rankdir="TB": steps are columns left to right, parameters in one row above them). Clusters carry the
+    scope's own label: a CharRNN's step "t=0" holds h(1), as its names count time like the book;
+    draw_unrolled labels that step t=1.
     """
     return _draw(root, params=params, show_shapes=show_shapes, group_by_scope=group_by_scope, grads=grads,
                  rankdir=rankdir, collapse_scopes=collapse_scopes)
@@ -228,8 +230,11 @@ def _draw(root: Tensor, *, params: Optional[dict], show_shapes: bool, group_by_s
                            node_attr=dict(fontname="Helvetica"),
                            edge_attr=dict(color=_EDGE_COLOUR, arrowsize="0.6"))
     params_in_order = [t for t in tensors if t.grad_fn is None and t.requires_grad]
-    colours = dict(zip((id(t) for t in params_in_order),
-                       _colours([names.get(id(t)) or t.name for t in params_in_order])))
+    # colours over the params dict's order first (a model's named_parameters), then the rest as drawn, so
+    # a weight keeps its colour in every picture of the model, fused or not, book or ops
+    ranked = sorted(params_in_order, key=lambda t: (id(t) not in names, list(names).index(id(t))
+                                                     if id(t) in names else 0))
+    colours = dict(zip((id(t) for t in ranked), _colours([names.get(id(t)) or t.name for t in ranked])))
     step_of = {step: k for k, step in enumerate(steps)}
     if narrow is None:
         narrow = bool(steps) and not collapse_scopes and _across(tensors, home, steps) > _MAX_ACROSS
@@ -625,10 +630,8 @@ def _draw_book(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarray,
 
     U, W, other = _book_weights(model, named, inputs)
     letters = {"U": U, "W": W, "V": ["out.W"]}
-    # the colours the op-level picture gives these weights: the same rule over the same drawing order
-    ids = {id(p): n for n, p in named.items()}
-    order = [ids[id(t)] for t in _walk(root) if id(t) in ids]
-    palette = dict(zip(order, (edge for _, edge in _colours(order))))
+    # the colours the op-level picture gives these weights: the same rule over the same order
+    palette = dict(zip(named, (edge for _, edge in _colours(list(named)))))
     colour = {k: palette.get(v[0], _EDGE_COLOUR) if v else _EDGE_COLOUR for k, v in letters.items()}
 
     def weight(letter: str) -> dict:

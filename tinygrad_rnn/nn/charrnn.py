@@ -175,8 +175,9 @@ class CharRNN(Module):
 
     def _state_tensor(self, owner: str, v: Any, shape: tuple) -> Tensor:
         """A given state as a Tensor of the shape this input needs; None is zeros."""
-        if v is None:
-            return Tensor(np.zeros(shape, dtype=self.out.W.dtype))
+        if v is None:  # the book's initial state, named for the pictures
+            name = "h(0)" if shape[-1] == self.hidden_size else "[h; s](0)"
+            return Tensor(np.zeros(shape, dtype=self.out.W.dtype), name=name)
         v = v if isinstance(v, Tensor) else Tensor(np.asarray(v, dtype=self.out.W.dtype))
         if v.shape != shape:
             raise ValueError(f"{owner}: state has shape {v.shape}, expected {shape} for this input")
