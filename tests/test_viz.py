@@ -644,7 +644,8 @@ def test_cli_graph_styles_and_flags(tmp_path):
         assert run.returncode == 0, run.stderr
     run = _graph("--folded", "--grads", "--cell", "lstm", "-o", "f.dot", cwd=tmp_path)
     assert "‖∂L/∂cell.W_h‖" in (tmp_path / "f.dot").read_text(encoding="utf-8")
-    for args, says in [(["--style", "book", "--collapse"], "--collapse"), (["--steps", "5000"], "at most 1000"),
+    for args, says in [(["--style", "book", "--collapse"], "--collapse"), (["--steps", "5000"], "at most 500"),
+                       (["--style", "book", "--steps", "301"], "--style book draws at most 300 steps"),
                        (["--style", "fig"], "invalid choice")]:
         run = _graph(*args, "-o", "g.dot", cwd=tmp_path)
         assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr
