@@ -480,7 +480,10 @@ def _compare(op: str, fn: Any, a: Tensor, b: Any) -> Any:
 def _plain_index(index: Any) -> Any:
     """Tensors inside an index become their integer arrays."""
     if isinstance(index, tuple):
-        return tuple(_data(i) for i in index)
+        for i in index:  # a loop first: the common index (an LSTM's gate slices) holds no Tensor
+            if isinstance(i, Tensor):
+                return tuple(_data(i) for i in index)
+        return index
     return _data(index)
 
 
