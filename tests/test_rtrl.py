@@ -117,6 +117,19 @@ def test_rtrl_bad_input():
         analysis.rtrl_grads(nn.Linear(2, 2), np.zeros(3, int), np.zeros(3, int))
 
 
+def test_rtrl_refuses_a_model_too_large_for_its_p_by_p_tangents(monkeypatch):
+    from tinygrad_rnn import _memory
+    model = make_model("lstm", np.random.default_rng(0))
+    P = sum(p.size for p in model.parameters())
+    monkeypatch.setattr(_memory, "available", lambda: 8 * P * P - 1)  # one byte short of the seeds alone
+    with pytest.raises(MemoryError, match=rf"^rtrl_grads: forward mode with one direction per parameter entry "
+                                          rf"\(P = {P:,}\) needs [\d.]+ \w+ of memory for the P x P seed tangents "
+                                          rf"alone, more than the [\d.]+ \w+ available$"):
+        analysis.rtrl_grads(model, np.zeros(3, int), np.zeros(3, int))
+    monkeypatch.setattr(_memory, "available", lambda: 8 * P * P * 4)  # enough: the same call runs
+    assert set(analysis.rtrl_grads(model, np.zeros(3, int), np.zeros(3, int))) == set(model.named_parameters())
+
+
 def test_lab_rtrl_experiment_gets_the_same_gradients_both_ways():
     from tinygrad_rnn import lab
     r = lab.run("rtrl", Ts=(3, 12), Hs=(2,), H=3, T=5, V=4, cells=("rnn", "lstm", "gru"))

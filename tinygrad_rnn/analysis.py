@@ -28,6 +28,7 @@ from typing import Any, Iterator, Union
 
 import numpy as np
 
+from . import _memory
 from .function import concat
 from .nn.losses import cross_entropy
 from .tensor import Function, Tensor, _forward_mode, _state, _tangent_of, no_grad
@@ -207,6 +208,9 @@ def rtrl_grads(model: Any, inputs: Any, targets: Any, state: Any = None) -> dict
     params = model.named_parameters()
     P = sum(p.size for p in params.values())
     dtype = np.result_type(*[p.dtype for p in params.values()])
+    # before anything is allocated: a model of any size asks for P x P numbers (the default CLI LSTM: ~100 GB)
+    _memory.check(f"rtrl_grads: forward mode with one direction per parameter entry (P = {P:,})",
+                  P * P * dtype.itemsize, " for the P x P seed tangents alone")
     seeds, start = [], 0
     for p in params.values():  # direction start + i moves entry i of p alone: dθ/dθ = identity
         seed = np.zeros((P, p.size), dtype)
