@@ -417,7 +417,8 @@ def _node_attrs(t: Tensor, name: Optional[str], colour: Optional[tuple], show_sh
     if t.grad_fn is None:
         lines, attrs = [name or "param"], dict(_PARAM_STYLE, fillcolor=colour[0], color=colour[1])
     else:
-        lines = [f"{name} = {t.grad_fn.name}" if name else t.grad_fn.name]
+        op = t.grad_fn.name + _index_text(getattr(t.grad_fn, "index", None))
+        lines = [f"{name} = {op}" if name else op]
         attrs = dict(_OP_STYLE)
     if shape:
         lines.append(shape)
@@ -430,6 +431,25 @@ def _node_attrs(t: Tensor, name: Optional[str], colour: Optional[tuple], show_sh
             attrs["fillcolor"], attrs["fontcolor"] = scale.colours(norm)
     attrs["label"] = _label(*lines)
     return attrs
+
+
+def _index_text(index: Any) -> str:
+    """An indexing op's basic index as Python writes it, " […, 3:6]", so a gate's slice reads as such;
+    "" for none, and " [array]" for integer arrays."""
+    if index is None:
+        return ""
+    parts = []
+    for part in index if isinstance(index, tuple) else (index,):
+        if part is Ellipsis:
+            parts.append("…")
+        elif isinstance(part, slice):
+            text = ("" if part.start is None else str(part.start)) + ":" + ("" if part.stop is None else str(part.stop))
+            parts.append(text + ("" if part.step is None else f":{part.step}"))
+        elif isinstance(part, (int, np.integer)):
+            parts.append(str(int(part)))
+        else:
+            parts.append("array")
+    return f" [{', '.join(parts)}]"
 
 
 def _step_boxes(steps: list, step_ids: dict, tensors: list, home: dict, root: Tensor,
