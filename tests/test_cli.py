@@ -281,7 +281,7 @@ def test_train_bad_input(trained, args, code, says):
 
 @pytest.mark.parametrize("key, value, says", [
     ("param.cell.W_hh", np.nan, "nan.npz is corrupt: cell.W_hh holds NaN, inf or negative counts"),
-    ("optim.lr", -1.0, "nan.npz does not fit a CharRNN (rnn, hidden size 12, "),
+    ("optim.lr", -1.0, "nan.npz is corrupt: Adagrad.load_state_dict: bad entries: lr (must be positive, got -1.0)"),
     ("optim.mem.0", np.inf, "mem.0 (holds NaN or inf)"),
 ])
 def test_a_checkpoint_with_impossible_numbers_is_refused(trained, key, value, says):

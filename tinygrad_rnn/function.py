@@ -34,7 +34,8 @@ def _binary(op: str, fn, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         except ValueError:
             raise _broadcast_error(op, a.shape, b.shape) from None
         reason = str(e).strip().rstrip(".")  # NumPy's own, e.g. integers to negative integer powers
-        raise ValueError(f"{op}: {reason[:1].lower()}{reason[1:]} ({a.dtype} {a.shape} and {b.dtype} {b.shape})") from None
+        raise ValueError(f"{op}: {reason[:1].lower()}{reason[1:]} "
+                         f"({a.dtype} {a.shape} and {b.dtype} {b.shape})") from None
 
 
 # ---- forward-mode helpers: a tangent is (K, *shape), K directions at once; None is a zero tangent

@@ -230,9 +230,12 @@ class Run:
                                   f"{run.config.cell}")
         try:
             run.model.load_state_dict(params)
-            run.optimizer.load_state_dict(_prefixed(arrays, "optim."))
         except ValueError as e:
             raise CheckpointError(f"{path} does not fit {what}: {e}") from None
+        try:  # the parameters fit: a bad optimizer entry is damage, not another model
+            run.optimizer.load_state_dict(_prefixed(arrays, "optim."))
+        except ValueError as e:
+            raise CheckpointError(f"{path} is corrupt: {e}") from None
         if run.optimizer.lr != config.lr:
             raise CheckpointError(f"{path} is corrupt: its optimizer's lr {run.optimizer.lr} "
                                   f"differs from its config's {config.lr}")
