@@ -1,4 +1,5 @@
 """Graph pictures: the DOT text that viz.draw builds, parsed back into nodes, edges and clusters."""
+import os
 import re
 import shutil
 import subprocess
@@ -643,7 +644,8 @@ def test_cli_graph_styles_and_flags(tmp_path):
         assert run.returncode == 0, run.stderr
     run = _graph("--folded", "--grads", "--cell", "lstm", "-o", "f.dot", cwd=tmp_path)
     assert "‖∂L/∂cell.W_h‖" in (tmp_path / "f.dot").read_text(encoding="utf-8")
-    for args, says in [(["--style", "book", "--collapse"], "--collapse"), (["--steps", "5000"], "at most 1000"),
+    for args, says in [(["--style", "book", "--collapse"], "--collapse"), (["--steps", "5000"], "at most 500"),
+                       (["--style", "book", "--steps", "301"], "--style book draws at most 300 steps"),
                        (["--style", "fig"], "invalid choice")]:
         run = _graph(*args, "-o", "g.dot", cwd=tmp_path)
         assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr
@@ -671,3 +673,17 @@ def test_a_weight_keeps_its_colour_fused_or_not(cell):
         colours.append({name: g.nodes[g.node(re.escape(name))]["color"] for name in model.named_parameters()})
         assert g.ids_labelled(r"h\(0\) \(3,\)")  # the initial state is named either way
     assert colours[0] == colours[1] and len(set(colours[0].values())) == len(colours[0])
+
+
+def test_cli_graph_says_in_one_line_when_dot_fails(tmp_path):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "dot").write_text("#!/bin/sh\necho 'Error: trouble in init_rank' >&2\necho '... more lines' >&2\nexit 1\n")
+    (fake / "dot").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}")
+    run = subprocess.run([sys.executable, "-m", "tinygrad_rnn", "graph", "-o", "g.svg"], capture_output=True,
+                         text=True, cwd=tmp_path, env=env)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert "could not draw g.svg" in line and "trouble in init_rank" in line
+    assert not (tmp_path / "g.svg").exists()

@@ -169,11 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw a small CharRNN (vocabulary h, e, l, o) unrolled over T steps, time left to right.\n"
                     "--style ops: one node per op, each weight one node with an edge to every step that uses\n"
                     "it; --style book: the Deep Learning book's Fig. 10.3, x(t), h(t), o(t), L(t), y(t) joined\n"
-                    "by U, W, V. Past %d ops the steps are drawn as boxes by themselves. The format follows\n"
+                    "by U, W, V. Past %d nodes the steps are drawn as boxes by themselves. The format follows\n"
                     "the file's suffix (.svg, .png, .pdf, .dot); all but .dot need Graphviz." % _GRAPH_MAX_OPS)
     _cell_flags(graph, "rnn")
     graph.add_argument("--steps", type=_positive_int, default=4, metavar="T",
-                       help=f"time steps (default 4, at most {_GRAPH_MAX_STEPS})")
+                       help=f"time steps (default 4, at most {_GRAPH_MAX_STEPS}; {_GRAPH_MAX_BOOK_STEPS} with "
+                            "--style book)")
     graph.add_argument("--hidden", type=_positive_int, default=3, metavar="H", help="hidden units (default 3)")
     graph.add_argument("-o", "--output", type=_picture_path, metavar="FILE",
                        help="picture to write (default <cell>_unrolled.svg)")
@@ -594,13 +595,17 @@ def _sample(args: argparse.Namespace) -> int:
 # ---- graph and gradcheck --------------------------------------------------------------------------------
 # an unrolled picture with more ops than this takes dot more than a few seconds: its steps become boxes
 _GRAPH_MAX_OPS = 800
-_GRAPH_MAX_STEPS = 1000  # even as boxes, more steps than this take dot over 10 s
+_GRAPH_MAX_STEPS = 500  # even as boxes, more steps than this take dot several seconds
+_GRAPH_MAX_BOOK_STEPS = 300  # the book's picture takes dot 1 s at 300 steps, 20 s at 1000
 
 
 def _graph(args: argparse.Namespace) -> int:
     _check_hello_memory(args.cell, args.hidden, args.steps, " to draw the graph")
     if args.steps > _GRAPH_MAX_STEPS:
         raise _UsageError(f"--steps {args.steps} is more than a picture can show: at most {_GRAPH_MAX_STEPS}")
+    if args.style == "book" and not args.folded and args.steps > _GRAPH_MAX_BOOK_STEPS:
+        raise _UsageError(f"--style book draws at most {_GRAPH_MAX_BOOK_STEPS} steps, more take dot minutes; "
+                          f"--style ops draws up to {_GRAPH_MAX_STEPS}")
     if args.collapse and (args.folded or args.style == "book"):
         raise _UsageError("--collapse draws the op-level picture's steps as boxes, so it goes with --style ops "
                           "and without --folded")

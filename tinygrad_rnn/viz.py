@@ -644,7 +644,8 @@ def _draw_book(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarray,
                                            splines="line",
                                            label=_label(*_book_caption(named, other, lstm, loss, T))),
                            node_attr=dict(fontname="Helvetica", shape="circle", style="filled",
-                                          fillcolor="#ffffff", fontsize="12", width="0.6", fixedsize="true"),
+                                          fillcolor="#ffffff", fontsize="12", fixedsize="true",
+                                          width=str(0.6 + 0.1 * max(len(str(T)) - 2, 0))),  # h(100) fits
                            edge_attr=dict(fontname="Helvetica", fontsize="10", color=_EDGE_COLOUR,
                                           arrowsize="0.7"))
     losses = range(1, T + 1) if loss == "sum" else [T]
