@@ -272,6 +272,13 @@ def test_cell_sizes_and_options_must_fit():
         nn.CharRNN(4, 3, cell=nn.RNNCell(6, 3))
     with pytest.raises(TypeError, match=r"options cell_input are for a cell CharRNN builds"):
         nn.CharRNN(4, 3, cell=nn.RNNCell(4, 3), cell_input="tanh")
+    for cell in ("rnn", "gru"):  # the LSTM's option given to another cell: named, not Python's keyword error
+        with pytest.raises(TypeError, match=rf"^CharRNN: cell '{cell}' takes no option cell_input "
+                                            r"\(cell_input is the LSTM's: cell='lstm'\)$"):
+            nn.CharRNN(4, 3, cell=cell, cell_input="sigmoid")
+    with pytest.raises(TypeError, match=r"^CharRNN: cell 'lstm' takes no option forget_bias$"):
+        nn.CharRNN(4, 3, cell="lstm", forget_bias=1.0)
+    assert nn.CharRNN(4, 3, cell="lstm", cell_input="sigmoid").cell.cell_input == "sigmoid"
 
 
 @pytest.mark.parametrize("idx,message", [

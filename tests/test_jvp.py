@@ -10,7 +10,7 @@ import tinygrad_rnn.tensor as engine
 from tinygrad_rnn import Tensor, nn
 from tinygrad_rnn.function import Affine
 from tinygrad_rnn.nn.cells import ColumnGather
-from tinygrad_rnn.nn.fused import GRUStep, LSTMStep, RNNStep
+from tinygrad_rnn.nn.fused import GRUStep, LSTMStep, RNNStep, StackRows
 
 V_, H_ = 5, 3  # vocabulary and hidden size of the cell tests
 
@@ -56,6 +56,8 @@ def distinct(rng, shape):
 IDX = np.array([2, 0, 2])
 MASK = np.array([True, False, True])
 TARGETS = np.array([[1, 4], [0, 3], [2, 2]])
+PADDED = np.array([[1, -100], [0, 3], [-100, 2]])  # ignore_index: two padded positions count for nothing
+PROBS = np.random.default_rng(7).uniform(0, 1, (3, 4))  # targets of the sigmoid output
 
 # (name, engine fn, torch fn (None where the torch spelling is the same), inputs as (maker, shape))
 CASES = [
@@ -125,6 +127,18 @@ CASES = [
      lambda z: __import__("torch").nn.functional.cross_entropy(
          z.reshape(-1, 5), __import__("torch").tensor(TARGETS.reshape(-1)), reduction="mean"),
      [(normal, (3, 2, 5))]),
+    ("cross_entropy_ignore_index", lambda z: nn.cross_entropy(z, PADDED, reduction="mean"),
+     lambda z: __import__("torch").nn.functional.cross_entropy(
+         z.reshape(-1, 5), __import__("torch").tensor(PADDED.reshape(-1)), reduction="mean"),
+     [(normal, (3, 2, 5))]),
+    ("binary_cross_entropy_sum", lambda z: nn.binary_cross_entropy(z, PROBS),
+     lambda z: __import__("torch").nn.functional.binary_cross_entropy_with_logits(
+         z, __import__("torch").tensor(PROBS), reduction="sum"), [(normal, (3, 4))]),
+    ("binary_cross_entropy_mean", lambda z: nn.binary_cross_entropy(z, PROBS, reduction="mean"),
+     lambda z: __import__("torch").nn.functional.binary_cross_entropy_with_logits(
+         z, __import__("torch").tensor(PROBS), reduction="mean"), [(normal, (3, 4))]),
+    ("stack_rows", lambda a, b, c: StackRows.apply(a, b, c, out=np.empty((3, 2, 4))),
+     lambda a, b, c: __import__("torch").stack([a, b, c]), [(normal, (2, 4)), (normal, (2, 4)), (normal, (2, 4))]),
 ]
 CASE_IDS = [c[0] for c in CASES]
 

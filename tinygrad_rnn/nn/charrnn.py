@@ -23,6 +23,7 @@ from .module import Module, _check_init
 __all__ = ["CharRNN", "detach_state"]
 
 _CELLS = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
+_OPTIONS = {"rnn": (), "lstm": ("cell_input",), "gru": ()}  # the keyword options each built-in cell takes
 _FUSED = {RNNCell: RNNStep, LSTMCell: LSTMStep, GRUCell: GRUStep}  # a built-in cell's one-node step
 State = Union[Tensor, tuple, None]
 
@@ -38,6 +39,10 @@ class CharRNN(Module):
         if isinstance(cell, str):
             if cell not in _CELLS:
                 raise ValueError(f"CharRNN: cell must be one of {tuple(_CELLS)} or a cell object, got {cell!r}")
+            unknown = [k for k in cell_kw if k not in _OPTIONS[cell]]
+            if unknown:  # as the CLI: --cell-input applies to the LSTM only
+                raise TypeError(f"CharRNN: cell {cell!r} takes no option {', '.join(unknown)}"
+                                + (" (cell_input is the LSTM's: cell='lstm')" if "cell_input" in unknown else ""))
             self.cell_type = cell
             self.cell = _CELLS[cell](vocab_size, hidden_size, rng=rng, init=init, dtype=dtype, **cell_kw)
         else:
