@@ -507,7 +507,7 @@ def _scope_tree(scopes: Any) -> dict:
 def draw_unrolled(model: Any, seq_len: int, *, style: str = "ops", grads: bool = False, loss: str = "sum",
                   batch: Optional[int] = None, rng: Optional[np.random.Generator] = None, folded: bool = False,
                   inputs: Any = None, targets: Any = None, **draw_kw: Any) -> Any:
-    """A CharRNN unrolled over seq_len steps on random input (rng, seed 0 by default) with its
+    """A CharRNN unrolled over seq_len steps on random input (rng, np.random.default_rng(0) if not given) with its
     cross-entropy as the root, time running left to right and counted as in the book (t = 1 … seq_len).
 
     style="ops": the op graph as draw() makes it (rankdir "TB": steps as columns). style="book": the Deep
