@@ -530,6 +530,8 @@ def test_ops_picture_names_the_models_tensors():
             (node,) = g.ids_labelled(rf"{name}\({t}\) = {op}")
             assert g.nodes[node]["clusters"] == (f"t={t}",)
     assert g.ids_labelled(r"h\(0\) \(3,\)") and g.ids_labelled(r"s\(0\) \(3,\)")
+    for rows in ("0:3", "3:6", "6:9", "9:12"):  # each gate's slice of z, once per step
+        assert len(g.ids_labelled(rf"GetItem \[…, {rows}\]")) == 3
     gru = Parsed(viz.draw_unrolled(_model("gru"), 2))
     assert gru.ids_labelled(r"z\(2\) = Sigmoid") and gru.ids_labelled(r"h\(2\) = Add")
 

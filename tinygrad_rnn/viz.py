@@ -417,7 +417,8 @@ def _node_attrs(t: Tensor, name: Optional[str], colour: Optional[tuple], show_sh
     if t.grad_fn is None:
         lines, attrs = [name or "param"], dict(_PARAM_STYLE, fillcolor=colour[0], color=colour[1])
     else:
-        lines = [f"{name} = {t.grad_fn.name}" if name else t.grad_fn.name]
+        op = t.grad_fn.name + _index_text(getattr(t.grad_fn, "index", None))
+        lines = [f"{name} = {op}" if name else op]
         attrs = dict(_OP_STYLE)
     if shape:
         lines.append(shape)
@@ -430,6 +431,25 @@ def _node_attrs(t: Tensor, name: Optional[str], colour: Optional[tuple], show_sh
             attrs["fillcolor"], attrs["fontcolor"] = scale.colours(norm)
     attrs["label"] = _label(*lines)
     return attrs
+
+
+def _index_text(index: Any) -> str:
+    """An indexing op's basic index as Python writes it, " […, 3:6]", so a gate's slice reads as such;
+    "" for none, and " [array]" for integer arrays."""
+    if index is None:
+        return ""
+    parts = []
+    for part in index if isinstance(index, tuple) else (index,):
+        if part is Ellipsis:
+            parts.append("…")
+        elif isinstance(part, slice):
+            text = ("" if part.start is None else str(part.start)) + ":" + ("" if part.stop is None else str(part.stop))
+            parts.append(text + ("" if part.step is None else f":{part.step}"))
+        elif isinstance(part, (int, np.integer)):
+            parts.append(str(int(part)))
+        else:
+            parts.append("array")
+    return f" [{', '.join(parts)}]"
 
 
 def _step_boxes(steps: list, step_ids: dict, tensors: list, home: dict, root: Tensor,
@@ -487,7 +507,7 @@ def _scope_tree(scopes: Any) -> dict:
 def draw_unrolled(model: Any, seq_len: int, *, style: str = "ops", grads: bool = False, loss: str = "sum",
                   batch: Optional[int] = None, rng: Optional[np.random.Generator] = None, folded: bool = False,
                   inputs: Any = None, targets: Any = None, **draw_kw: Any) -> Any:
-    """A CharRNN unrolled over seq_len steps on random input (rng, seed 0 by default) with its
+    """A CharRNN unrolled over seq_len steps on random input (rng, np.random.default_rng(0) if not given) with its
     cross-entropy as the root, time running left to right and counted as in the book (t = 1 … seq_len).
 
     style="ops": the op graph as draw() makes it (rankdir "TB": steps as columns). style="book": the Deep
