@@ -677,14 +677,16 @@ def test_a_weight_keeps_its_colour_fused_or_not(cell):
     assert colours[0] == colours[1] and len(set(colours[0].values())) == len(colours[0])
 
 
-def test_cli_graph_says_in_one_line_when_dot_fails(tmp_path):
+@pytest.mark.parametrize("steps", ["4", "60"])  # 60 steps: ~90 KB of DOT, more than a pipe holds unread
+def test_cli_graph_says_in_one_line_when_dot_fails(tmp_path, steps):
+    """A dot that fails without reading its input (the pipe breaks under the writer) still gets its say."""
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "dot").write_text("#!/bin/sh\necho 'Error: trouble in init_rank' >&2\necho '... more lines' >&2\nexit 1\n")
     (fake / "dot").chmod(0o755)
     env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}")
-    run = subprocess.run([sys.executable, "-m", "tinygrad_rnn", "graph", "-o", "g.svg"], capture_output=True,
-                         text=True, cwd=tmp_path, env=env)
+    run = subprocess.run([sys.executable, "-m", "tinygrad_rnn", "graph", "--steps", steps, "-o", "g.svg"],
+                         capture_output=True, text=True, cwd=tmp_path, env=env)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     (line,) = run.stderr.strip().splitlines()
     assert "could not draw g.svg" in line and "trouble in init_rank" in line

@@ -810,7 +810,10 @@ def save(digraph: Any, path: Union[str, Path]) -> Path:
     graphviz = _graphviz()
     if shutil.which("dot") is not None:
         try:
-            path.write_bytes(digraph.pipe(format=suffix[1:], quiet=True))
+            # the whole source as one input, not line by line as digraph.pipe() writes it: a dot that fails
+            # before reading it all breaks that pipe, and its own error message was lost to BrokenPipeError
+            source = digraph.source.encode("utf-8")
+            path.write_bytes(graphviz.pipe(getattr(digraph, "engine", "dot"), suffix[1:], source, quiet=True))
             return path
         except graphviz.ExecutableNotFound:
             pass
