@@ -5,9 +5,9 @@ from typing import Callable
 import numpy as np
 
 import tinygrad_rnn as tr
-from tinygrad_rnn import Tensor, check
+from tinygrad_rnn import Tensor, check, nn
 
-__all__ = ["assert_grads_match", "numeric_grads", "WrongSin"]
+__all__ = ["assert_grads_match", "numeric_grads", "WrongSin", "MGU"]
 
 
 def assert_grads_match(fn: Callable[..., Tensor], *arrays, eps: float = 1e-6, atol: float = 1e-5,
@@ -55,3 +55,25 @@ class WrongSin(tr.Function):
     def backward(ctx, g):
         (a,) = ctx.saved_tensors
         return (g * np.sin(a),)
+
+
+class MGU(nn.Module):
+    """A user-written cell, the minimal gated unit (Zhou et al. 2016):
+    f = σ(W_f x + U_f h + b_f), h' = (1 - f) h + f tanh(W x + U (f h) + b)."""
+
+    def __init__(self, input_size, hidden_size, rng):
+        self.hidden_size = hidden_size
+        k = 1 / np.sqrt(hidden_size)
+
+        def param(*shape):
+            return Tensor(rng.uniform(-k, k, shape), requires_grad=True)
+
+        self.W_f, self.U_f, self.b_f = param(hidden_size, input_size), param(hidden_size, hidden_size), param(hidden_size)
+        self.W, self.U, self.b = param(hidden_size, input_size), param(hidden_size, hidden_size), param(hidden_size)
+
+    def forward(self, x, h):
+        if h is None:
+            h = Tensor(np.zeros(x.shape[:-1] + (self.hidden_size,)))
+        f = (x @ self.W_f.T + h @ self.U_f.T + self.b_f).sigmoid()
+        n = (x @ self.W.T + (f * h) @ self.U.T + self.b).tanh()
+        return (1 - f) * h + f * n

@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+from helpers import MGU
 
 from tinygrad_rnn import Tensor, check, manual, nn
 
@@ -122,25 +123,6 @@ def test_gru_bptt_state_conventions_and_errors():
 
 
 # ---- a user-written cell ---------------------------------------------------------------------------------
-class MGU(nn.Module):
-    """The minimal gated unit (Zhou et al. 2016): f = σ(W_f x + U_f h + b_f), h' = (1 - f) h + f tanh(W x + U (f h) + b)."""
-
-    def __init__(self, input_size, hidden_size, rng):
-        self.hidden_size = hidden_size
-        k = 1 / np.sqrt(hidden_size)
-
-        def param(*shape):
-            return Tensor(rng.uniform(-k, k, shape), requires_grad=True)
-
-        self.W_f, self.U_f, self.b_f = param(hidden_size, input_size), param(hidden_size, hidden_size), param(hidden_size)
-        self.W, self.U, self.b = param(hidden_size, input_size), param(hidden_size, hidden_size), param(hidden_size)
-
-    def forward(self, x, h):
-        if h is None:
-            h = Tensor(np.zeros(x.shape[:-1] + (self.hidden_size,)))
-        f = (x @ self.W_f.T + h @ self.U_f.T + self.b_f).sigmoid()
-        n = (x @ self.W.T + (f * h) @ self.U.T + self.b).tanh()
-        return (1 - f) * h + f * n
 
 
 class PairCell(nn.Module):

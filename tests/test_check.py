@@ -3,7 +3,7 @@ import re
 
 import numpy as np
 import pytest
-from helpers import WrongSin, assert_grads_match
+from helpers import MGU, WrongSin, assert_grads_match
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -506,27 +506,10 @@ def test_compare_cell_gru_has_no_book_gate_symbols():
     assert "gru cell" in str(report) and "r|z|n" in str(report)
 
 
-class _MGU(nn.Module):
-    """The minimal gated unit: f = σ(W_f x + U_f h + b_f), n = tanh(W x + U (f*h) + b), h' = (1-f)*h + f*n."""
-
-    def __init__(self, D, H, rng):
-        self.hidden_size = H
-        self.W_f, self.U_f, self.b_f = (Tensor(0.5 * rng.standard_normal(s), requires_grad=True)
-                                        for s in [(H, D), (H, H), (H,)])
-        self.W, self.U, self.b = (Tensor(0.5 * rng.standard_normal(s), requires_grad=True)
-                                  for s in [(H, D), (H, H), (H,)])
-
-    def forward(self, x, h):
-        h = Tensor(np.zeros(x.shape[:-1] + (self.hidden_size,))) if h is None else h
-        f = (x @ self.W_f.T + h @ self.U_f.T + self.b_f).sigmoid()
-        n = (x @ self.W.T + (f * h) @ self.U.T + self.b).tanh()
-        return (1 - f) * h + f * n
-
-
 @pytest.mark.parametrize("shape", [(4,), (3, 2)])
 def test_compare_cell_on_a_user_cell_is_autodiff_vs_numeric_and_says_so(shape):
     rng = np.random.default_rng(7)
-    model = nn.CharRNN(5, 3, cell=_MGU(5, 3, rng), rng=rng)
+    model = nn.CharRNN(5, 3, cell=MGU(5, 3, rng), rng=rng)
     inputs, targets = rng.integers(0, 5, size=shape), rng.integers(0, 5, size=shape)
     h0 = rng.standard_normal(shape[1:] + (3,))
     report = check.compare_cell(model, inputs, targets, state=h0)
@@ -537,7 +520,7 @@ def test_compare_cell_on_a_user_cell_is_autodiff_vs_numeric_and_says_so(shape):
     logits, _ = model(inputs, Tensor(h0))
     assert report.losses["autodiff"] == pytest.approx(nn.cross_entropy(logits, targets).item(), abs=1e-12)
     text = str(report)
-    assert "_MGU cell" in text and "finite differences only" in text and "manual" not in text
+    assert "MGU cell" in text and "finite differences only" in text and "manual" not in text
     header = text.splitlines()[text.splitlines().index(next(l for l in text.splitlines() if "autodiff vs numeric" in l
                                                             and "within" not in l)) + 1]
     assert header.split() == ["parameter", "max", "abs", "max", "rel", "pass"]
@@ -546,7 +529,7 @@ def test_compare_cell_on_a_user_cell_is_autodiff_vs_numeric_and_says_so(shape):
 
 def test_compare_cell_on_a_user_cell_with_a_wrong_gradient_fails():
     rng = np.random.default_rng(8)
-    cell = _MGU(5, 3, rng)
+    cell = MGU(5, 3, rng)
     right = cell.forward
     cell.forward = lambda x, h: right(x, h) + WrongSin.apply(cell.b)  # sin(b) with a wrong backward
     report = check.compare_cell(nn.CharRNN(5, 3, cell=cell, rng=rng), rng.integers(0, 5, 3), rng.integers(0, 5, 3))

@@ -1,32 +1,12 @@
 """analysis.rtrl_grads: real-time recurrent learning in the engine's forward mode equals backward (BPTT)."""
 import numpy as np
 import pytest
+from helpers import MGU
 
 import tinygrad_rnn.tensor as engine
-from tinygrad_rnn import Tensor, analysis, manual, nn
+from tinygrad_rnn import analysis, manual, nn
 
 V, H = 5, 3
-
-
-class MGU(nn.Module):
-    """A user-written cell, the minimal gated unit: f = σ(W_f x + U_f h + b_f), h' = (1 - f) h + f tanh(W x + U (f h) + b)."""
-
-    def __init__(self, input_size, hidden_size, rng):
-        self.hidden_size = hidden_size
-        k = 1 / np.sqrt(hidden_size)
-
-        def param(*shape):
-            return Tensor(rng.uniform(-k, k, shape), requires_grad=True)
-
-        self.W_f, self.U_f, self.b_f = param(hidden_size, input_size), param(hidden_size, hidden_size), param(hidden_size)
-        self.W, self.U, self.b = param(hidden_size, input_size), param(hidden_size, hidden_size), param(hidden_size)
-
-    def forward(self, x, h):
-        if h is None:
-            h = Tensor(np.zeros(x.shape[:-1] + (self.hidden_size,)))
-        f = (x @ self.W_f.T + h @ self.U_f.T + self.b_f).sigmoid()
-        n = (x @ self.W.T + (f * h) @ self.U.T + self.b).tanh()
-        return (1 - f) * h + f * n
 
 
 def make_model(cell, rng, **kw):
