@@ -323,6 +323,13 @@ def test_train_gru_then_sample(tmp_path):
     rc, sample, err = run("sample", "gru.npz", "--prime", "the ", "--length", "40", "--seed", "3", cwd=tmp_path)
     assert rc == 0, err
     assert sample.startswith("the ") and len(sample) == 44 and set(sample) <= set("the catsonmdruglwxi\n")
+    # --cell in every subcommand: sample takes the checkpoint's and checks a given one against it
+    assert run("sample", "gru.npz", "--prime", "the ", "--length", "40", "--seed", "3", "--cell", "gru",
+               cwd=tmp_path) == (0, sample, "")
+    fails(1, "sample", "gru.npz", "--cell", "lstm", cwd=tmp_path,
+          says="--cell lstm does not match gru.npz, which has gru; sample uses the checkpoint's cell")
+    fails(2, "sample", "gru.npz", "--cell-input", "sigmoid", cwd=tmp_path,
+          says="--cell-input applies to the LSTM only, not to --cell gru")
 
 
 def test_the_books_lstm_round_trips_through_a_checkpoint(tmp_path):
@@ -351,6 +358,10 @@ def test_the_books_lstm_round_trips_through_a_checkpoint(tmp_path):
     fails(1, "train", "--resume", "book.npz", "--cell-input", "tanh", "--steps", "30", cwd=tmp_path,
           says="--cell-input tanh does not match book.npz, which has sigmoid")
     assert still()
+    rc, out, err = run("sample", "book.npz", "--cell", "lstm", "--cell-input", "sigmoid", "--length", "7", cwd=tmp_path)
+    assert rc == 0 and len(out) == 7, err
+    fails(1, "sample", "book.npz", "--cell-input", "tanh", cwd=tmp_path,
+          says="--cell-input tanh does not match book.npz, which has sigmoid; sample uses the checkpoint's cell")
     rc, sample, err = run("sample", "book.npz", "--length", "20", "--seed", "0", cwd=tmp_path)
     assert rc == 0 and len(sample) == 20, err
 

@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--temperature", type=_positive_float, default=1.0, metavar="X",
                         help="below 1 is more conservative, above 1 more random (default 1)")
     sample.add_argument("--seed", type=_nonnegative_int, metavar="S", help="seed for a repeatable sample")
+    sample.add_argument("--cell", choices=CELLS, help="the cell is the checkpoint's; if given, it must be that one")
+    sample.add_argument("--cell-input", choices=CELL_INPUTS, help="the LSTM's cell input, checked the same way")
 
     graph = commands.add_parser(
         "graph", formatter_class=fmt, help="draw a CharRNN's computation graph",
@@ -574,6 +576,12 @@ class _Progress:
 # ---- sample ---------------------------------------------------------------------------------------------
 def _sample(args: argparse.Namespace) -> int:
     run = Run.load(args.checkpoint)
+    c = run.config
+    _cell_kw(args, args.cell or c.cell)  # --cell-input with an rnn or gru: a usage error, as everywhere
+    for flag, given, stored in (("--cell", args.cell, c.cell), ("--cell-input", args.cell_input, c.cell_input)):
+        if given is not None and given != stored:
+            raise _Error(f"{flag} {given} does not match {args.checkpoint}, which has {stored}; "
+                         "sample uses the checkpoint's cell")
     try:
         run.vocab.encode(args.prime)
     except DataError as e:
