@@ -453,3 +453,7 @@ def test_neural_trigram_errors():
         model(np.array([0, 1]), np.array([0]))
     with pytest.raises(ValueError, match="act must be one of"):
         nn.NeuralTrigram(3, 2, act="gelu")
+    with pytest.raises(ValueError, match=r"^NeuralTrigram: vocab_size must be a positive integer, got 0$"):
+        nn.NeuralTrigram(0, 2)  # named as the user wrote it, not as the Linear layer inside
+    with pytest.raises(TypeError, match=r"^NeuralTrigram: hidden_size must be a positive integer, got 2.5$"):
+        nn.NeuralTrigram(3, 2.5)

@@ -26,7 +26,7 @@ class NeuralTrigram(Module):
                  dtype: type = np.float64) -> None:
         if act not in _ACTS:
             raise ValueError(f"NeuralTrigram: act must be one of {_ACTS}, got {act!r}")
-        dtype, rng = _check_init("NeuralTrigram", init, dtype, rng)
+        dtype, rng = _check_init("NeuralTrigram", init, dtype, rng, vocab_size=vocab_size, hidden_size=hidden_size)
         self.vocab_size, self.hidden_size, self.act = vocab_size, hidden_size, act
         self.hidden = Linear(2 * vocab_size, hidden_size, rng=rng, init=init, dtype=dtype)  # V, c
         self.out = Linear(hidden_size, vocab_size, rng=rng, init=init, dtype=dtype)         # W, b
