@@ -405,6 +405,9 @@ def test_sample_bad_input(trained, args, code, says):
     (["demo", "--cell-input", "sigmoid"], 2, "--cell-input applies to the LSTM only, not to --cell rnn"),
     (["gradcheck", "--steps", "0"], 2, "argument --steps: must be a positive integer, got 0"),
     (["translate"], 2, "argument command: invalid choice: 'translate'"),
+    (["sample", "x.npz", "--cell-type", "gru"], 2, "unrecognized arguments: --cell-type gru (see 'tinygrad-rnn sample --help')"),
+    (["lab", "copies", "--fast"], 2, "unrecognized arguments: --fast (see 'tinygrad-rnn lab --help')"),
+    (["--fast"], 2, "unrecognized arguments: --fast (see 'tinygrad-rnn --help')"),
     ([], 2, "choose a command: demo, train, sample, graph, gradcheck or lab"),
 ])
 def test_other_bad_usage(tmp_path, args, code, says):
