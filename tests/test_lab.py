@@ -75,11 +75,96 @@ def test_truncation_is_exact_once_a_chunk_covers_the_sequence(results):
     assert scores[short, 1]["rel"] > scores[short, 2]["rel"]
 
 
+# ---- one cell: what `lab EXPERIMENT --cell gru` runs ----------------------------------------------------------
+GRU = ["cell.W_x", "cell.W_h", "cell.b_x", "cell.b_h", "out.W", "out.b"]
+
+
+@pytest.fixture(scope="module")
+def gru_results():
+    return {"vanishing": lab.run("vanishing", cell="gru", **SMALL["vanishing"]),
+            "copies": lab.run("copies", cell="gru"),
+            "influence": lab.run("influence", cell="gru", **SMALL["influence"]),
+            "truncation": lab.run("truncation", cell="gru", **SMALL["truncation"]),
+            "rtrl": lab.run("rtrl", **{**SMALL["rtrl"], "cells": ("gru",)})}
+
+
+def test_copies_of_a_gru_add_up_to_the_gradient(gru_results):
+    r = gru_results["copies"]
+    norms, diffs = r.numbers["norms"], r.numbers["max_diff"]
+    assert list(norms) == GRU
+    assert max(diffs.values()) <= 1e-12 and r.numbers["ok"] and "within 1e-12" in r.table
+    assert norms["cell.W_h"][0] == 0 and np.all(norms["cell.W_h"][1:] > 0)  # W_h h_{-1} with h_{-1} = 0
+    for name, n in norms.items():
+        assert n.shape == (4,) and n.sum() >= r.numbers["grad_norm"][name] > 0
+    assert "with a GRU cell" in r.table and "cell.W_h at t=0" in r.table
+
+
+def test_vanishing_with_a_gru_scales_its_candidate_block_and_keeps_the_bound(gru_results):
+    r = gru_results["vanishing"]
+    runs, radii, (low, high) = r.numbers["runs"], r.numbers["radii"], r.numbers["gains"]
+    assert r.numbers["cells"] == ("rnn", "gru") and "---GRU---" in r.table and "LSTM" not in r.table.split("\n\n")[1]
+    for rho in radii:
+        H = 6
+        model = lab._scaled("gru", rho, 1.0, 4, H)
+        assert np.max(np.abs(np.linalg.eigvals(model.cell.W_h.data[2 * H:]))) == pytest.approx(rho)
+        for gain in (low, high):
+            run = runs["gru", gain, rho]
+            assert run["jac"][-1] == pytest.approx(1.0) and 0 < run["mean"] < 1  # the mean update gate z
+            assert np.all(run["grad"] <= run["jac"] * run["grad"][-1] * (1 + 1e-12))
+    only_rnn = lab.run("vanishing", cell="rnn", **SMALL["vanishing"])
+    assert only_rnn.numbers["cells"] == ("rnn",) and "LSTM" not in only_rnn.table and "GRU" not in only_rnn.table
+
+
+def test_influence_with_a_gru_beside_the_rnn(gru_results):
+    r = gru_results["influence"]
+    maps = r.numbers["maps"]
+    assert list(maps) == ["RNN", "GRU"]
+    T, H = 10, 6
+    for M in maps.values():
+        assert M.shape == (T, T) and np.all(np.triu(M, 1) == 0) and np.all(M[np.tril_indices(T)] > 0)
+    # the diagonal by an independent formula: ∂L_t/∂h_t = out.W^T (softmax(o_t) - e_y_t), L_t reads h_t alone
+    from tinygrad_rnn import nn
+    from tinygrad_rnn.data import Vocab
+    vocab = Vocab("hello")
+    ids = vocab.encode(("hello" * 4)[:T + 1])
+    model = nn.CharRNN(vocab.size, H, "gru", rng=np.random.default_rng(0))
+    o = model(ids[:-1])[0].data
+    p = np.exp(o - o.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(T), ids[1:]] -= 1
+    assert np.allclose(np.diag(maps["GRU"]), np.linalg.norm(p @ model.out.W.data, axis=1), rtol=1e-12)
+
+
+def test_truncation_of_a_gru_is_exact_once_a_chunk_covers_the_sequence(gru_results):
+    r = gru_results["truncation"]
+    scores, (short, long) = r.numbers["scores"], r.numbers["cases"]
+    for k in r.numbers["ks"]:
+        for case, T in ((short, 4), (long, 20)):
+            s = scores[case, k]
+            assert (s["rel"] == 0) if k >= T else (s["rel"] > 1e-4 and s["cos"] < 1)
+    assert "(GRU cell)" in r.table
+
+
+def test_rtrl_of_a_gru_equals_bptt(gru_results):
+    r = gru_results["rtrl"]
+    assert {key[0] for key in r.numbers["runs"]} == {"gru"}
+    assert r.numbers["worst"] < 1e-12
+    H, V = 3, 4
+    assert r.numbers["runs"]["gru", H, 5]["P"] == 3 * H * H + 4 * H * V + 6 * H + V
+
+
 @pytest.mark.parametrize("name", list(SMALL))
 def test_every_experiment_draws_its_plot(results, name, tmp_path):
     pytest.importorskip("matplotlib")
     path = lab.save_plot(results[name], tmp_path / f"{name}.png")
     data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_every_experiment_draws_its_plot_with_a_gru(gru_results, name, tmp_path):
+    pytest.importorskip("matplotlib")
+    data = lab.save_plot(gru_results[name], tmp_path / f"{name}.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
 
@@ -116,6 +201,25 @@ def test_lab_bad_input_is_one_line_and_exit_2(tmp_path, args, says):
     assert rc == 2 and out == ""
     assert err.startswith(says) and err.count("\n") == 1, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_lab_with_a_cell_shows_that_cell(tmp_path):
+    rc, out, err = run("copies", "--cell", "gru", cwd=tmp_path)
+    assert rc == 0, err
+    assert "cell.W_x  cell.W_h  cell.b_x  cell.b_h" in out and "within 1e-12" in out
+
+
+@pytest.mark.parametrize("args,says", [
+    (["copies", "--cell", "tree"], "tinygrad-rnn: error: argument --cell: invalid choice: 'tree'"),
+    (["influence", "--cell", "gru", "--cell-input", "sigmoid"],
+     "tinygrad-rnn: error: --cell-input applies to the LSTM only, not to --cell gru (see 'tinygrad-rnn lab --help')"),
+    (["copies", "--cell-input", "sigmoid"],
+     "tinygrad-rnn: error: --cell-input applies to the LSTM only: give it with --cell lstm"),
+])
+def test_lab_bad_cell_is_one_line_and_exit_2(tmp_path, args, says):
+    rc, out, err = run(*args, cwd=tmp_path)
+    assert rc == 2 and out == ""
+    assert err.startswith(says) and err.count("\n") == 1, err
 
 
 def test_lab_without_matplotlib_prints_the_table_and_says_how_to_install(tmp_path):

@@ -209,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"example: {PROG} lab vanishing -o vanishing.png")
     lab_cmd.add_argument("experiment", metavar="EXPERIMENT", help=", ".join(lab.EXPERIMENTS))
     lab_cmd.add_argument("-o", "--output", type=_plot_path, metavar="FILE", help="write the plot to FILE")
+    lab_cmd.add_argument("--cell", choices=CELLS,
+                         help="show this cell (default: the RNN, or the RNN beside the LSTM, as each experiment compares)")
+    lab_cmd.add_argument("--cell-input", choices=CELL_INPUTS,
+                         help="the LSTM's cell input: tanh (the default) or sigmoid (the Deep Learning book's LSTM)")
     return parser
 
 
@@ -683,7 +687,14 @@ def _lab(args: argparse.Namespace) -> int:
     if args.experiment not in lab.EXPERIMENTS:
         raise _UsageError(f"unknown experiment {args.experiment!r}; choose one of {', '.join(lab.EXPERIMENTS)} "
                           f"(see '{PROG} lab --help')")
-    result = lab.run(args.experiment)
+    if args.cell_input is not None and args.cell is None:
+        raise _UsageError(f"--cell-input applies to the LSTM only: give it with --cell lstm (see '{PROG} lab --help')")
+    sizes = _cell_kw(args, args.cell)
+    if args.cell is not None and args.experiment == "rtrl":  # rtrl takes the cells it compares
+        sizes["cells"] = (args.cell,)
+    elif args.cell is not None:  # every other experiment the one cell it shows
+        sizes["cell"] = args.cell
+    result = lab.run(args.experiment, **sizes)
     print(result.table)
     print(f"({args.experiment}: {result.seconds:.1f} s)")
     if args.output is not None:

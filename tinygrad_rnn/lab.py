@@ -108,11 +108,11 @@ def _rate(values: np.ndarray) -> float:
     return float(np.exp(np.polyfit(d[keep], np.log(values[keep]), 1)[0]))
 
 
-def _hello_model() -> tuple[nn.CharRNN, Vocab, np.ndarray, np.ndarray]:
+def _hello_model(cell: str = "rnn", **cell_kw: Any) -> tuple[nn.CharRNN, Vocab, np.ndarray, np.ndarray]:
     """min-char-rnn's example as `tinygrad-rnn demo` trains it: 3 hidden units read 'hell', predict 'ello'."""
     vocab = Vocab("hello")
     inputs, targets = vocab.encode("hell"), vocab.encode("ello")
-    model = nn.CharRNN(vocab.size, 3, "rnn", rng=np.random.default_rng(0))
+    model = nn.CharRNN(vocab.size, 3, cell, rng=np.random.default_rng(0), **cell_kw)
     optimizer = nn.optim.Adagrad(model.parameters(), lr=0.1)
     for _ in range(200):
         logits, _ = model(inputs)
@@ -132,12 +132,15 @@ def _hello_ids(vocab: Vocab, steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- vanishing -------------------------------------------------------------------------------------------
-def _scaled(cell: str, rho: float, gain: float, V: int, H: int) -> nn.CharRNN:
-    """A fresh CharRNN whose recurrent weights have spectral radius rho (an LSTM: each gate's H x H block)
-    and whose input weights are multiplied by gain (stronger input drives tanh into saturation)."""
-    model = nn.CharRNN(V, H, cell, rng=np.random.default_rng(1))
+def _scaled(cell: str, rho: float, gain: float, V: int, H: int, **cell_kw: Any) -> nn.CharRNN:
+    """A fresh CharRNN whose recurrent weights have spectral radius rho (an LSTM: each gate's H x H block;
+    a GRU: the candidate's block W_hn, the one that plays W_hh's part) and whose input weights are
+    multiplied by gain (stronger input drives tanh into saturation)."""
+    model = nn.CharRNN(V, H, cell, rng=np.random.default_rng(1), **cell_kw)
     if cell == "rnn":
         blocks, U = [model.cell.W_hh.data], model.cell.W_xh.data
+    elif cell == "gru":
+        blocks, U = [model.cell.W_h.data[2 * H:3 * H]], model.cell.W_x.data
     else:
         blocks, U = [model.cell.W_h.data[k * H:(k + 1) * H] for k in range(4)], model.cell.W_x.data
     for W in blocks:  # views: scaled in place
@@ -147,29 +150,52 @@ def _scaled(cell: str, rho: float, gain: float, V: int, H: int) -> nn.CharRNN:
 
 
 def _mean_derivative(model: nn.CharRNN, inputs: np.ndarray) -> float:
-    """RNN: the mean tanh'(a_t) = 1 - h_t^2 of the run; LSTM: the mean forget gate f_t (the factor on s)."""
+    """RNN: the mean tanh'(a_t) = 1 - h_t^2 of the run; LSTM: the mean forget gate f_t (the factor on s);
+    GRU: the mean update gate z_t (the factor on h_t-1)."""
     with no_grad():
         _, states = model.unroll(inputs)
     if model.cell_type == "rnn":
         return float(np.mean([1 - s.data ** 2 for s in states]))
     H, c = model.hidden_size, model.cell
+    if model.cell_type == "gru":
+        h_prev = [np.zeros(H)] + [s.data for s in states[:-1]]
+        z = [c.W_x.data[H:2 * H, x] + c.b_x.data[H:2 * H] + c.W_h.data[H:2 * H] @ h + c.b_h.data[H:2 * H]
+             for x, h in zip(inputs, h_prev)]
+        return float(np.mean(1 / (1 + np.exp(-np.array(z)))))
     h_prev = [np.zeros(H)] + [s[0].data for s in states[:-1]]
     z = [c.W_x.data[H:2 * H, x] + c.W_h.data[H:2 * H] @ h + c.b.data[H:2 * H] for x, h in zip(inputs, h_prev)]
     return float(np.mean(1 / (1 + np.exp(-np.array(z)))))
 
 
+# what the table says of the cell beside the RNN: its name, its Jacobian's, its gate, its memory path
+_GATED = {"lstm": ("LSTM", "‖J‖", "f", "each gate's H x H block of W_h",
+                   "the LSTM's ‖∂[h;s]_T-1/∂[h;s]_0‖, its state Jacobian over T-1 steps",
+                   "the same fit of\n             ‖∂h_T-1/∂h_t‖ and ‖∂[h;s]_T-1/∂[h;s]_t‖ for t = 0 … T-1",
+                   "the LSTM's mean forget gate",
+                   "its state s_t = f s_t-1 + i g carries the gradient through the forget gate, not through W_h alone."),
+          "gru": ("GRU", "‖J‖", "z", "the candidate's block W_hn of W_h",
+                  "the GRU's ‖∂h_T-1/∂h_0‖, its state Jacobian over T-1 steps",
+                  "the same fit of\n             ‖∂h_T-1/∂h_t‖ for t = 0 … T-1",
+                  "the GRU's mean update gate",
+                  "its state h_t = (1 - z) n + z h_t-1 carries the gradient through the update gate z, "
+                  "not through W_hn alone.")}
+
+
 @experiment("vanishing")
 def vanishing(T: int = 30, H: int = 16, radii: tuple = (0.5, 0.9, 1.0, 1.1, 1.5),
-              gains: tuple = (1.0, 4.0)) -> Result:
-    """‖∂L_T/∂h_t‖ against T-t for W_hh scaled to several spectral radii, RNN and LSTM."""
+              gains: tuple = (1.0, 4.0), cell: Optional[str] = None, cell_input: str = "tanh") -> Result:
+    """‖∂L_T/∂h_t‖ against T-t for W_hh scaled to several spectral radii, RNN and LSTM (or GRU)."""
     V = 4
     rng = np.random.default_rng(0)
     inputs, targets = rng.integers(0, V, T), rng.integers(0, V, T)
+    other = "lstm" if cell is None else None if cell == "rnn" else cell  # the cell beside the RNN
+    cells = ("rnn",) + ((other,) if other else ())
     runs = {}
-    for cell in ("rnn", "lstm"):
+    for cell in cells:
         for gain in gains:
             for rho in radii:
-                model = _scaled(cell, rho, gain, V, H)
+                kw = {"cell_input": cell_input} if cell == "lstm" else {}
+                model = _scaled(cell, rho, gain, V, H, **kw)
                 g = np.linalg.norm(analysis.hidden_grads(model, inputs, targets, loss="last"), axis=-1)
                 J = analysis.state_jacobians(model, inputs)
                 j = np.array([np.linalg.norm(Jt, 2) for Jt in J])
@@ -179,40 +205,45 @@ def vanishing(T: int = 30, H: int = 16, radii: tuple = (0.5, 0.9, 1.0, 1.1, 1.5)
     for gain in gains:
         for rho in radii:
             row = [f"{gain:g}", f"{rho:.2f}", f"{rho ** (T - 1):.1e}"]
-            for cell in ("rnn", "lstm"):
+            for cell in cells:
                 r = runs[cell, gain, rho]
                 row += [f"{r['ratio']:.1e}", f"{r['jac'][0]:.1e}", f"{r['rate']:.3f}", f"{r['jac_rate']:.3f}",
                         f"{r['mean']:.2f}"]
             rows.append(row)
-    headers = ["gain", "ρ", "ρ^(T-1)"] + ["h_0/h_T-1", "‖Π‖", "rate", "rate ‖Π‖", "tanh'"] + [
-        "h_0/h_T-1", "‖J‖", "rate", "rate ‖J‖", "f"]
-    groups = [("input", 3), ("RNN", 5), ("LSTM", 5)]
+    name, jac, gate, block, jac_says, fit_says, gate_says, path_says = _GATED.get(other, ("",) * 8)
+    headers = ["gain", "ρ", "ρ^(T-1)"] + ["h_0/h_T-1", "‖Π‖", "rate", "rate ‖Π‖", "tanh'"] + (
+        ["h_0/h_T-1", jac, "rate", "rate " + jac, gate] if other else [])
+    groups = [("input", 3), ("RNN", 5)] + ([(name, 5)] if other else [])
     rnn1 = [runs["rnn", gains[0], rho]["rate"] for rho in radii]
-    lstm1 = [runs["lstm", gains[0], rho]["rate"] for rho in radii]
     big, sat = max(radii), runs["rnn", gains[-1], max(radii)]
     below = all(runs["rnn", gain, rho]["rate"] < rho for gain in gains for rho in radii)
     lines = [f"The last step's loss L_T sent back T = {T} steps (H = {H}, random input over 4 symbols). The recurrent",
-             "weights are scaled to spectral radius ρ (the LSTM: each gate's H x H block of W_h), the input weights",
-             "multiplied by gain (a strong input drives tanh into saturation).",
+             "weights are scaled to spectral radius ρ" + (f" (the {name}: {block})" if other else "")
+             + ", the input weights", "multiplied by gain (a strong input drives tanh into saturation).",
              "  h_0/h_T-1  ‖∂L_T/∂h_0‖ / ‖∂L_T/∂h_T-1‖, which the lecture notes estimate as ρ^(T-1)",
-             "  ‖Π‖        ‖∂h_T-1/∂h_0‖ = ‖Π_t diag(tanh'(a_t)) W_hh‖ over T-1 steps (analysis.state_jacobians)",
-             "  ‖J‖        the LSTM's ‖∂[h;s]_T-1/∂[h;s]_0‖, its state Jacobian over T-1 steps",
-             "  rate       the factor r of a fit ‖∂L_T/∂h_t‖ ≈ c r^(T-1-t); rate ‖Π‖, rate ‖J‖: the same fit of",
-             "             ‖∂h_T-1/∂h_t‖ and ‖∂[h;s]_T-1/∂[h;s]_t‖ for t = 0 … T-1",
-             "  tanh', f   the RNN's mean tanh'(a_t) = 1 - h_t^2; the LSTM's mean forget gate", "",
-             _table(headers, rows, groups=groups), "",
+             "  ‖Π‖        ‖∂h_T-1/∂h_0‖ = ‖Π_t diag(tanh'(a_t)) W_hh‖ over T-1 steps (analysis.state_jacobians)"]
+    if other:
+        lines += [f"  ‖J‖        {jac_says}",
+                  f"  rate       the factor r of a fit ‖∂L_T/∂h_t‖ ≈ c r^(T-1-t); rate ‖Π‖, rate ‖J‖: {fit_says}",
+                  f"  tanh', {gate}   the RNN's mean tanh'(a_t) = 1 - h_t^2; {gate_says}"]
+    else:
+        lines += ["  rate       the factor r of a fit ‖∂L_T/∂h_t‖ ≈ c r^(T-1-t); rate ‖Π‖: the same fit of "
+                  "‖∂h_T-1/∂h_t‖", "  tanh'      the RNN's mean tanh'(a_t) = 1 - h_t^2"]
+    lines += ["", _table(headers, rows, groups=groups), "",
              "The lecture notes: the gradient falls like ρ^(T-t), so a smaller ρ means faster decay.",
              f"So it does: the RNN's rate grows with ρ (gain {gains[0]:g}): " + " < ".join(f"{r:.2f}" for r in rnn1) + ".",
              ("Too simple: the rate stays below ρ, since tanh' < 1 multiplies every step." if below else
               "Too simple: the rate is not ρ; tanh' < 1 multiplies every step."),
              f"With input gain {gains[-1]:g} the units saturate (mean tanh' {sat['mean']:.2f}) and ρ = {big:g} "
-             f"{'vanishes too' if sat['rate'] < 1 else 'still explodes'} (rate {sat['rate']:.2f}).",
-             f"The LSTM's rate moves less with ρ ({lstm1[0]:.2f} -> {lstm1[-1]:.2f}; the RNN's {rnn1[0]:.2f} -> "
-             f"{rnn1[-1]:.2f}):",
-             "its state s_t = f s_t-1 + i g carries the gradient through the forget gate, not through W_h alone."]
+             f"{'vanishes too' if sat['rate'] < 1 else 'still explodes'} (rate {sat['rate']:.2f})."]
+    if other:
+        gated1 = [runs[other, gains[0], rho]["rate"] for rho in radii]
+        less = max(gated1) - min(gated1) < max(rnn1) - min(rnn1)
+        lines += [f"The {name}'s rate moves {'less' if less else 'more'} with ρ ({gated1[0]:.2f} -> {gated1[-1]:.2f}; "
+                  f"the RNN's {rnn1[0]:.2f} -> {rnn1[-1]:.2f}):", path_says]
 
     def draw(fig: Any) -> None:
-        panels = [("rnn", gains[0]), ("rnn", gains[-1]), ("lstm", gains[0])]
+        panels = [("rnn", gains[0]), ("rnn", gains[-1])] + ([(other, gains[0])] if other else [])
         axes = fig.subplots(1, len(panels), sharey=True)
         d = np.arange(T)[::-1]
         for ax, (cell, gain) in zip(axes, panels):
@@ -230,14 +261,14 @@ def vanishing(T: int = 30, H: int = 16, radii: tuple = (0.5, 0.9, 1.0, 1.1, 1.5)
         axes[0].set_ylabel(r"$\Vert\partial L_T\,/\,\partial h_t\Vert$  (log scale)")
 
     return Result("vanishing", "‖∂L_T/∂h_t‖ falls like ρ^(T−t) only roughly: saturated tanh makes ρ > 1 vanish too",
-                  "\n".join(lines), dict(runs=runs, radii=radii, gains=gains, T=T), draw)
+                  "\n".join(lines), dict(runs=runs, radii=radii, gains=gains, T=T, cells=cells), draw)
 
 
 # ---- copies ----------------------------------------------------------------------------------------------
 @experiment("copies")
-def copies() -> Result:
+def copies(cell: str = "rnn", cell_input: str = "tanh") -> Result:
     """The gradient of each step's copy of the hello model's shared weights, their sum, and .grad."""
-    model, vocab, inputs, targets = _hello_model()
+    model, vocab, inputs, targets = _hello_model(cell, **({"cell_input": cell_input} if cell == "lstm" else {}))
     per_step = analysis.per_step_grads(model, inputs, targets)
     logits, _ = model(inputs)
     nn.cross_entropy(logits, targets).backward()
@@ -256,13 +287,16 @@ def copies() -> Result:
     rows.append(["max |Σ_t - .grad|"] + [f"{diffs[n]:.1e}" for n in names])
     ok = max(diffs.values()) <= 1e-12
     text = "\n".join([
-        "The trained hello model (3 hidden units, 200 Adagrad steps on 'hell' -> 'ello', as `tinygrad-rnn demo`).",
+        "The trained hello model (3 hidden units, 200 Adagrad steps on 'hell' -> 'ello', as `tinygrad-rnn demo`)."
+        if cell == "rnn" else f"The hello model with {'a GRU' if cell == 'gru' else 'an LSTM'} cell (3 hidden units, 200 Adagrad steps on "
+        "'hell' -> 'ello').",
         "Each row: ‖∂L/∂θ_t‖, the gradient of step t's copy θ_t of each shared weight (analysis.per_step_grads).",
         "",
         _table(["step"] + names, rows), "",
         "The lecture notes: ∇θ is the sum of the gradients for each copy θ_t.",
         f"Here the sum equals .grad to {max(diffs.values()):.1e} ({'within' if ok else 'NOT within'} 1e-12).",
-        "cell.W_hh at t=0 multiplies the initial state, zero, so its first copy gets no gradient."])
+        f"{'cell.W_hh' if cell == 'rnn' else 'cell.W_h'} at t=0 multiplies the initial state, zero, "
+        "so its first copy gets no gradient."])
 
     def draw(fig: Any) -> None:
         ax = fig.subplots(1, 1)
@@ -275,7 +309,8 @@ def copies() -> Result:
         ax.legend(fontsize=8, title=f"max |Σ_t ∂L/∂θ_t − .grad| = {max(diffs.values()):.0e}", title_fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
 
-    return Result("copies", "∇θ = Σ_t ∂L/∂θ_t: the gradient of each step's copy of the shared weights (hello model)",
+    return Result("copies", "∇θ = Σ_t ∂L/∂θ_t: the gradient of each step's copy of the shared weights (hello model"
+                  + ("" if cell == "rnn" else f", {cell.upper()}") + ")",
                   text, dict(norms=norms, max_diff=diffs, grad_norm=full, ok=ok), draw)
 
 
@@ -300,21 +335,29 @@ def _shaded(M: np.ndarray, decades: int = 9) -> list:
 
 
 @experiment("influence")
-def influence(T: int = 30, H: int = 16, forget_bias: float = 3.0) -> Result:
+def influence(T: int = 30, H: int = 16, forget_bias: float = 3.0, cell: Optional[str] = None,
+              cell_input: str = "tanh") -> Result:
     """The map M[t, k] = ‖∂L_t/∂h_k‖ of an RNN, an LSTM, and an LSTM whose forget gate keeps its state.
 
-    Same size, untrained, on 'hellohello…'; the third LSTM's forget-gate bias is raised (f near 1)."""
+    Same size, untrained, on 'hellohello…'; the third LSTM's forget-gate bias is raised (f near 1).
+    cell="gru" shows the RNN and a GRU instead, cell="rnn" the RNN alone."""
     vocab = Vocab("hello")
     inputs, targets = _hello_ids(vocab, T)
-    models = {"RNN": nn.CharRNN(vocab.size, H, "rnn", rng=np.random.default_rng(0)),
-              "LSTM": nn.CharRNN(vocab.size, H, "lstm", rng=np.random.default_rng(0))}
-    models[f"LSTM, b_f + {forget_bias:g}"] = kept = nn.CharRNN(vocab.size, H, "lstm", rng=np.random.default_rng(0))
-    kept.cell.b.data[H:2 * H] += forget_bias
+    lstm = cell in (None, "lstm")
+    models = {"RNN": nn.CharRNN(vocab.size, H, "rnn", rng=np.random.default_rng(0))}
+    if cell == "gru":
+        models["GRU"] = nn.CharRNN(vocab.size, H, "gru", rng=np.random.default_rng(0))
+    if lstm:
+        models["LSTM"] = nn.CharRNN(vocab.size, H, "lstm", rng=np.random.default_rng(0), cell_input=cell_input)
+        models[f"LSTM, b_f + {forget_bias:g}"] = kept = nn.CharRNN(vocab.size, H, "lstm", cell_input=cell_input,
+                                                                  rng=np.random.default_rng(0))
+        kept.cell.b.data[H:2 * H] += forget_bias
     maps = {name: analysis.influence(model, inputs, targets) for name, model in models.items()}
     reach = {name: float(M[T - 1, 0] / M[T - 1, T - 1]) for name, M in maps.items()}
     shaded = {name: _shaded(M) for name, M in maps.items()}
     lines = [f"M[t, k] = ‖∂L_t/∂h_k‖ (analysis.influence): how far back the loss of step t reaches. Untrained, H = {H},",
-             f"T = {T}, 'hellohello…'; the third model is the LSTM with {forget_bias:g} added to its forget gate's bias.",
+             f"T = {T}, 'hellohello…'"
+             + (f"; the third model is the LSTM with {forget_bias:g} added to its forget gate's bias." if lstm else "."),
              "Rows t (the loss L_t), columns k = 0 … T-1 (the state h_k); one shade per decade below the map's largest",
              f"entry: '{_SHADES[0]}' the top decade, then {' '.join(repr(c) for c in _SHADES[1:-1])}, blank below "
              "that and where k > t.", "",
@@ -322,14 +365,23 @@ def influence(T: int = 30, H: int = 16, forget_bias: float = 3.0) -> Result:
     lines += [f"t={t:<3d}  " + "   ".join(rows).rstrip() for t, rows in enumerate(zip(*shaded.values()))]
     lines += ["", _table(["model", "M[T-1, T-1]", "M[T-1, 0]", "M[T-1, 0] / M[T-1, T-1]"],
                          [[name, f"{M[T - 1, T - 1]:.2e}", f"{M[T - 1, 0]:.2e}", f"{reach[name]:.1e}"]
-                          for name, M in maps.items()]), "",
-              "At initialisation the LSTM's forget gate is near 0.5, so s_t halves its memory (and its gradient) each",
-              "step; with f near 1 the last loss reaches h_0 with "
-              f"{reach[list(maps)[-1]]:.0e} of its weight on h_T-1, against {reach['RNN']:.0e} for the RNN."]
+                          for name, M in maps.items()]), ""]
+    if lstm:
+        lines += ["At initialisation the LSTM's forget gate is near 0.5, so s_t halves its memory (and its gradient) each",
+                  "step; with f near 1 the last loss reaches h_0 with "
+                  f"{reach[list(maps)[-1]]:.0e} of its weight on h_T-1, against {reach['RNN']:.0e} for the RNN."]
+    elif cell == "gru":
+        lines += ["The GRU's state h_t = (1 - z) n + z h_t-1 keeps z of h_t-1 each step, z near 0.5 untrained (as the",
+                  f"LSTM's forget gate): the last loss reaches h_0 with {reach['GRU']:.0e} of its weight on h_T-1, against "
+                  f"{reach['RNN']:.0e} for the RNN."]
+    else:
+        lines += [f"The RNN's last loss reaches h_0 with {reach['RNN']:.0e} of its weight on h_T-1."]
 
     def draw(fig: Any) -> None:
         from matplotlib.colors import LogNorm
-        axes = fig.subplots(1, len(maps))
+        if len(maps) == 1:  # the RNN alone: a square map, not a wide page with one map at its right
+            fig.set_size_inches(6.5, fig.get_size_inches()[1])
+        axes = np.atleast_1d(fig.subplots(1, len(maps)))
         positive = np.concatenate([M[M > 0] for M in maps.values()])
         norm = LogNorm(vmin=max(positive.min(), positive.max() * 1e-12), vmax=positive.max())
         for ax, (name, M) in zip(axes, maps.items()):
@@ -359,9 +411,9 @@ def _truncated_grad(model: nn.CharRNN, inputs: np.ndarray, targets: np.ndarray, 
 
 
 @experiment("truncation")
-def truncation(long: int = 100, ks: tuple = (1, 2, 5, 10, 25)) -> Result:
+def truncation(long: int = 100, ks: tuple = (1, 2, 5, 10, 25), cell: str = "rnn", cell_input: str = "tanh") -> Result:
     """Truncated-BPTT gradients against the full one as the chunk length k grows (hello model)."""
-    model, vocab, inputs, targets = _hello_model()
+    model, vocab, inputs, targets = _hello_model(cell, **({"cell_input": cell_input} if cell == "lstm" else {}))
     cases = {"'hell' (T=4)": (inputs, targets), f"'hellohello…' (T={long})": _hello_ids(vocab, long)}
     scores = {}
     for case, (x, y) in cases.items():
@@ -373,7 +425,7 @@ def truncation(long: int = 100, ks: tuple = (1, 2, 5, 10, 25)) -> Result:
     rows = [[f"k = {k}"] + [f"{scores[c, k]['cos']:.6f}  {scores[c, k]['rel']:.1e}" for c in cases] for k in ks]
     text = "\n".join([
         "Truncated BPTT (the state carried but detached every k steps, as `tinygrad-rnn train` does) against",
-        "the full gradient, on the trained hello model.",
+        "the full gradient, on the trained hello model" + ("." if cell == "rnn" else f" ({cell.upper()} cell)."),
         "Each cell: cosine similarity   relative error ‖g_k - g‖/‖g‖ (all parameters together).", "",
         _table(["chunk"] + list(cases), rows), "",
         "k >= T is full BPTT (error 0); the smaller k, the more of each loss's reach into the past is cut off."])
@@ -430,7 +482,7 @@ def _cost(fn: Callable[[], Any]) -> tuple[Any, float, int]:
 
 @experiment("rtrl")
 def rtrl(Ts: tuple = (10, 100, 300), Hs: tuple = (4, 8, 12), H: int = 8, T: int = 50, V: int = 10,
-         cells: tuple = ("rnn", "lstm")) -> Result:
+         cells: tuple = ("rnn", "lstm"), cell_input: str = "tanh") -> Result:
     """Forward-mode RTRL against BPTT: equal gradients; time and memory as T and H grow."""
     rng = np.random.default_rng(0)
     sizes = [(H, t) for t in Ts]
@@ -438,7 +490,8 @@ def rtrl(Ts: tuple = (10, 100, 300), Hs: tuple = (4, 8, 12), H: int = 8, T: int 
     runs = {}
     for cell in cells:
         for h, t in sizes:
-            model = nn.CharRNN(V, h, cell, rng=np.random.default_rng(1))
+            model = nn.CharRNN(V, h, cell, rng=np.random.default_rng(1),
+                               **({"cell_input": cell_input} if cell == "lstm" else {}))
             inputs, targets = rng.integers(0, V, t), rng.integers(0, V, t)
             forward, f_s, f_mem = _cost(lambda: analysis.rtrl_grads(model, inputs, targets))
             reverse, r_s, r_mem = _cost(lambda: _bptt_grads(model, inputs, targets))
@@ -468,7 +521,8 @@ def rtrl(Ts: tuple = (10, 100, 300), Hs: tuple = (4, 8, 12), H: int = 8, T: int 
              "RTRL keeps dz_t/dθ (P x |z|) and the parameters' own tangents, the P x P identity, which is most",
              "of its memory at larger H.",
              "RTRL pays in time instead: every op of every step works on P directions, so its cost per step grows",
-             "with P (P = H^2 + 2HV + H + V for an RNN, 4H^2 + 5HV + 4H + V for an LSTM), BPTT's with H^2 + HV:",
+             "with P (P = H^2 + 2HV + H + V for an RNN, 4H^2 + 5HV + 4H + V for an LSTM"
+             + (",\n3H^2 + 4HV + 6H + V for a GRU" if "gru" in cells else "") + "), BPTT's with H^2 + HV:",
              "forward mode is cheap for few inputs (directions), reverse mode for few outputs (here one loss)."]
 
     def draw(fig: Any) -> None:
