@@ -139,6 +139,9 @@ CASES = [
          z, __import__("torch").tensor(PROBS), reduction="mean"), [(normal, (3, 4))]),
     ("stack_rows", lambda a, b, c: StackRows.apply(a, b, c, out=np.empty((3, 2, 4))),
      lambda a, b, c: __import__("torch").stack([a, b, c]), [(normal, (2, 4)), (normal, (2, 4)), (normal, (2, 4))]),
+    ("stack_rows_cols", lambda a, b, c: StackRows.apply(a, b, c, out=np.empty((3, 2, 4)), cols=3),
+     lambda a, b, c: __import__("torch").stack([a, b, c])[..., :3],
+     [(normal, (2, 4)), (normal, (2, 4)), (normal, (2, 4))]),
 ]
 CASE_IDS = [c[0] for c in CASES]
 

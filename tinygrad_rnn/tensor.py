@@ -133,7 +133,7 @@ class Function:
         needs = tuple([t.requires_grad for t in inputs])
         if True in needs and _state.grad_enabled:
             ctx.parents = inputs
-            ctx.needs_input_grad = needs
+            ctx.needs_input_grad = _NEEDS.setdefault(needs, needs)  # one shared tuple per pattern: 80 B less a node
             ctx.scope = _state.scope
             ctx.seq = next(_creation_order)
             out.requires_grad = True
@@ -151,6 +151,7 @@ class Function:
 
 
 _FREED = None  # saved_tensors after a backward without retain_graph
+_NEEDS: dict = {}  # needs_input_grad tuples, shared: a few patterns over every node of a graph
 
 
 _BASIC_INDEX = frozenset([slice, int, type(None), type(Ellipsis)])
@@ -200,7 +201,9 @@ class OuterGrad:
 
     def dense(self) -> np.ndarray:
         u, v = self.rows()
-        return np.dot(u.T, v)  # np.dot: BLAS even for one row, where @ is 4x slower
+        if u.flags.c_contiguous and v.flags.c_contiguous:
+            return np.dot(u.T, v)  # np.dot: BLAS even for one row, where @ is 4x slower
+        return u.T @ v  # a strided view (a fused LSTM's h_t columns): np.dot would copy it whole, @ does not
 
 
 def _float_dtype(dtype: np.dtype) -> bool:
@@ -521,6 +524,8 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
         key = id(node)
         grad = grads.pop(key)
         mine.discard(key)
+        if type(grad) is SparseGrad:  # its only share was a slice's: the zeros are built now, when they are needed
+            grad = grad.dense(node.data)
         if node._retain:
             _accumulate(node, grad)
         ctx = node._ctx
@@ -565,8 +570,17 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
                         g.add_to(parent.grad)
                         continue
                     pk = id(parent)
+                    pending = grads.get(pk)
+                    if pending is None:  # the first share: kept sparse until a second arrives or the node
+                        grads[pk] = g    # runs, so T row slices of T (…, 2H) states never densify all at once
+                        uses[pk] = 1
+                        push(waiting, (-parent._ctx.seq, parent))
+                        continue
+                    if type(pending) is SparseGrad:  # a kept share meets a second: one sum of our own
+                        pending = grads[pk] = pending.dense(parent.data)
+                        mine.add(pk)
                     if pk in mine:  # a slice's share into the sum we own: no zeros of its own
-                        g.add_to(grads[pk])
+                        g.add_to(pending)
                         uses[pk] += 1
                         continue
                     g, fresh = g.dense(parent.data), True
@@ -592,6 +606,9 @@ def _run_backward(root: Tensor, seed: np.ndarray, retain_graph: bool) -> None:
                     push(waiting, (-parent._ctx.seq, parent))
                 else:
                     uses[pk] += 1
+                    if type(pending) is SparseGrad:  # a kept slice's share: densified into a sum we own
+                        pending = grads[pk] = pending.dense(parent.data)
+                        mine.add(pk)
                     if pk in mine and pending.dtype == g.dtype:
                         pending += g  # into the buffer we own, in place
                     else:

@@ -155,10 +155,11 @@ class CharRNN(Module):
                 z = step.apply(*params, z, idx=ids[t], out=row, **kw)
             z.name = f"[h; s]({t + 1})" if isinstance(cell, LSTMCell) else f"h({t + 1})"
             zs.append(z)
-        hs = StackRows.apply(*zs, out=rows)     # the steps wrote their rows in place: no copy but the last
-        if isinstance(cell, LSTMCell):
-            hs = hs[..., :H]
+        if isinstance(cell, LSTMCell):  # h_t, the first H columns of z_t: no slice node, whose gradient is dense
+            hs = StackRows.apply(*zs, out=rows, cols=H)
             zs = [(zs[-1][..., :H], zs[-1][..., H:])]  # the last state only: see unroll
+        else:
+            hs = StackRows.apply(*zs, out=rows)  # the steps wrote their rows in place: no copy but the last
         return self.out(hs), zs                 # o_t = c + V h_t for every t: one matrix product
 
     def _fused_lstm_state(self, idx: np.ndarray, state: State) -> Tensor:

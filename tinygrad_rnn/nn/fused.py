@@ -148,22 +148,30 @@ class GRUStep(Function):
 
 class StackRows(Function):
     """y = stack(xs) (T, ...) into `out`, where a step's x_t already written into row t is not copied;
-    dL/dx_t = g[t];  dy = stack(dxs)"""
-    __slots__ = ()
+    with cols=k only the first k columns, y = stack(xs)[..., :k] (a fused LSTM's h_t from its z_t = [h_t; s_t]);
+    dL/dx_t = g[t] (with cols: g[t] in the first k columns, zeros elsewhere);  dy = stack(dxs)[..., :k]"""
+    __slots__ = ("cols",)
     batched_jvp = True
 
     @staticmethod
-    def forward(ctx, *xs, out=None):
+    def forward(ctx, *xs, out=None, cols=None):
+        ctx.cols = cols
         for t, x in enumerate(xs):
             if x.base is not out:  # made elsewhere (the last state, which outlives the sequence): copied in
                 out[t] = x
-        return out
+        return out if cols is None else out[..., :cols]
 
     @staticmethod
     def backward(ctx, g):
-        return tuple(g)
+        if ctx.cols is None:
+            return tuple(g)
+        # a slice's share per row: the engine keeps it sparse until the step's own share arrives,
+        # so no (T, ..., 2H) array of zeros is ever built
+        index = (Ellipsis, slice(None, ctx.cols))
+        return tuple([SparseGrad(index, row) for row in g])
 
     @staticmethod
     def jvp(ctx, *dxs):
         shape = next(d for d in dxs if d is not None).shape[1:]  # (K, ...) each; all rows share a shape
-        return np.stack(_fill(dxs, [shape] * len(dxs)), axis=1)
+        dy = np.stack(_fill(dxs, [shape] * len(dxs)), axis=1)
+        return dy if ctx.cols is None else dy[..., :ctx.cols]
