@@ -459,7 +459,7 @@ def test_book_picture_has_the_books_nodes_edges_and_weight_colours(cell):
         u, w, v = edges[(f"x{t}", f"{state}{t}")], edges[(f"h{t - 1}", f"{state}{t}")], edges[(f"h{t}", f"o{t}")]
         assert u["label"] == f"U = {U}" and u["color"] == colour[U]
         assert w.get("label", w.get("xlabel")) == f"W = {W}" and w["color"] == colour[W]
-        assert v["label"] == f"V = out.W" and v["color"] == colour["out.W"]
+        assert v["label"] == "V = out.W" and v["color"] == colour["out.W"]
         assert (f"o{t}", f"L{t}") in edges and edges[(f"L{t}", f"y{t}")]["dir"] == "back"  # y(t) -> L(t)
         if lstm:
             assert (f"s{t - 1}", f"s{t}") in edges and (f"s{t}", f"h{t}") in edges
