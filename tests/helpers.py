@@ -7,7 +7,7 @@ import numpy as np
 import tinygrad_rnn as tr
 from tinygrad_rnn import Tensor, check, nn
 
-__all__ = ["assert_grads_match", "numeric_grads", "WrongSin", "MGU"]
+__all__ = ["assert_grads_match", "numeric_grads", "graph_nodes", "WrongSin", "MGU"]
 
 
 def assert_grads_match(fn: Callable[..., Tensor], *arrays, eps: float = 1e-6, atol: float = 1e-5,
@@ -41,6 +41,19 @@ def numeric_grads(f: Callable[[], float], arrays, eps: float = 1e-6) -> list:
             g[i] = (up - down) / (2 * eps)
         grads.append(g)
     return grads
+
+
+def graph_nodes(root: Tensor) -> list:
+    """The op nodes (grad_fn) of the graph behind root, each once, newest first along each path."""
+    nodes, stack, seen = [], [root], set()
+    while stack:
+        t = stack.pop()
+        if t.grad_fn is None or id(t) in seen:
+            continue
+        seen.add(id(t))
+        nodes.append(t.grad_fn)
+        stack.extend(t.grad_fn.parents)
+    return nodes
 
 
 class WrongSin(tr.Function):

@@ -3,6 +3,7 @@ import re
 
 import numpy as np
 import pytest
+from helpers import graph_nodes
 
 import tinygrad_rnn as tr
 from tinygrad_rnn import Tensor, nn, viz
@@ -81,24 +82,12 @@ def test_fused_unroll_gives_every_steps_state_and_its_gradient(cell, kw):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
 
 
-def _nodes(root):
-    nodes, stack, seen = [], [root], set()
-    while stack:
-        t = stack.pop()
-        if t.grad_fn is None or id(t) in seen:
-            continue
-        seen.add(id(t))
-        nodes.append(t.grad_fn)
-        stack.extend(t.grad_fn.parents)
-    return nodes
-
-
 @pytest.mark.parametrize("cell,step", [("rnn", "RNNStep"), ("lstm", "LSTMStep"), ("gru", "GRUStep")])
 def test_fused_graph_has_one_node_per_step_and_the_output_layer_once(cell, step):
     rng = np.random.default_rng(0)
     model = nn.CharRNN(5, 4, cell, rng=rng, fused=True)
     loss = nn.cross_entropy(model(rng.integers(0, 5, 3))[0], rng.integers(0, 5, 3))
-    nodes = _nodes(loss)
+    nodes = graph_nodes(loss)
     for t in range(3):
         assert [n.name for n in nodes if n.scope == f"t={t}"] == [step]
     assert sum(n.name == "Affine" for n in nodes) == 1  # o_t = c + V h_t for all t in one product
@@ -163,4 +152,4 @@ def test_fused_builtin_cell_object_runs_fused():
     cell = nn.GRUCell(5, 4, rng=np.random.default_rng(0))
     model = nn.CharRNN(5, 4, cell=cell, fused=True)
     logits, _ = model(np.array([0, 1, 2]))
-    assert sorted(n.name for n in _nodes(logits)) == ["Affine", "GRUStep", "GRUStep", "GRUStep", "StackRows"]
+    assert sorted(n.name for n in graph_nodes(logits)) == ["Affine", "GRUStep", "GRUStep", "GRUStep", "StackRows"]

@@ -6,7 +6,7 @@ import pytest
 import tinygrad_rnn as tr
 from tinygrad_rnn import Tensor, analysis, nn
 
-from helpers import numeric_grads
+from helpers import graph_nodes, numeric_grads
 
 
 def assert_loss_grads_match(loss_fn, tensors):
@@ -318,14 +318,7 @@ def test_charrnn_graph_gathers_columns_and_scopes_steps():
     model = nn.CharRNN(5, 4, rng=rng)
     logits, _ = model(rng.integers(0, 5, 3))
     loss = nn.cross_entropy(logits, rng.integers(0, 5, 3))
-    nodes, stack, seen = [], [loss], set()
-    while stack:
-        t = stack.pop()
-        if t.grad_fn is None or id(t) in seen:
-            continue
-        seen.add(id(t))
-        nodes.append(t.grad_fn)
-        stack.extend(t.grad_fn.parents)
+    nodes = graph_nodes(loss)
     users = lambda p: [n.name for n in nodes if any(q is p for q in n.parents)]  # noqa: E731
     assert users(model.cell.W_xh) == ["ColumnGather"] * 3
     assert users(model.cell.W_hh) == ["Affine"] * 3
