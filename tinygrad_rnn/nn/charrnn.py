@@ -13,8 +13,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..function import concat, stack
-from ..tensor import Tensor, scope
+from ..tensor import Tensor, concat, scope, stack
 from .cells import GRUCell, LSTMCell, RNNCell
 from .fused import GRUStep, LSTMStep, RNNStep, StackRows
 from .layers import Linear
