@@ -7,6 +7,7 @@ from helpers import graph_nodes
 
 import tinygrad_rnn as tr
 from tinygrad_rnn import Tensor, nn, viz
+from tinygrad_rnn.nn import fused as fused_module
 
 CELLS = [("rnn", {}), ("lstm", {}), ("lstm", {"cell_input": "sigmoid"}), ("gru", {})]
 
@@ -58,6 +59,23 @@ def test_fused_equals_op_level_values_and_gradients(cell, kw, batch, T):
         assert np.abs(po[name].grad).max() > 1e-3, name  # not a vacuous comparison
     for a, b in zip(gf, go):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("V", [6, 200])  # a batch's input weight: one-hot product up to 128 columns, scatter above
+@pytest.mark.parametrize("cell,kw", CELLS)
+def test_fused_batched_input_weight_gradient_both_routes(cell, kw, V):
+    rng = np.random.default_rng(3)
+    idx, targets = rng.integers(0, V, (4, 5)), rng.integers(0, V, (4, 5))
+    idx[:, :3] = V - 1  # a character repeated within each step's batch: its column's rows must add up
+    assert (V > fused_module._ONEHOT_MAX_V) == (V == 200)
+    grads = []
+    for model in _pair(cell, kw, V=V, H=3):
+        nn.cross_entropy(model(idx)[0], targets).backward()
+        grads.append({k: p.grad for k, p in model.named_parameters().items()})
+    for name, g in grads[0].items():
+        np.testing.assert_allclose(grads[1][name], g, rtol=0, atol=1e-12, err_msg=name)
+    w_x = next(k for k in grads[0] if k.startswith("cell.W_x"))
+    assert np.abs(grads[0][w_x][:, V - 1]).max() > 1e-2  # the repeated column is really compared
 
 
 @pytest.mark.parametrize("cell,kw", CELLS)

@@ -23,6 +23,21 @@ def _bias_grad(da: np.ndarray) -> np.ndarray:
     return da if da.ndim == 1 else da.sum(axis=0)
 
 
+# Up to this vocabulary size a batch's dL/dW_x = da^T x_t is a product with the one-hot rows x_t, which the engine
+# sums over all steps in one matrix product; above it np.add.at's column scatter wins (it costs ~2 µs a row whatever
+# V is, the product grows with V: measured crossover at H=64-1024, B=32 near V=150 in float64, V=300 in float32)
+_ONEHOT_MAX_V = 128
+
+
+def _input_grad(da: np.ndarray, idx, V: int):
+    """dL/dW_x = da x_t^T for one-hot x_t: one sequence's column (added in place), or a batch's as factors."""
+    if np.ndim(idx) == 0 or V > _ONEHOT_MAX_V:
+        return SparseGrad((slice(None), idx), da.T)
+    onehot = np.zeros(np.shape(idx) + (V,), da.dtype)
+    np.put_along_axis(onehot, np.asarray(idx)[..., None], 1, axis=-1)
+    return OuterGrad(da, onehot)
+
+
 def _gather_tangent(dW, idx):
     """The tangent of W[:, idx]^T (ColumnGather's rule): (K, H) for one idx, (K, B, H) for B of them."""
     return None if dW is None else np.moveaxis(dW[:, :, idx], 1, -1)
@@ -32,12 +47,12 @@ class RNNStep(Function):
     """h_t = tanh(W_xh[:, x_t] + W_hh h_{t-1} + b_h);  with dhraw = (1 - h_t^2) * g:
     dL/dW_xh[:, x_t] = dhraw,  dL/dW_hh = dhraw h_{t-1}^T,  dL/db_h = dhraw,  dL/dh_{t-1} = W_hh^T dhraw;
     dh_t = (1 - h_t^2) * (dW_xh[:, x_t] + dW_hh h_{t-1} + W_hh dh_{t-1} + db_h)"""
-    __slots__ = ("idx",)
+    __slots__ = ("idx", "vocab")
     batched_jvp = True  # takes tangents (K, *shape), as every built-in op
 
     @staticmethod
     def forward(ctx, W_xh, W_hh, b_h, h_prev, idx=None, out=None):
-        ctx.idx = idx
+        ctx.idx, ctx.vocab = idx, W_xh.shape[1]
         h = _rnn_step(W_xh[:, idx].T, h_prev, W_hh, b_h)  # x_t one-hot: a column gather
         if out is not None:  # CharRNN's row t of all steps' outputs
             out[...], h = h, out
@@ -48,7 +63,7 @@ class RNNStep(Function):
     def backward(ctx, g):
         h, h_prev, W_hh = ctx.saved_tensors
         dhraw, dh_next = _rnn_step_back(g, h, W_hh)
-        return (SparseGrad((slice(None), ctx.idx), dhraw.T), OuterGrad(dhraw, h_prev), _bias_grad(dhraw),
+        return (_input_grad(dhraw, ctx.idx, ctx.vocab), OuterGrad(dhraw, h_prev), _bias_grad(dhraw),
                 dh_next if ctx.needs_input_grad[3] else None)
 
     @staticmethod
@@ -64,13 +79,13 @@ class LSTMStep(Function):
     dL/dW_x[:, x_t] = da,  dL/dW_h = da h_{t-1}^T,  dL/db = da,  dL/dz_{t-1} = [W_h^T da; ds * f];
     forward: da = dW_x[:, x_t] + dW_h h_{t-1} + W_h dh_{t-1} + db, each gate's tangent da * act'(a),
     ds_t = df * s_{t-1} + f * ds_{t-1} + di * g + i * dg,  dh_t = do * tanh(s_t) + o * (1 - tanh(s_t)^2) * ds_t"""
-    __slots__ = ("idx", "cell_input")
+    __slots__ = ("idx", "vocab", "cell_input")
     batched_jvp = True  # takes tangents (K, *shape), as every built-in op
 
     @staticmethod
     def forward(ctx, W_x, W_h, b, z_prev, idx=None, cell_input="tanh", out=None):
         H = W_h.shape[1]
-        ctx.idx, ctx.cell_input = idx, cell_input
+        ctx.idx, ctx.vocab, ctx.cell_input = idx, W_x.shape[1], cell_input
         gates, s, h = _lstm_step(W_x[:, idx].T, z_prev[..., :H], z_prev[..., H:], W_h, b, cell_input)
         z = np.empty(z_prev.shape, h.dtype) if out is None else out  # out: CharRNN's row t of all steps' outputs
         z[..., :H], z[..., H:] = h, s
@@ -85,7 +100,7 @@ class LSTMStep(Function):
         da, dh_prev, ds_prev = _lstm_step_back(g[..., :H], g[..., H:], gates, z[..., H:], z_prev[..., H:],
                                                W_h, ctx.cell_input)
         dz_prev = np.concatenate([dh_prev, ds_prev], axis=-1) if ctx.needs_input_grad[3] else None
-        return SparseGrad((slice(None), ctx.idx), da.T), OuterGrad(da, h_prev), _bias_grad(da), dz_prev
+        return _input_grad(da, ctx.idx, ctx.vocab), OuterGrad(da, h_prev), _bias_grad(da), dz_prev
 
     @staticmethod
     def jvp(ctx, dW_x, dW_h, db, dz_prev):
@@ -112,12 +127,12 @@ class GRUStep(Function):
     dL/dW_x[:, x_t] = dax,  dL/db_x = dax,  dL/dW_h = dah h_{t-1}^T,  dL/db_h = dah,  dL/dh_{t-1} = dh_next;
     forward: dax = dW_x[:, x_t] + db_x, dah = dW_h h_{t-1} + W_h dh_{t-1} + db_h, dr = r (1 - r) (dax_r + dah_r),
     dz likewise, dn = (1 - n^2) (dax_n + dr * ah_n + r * dah_n),  dh_t = dz (h_{t-1} - n) + (1 - z) dn + z dh_{t-1}"""
-    __slots__ = ("idx",)
+    __slots__ = ("idx", "vocab")
     batched_jvp = True  # takes tangents (K, *shape), as every built-in op
 
     @staticmethod
     def forward(ctx, W_x, W_h, b_x, b_h, h_prev, idx=None, out=None):
-        ctx.idx = idx
+        ctx.idx, ctx.vocab = idx, W_x.shape[1]
         r, z, n, ah_n, h = _gru_step(W_x[:, idx].T + b_x, h_prev, W_h, b_h)
         if out is not None:  # CharRNN's row t of all steps' outputs
             out[...], h = h, out
@@ -128,7 +143,7 @@ class GRUStep(Function):
     def backward(ctx, g):
         r, z, n, ah_n, h_prev, W_h = ctx.saved_tensors
         dax, dah, dh_prev = _gru_step_back(g, r, z, n, ah_n, h_prev, W_h)
-        return (SparseGrad((slice(None), ctx.idx), dax.T), OuterGrad(dah, h_prev), _bias_grad(dax), _bias_grad(dah),
+        return (_input_grad(dax, ctx.idx, ctx.vocab), OuterGrad(dah, h_prev), _bias_grad(dax), _bias_grad(dah),
                 dh_prev if ctx.needs_input_grad[4] else None)
 
     @staticmethod
