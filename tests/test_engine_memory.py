@@ -118,3 +118,20 @@ def test_a_fused_lstm_backward_never_builds_dense_zeros_for_its_h_columns():
     tracemalloc.stop()
     # measured: 3.0 T*H*8 (dL/dhs, the slices' objects, W_h's buffered rows); 3.9 with the dense zeros
     assert peak < 3.4 * T * H * 8, peak / (T * H * 8)
+
+
+def test_a_retained_gradient_lives_on_the_node_the_graph_and_the_tensor_share():
+    x = Tensor(np.array([0.3, -0.4]), requires_grad=True)
+    h = (x * 2).tanh().retain_grad()
+    loss = (h * h).sum()
+    loss.backward()
+    expected = 2 * np.tanh(2 * x.data)
+    np.testing.assert_allclose(h.grad, expected, rtol=1e-15)
+    (square,) = loss.grad_fn.parents
+    seen = square.grad_fn.parents[0]  # the graph's view of h (h * h)
+    assert seen.grad_fn is h.grad_fn and seen.grad is h.grad
+    h.grad = None  # resets the node's copy: both views agree
+    assert seen.grad is None and h.grad is None
+    unretained = (x * 3).tanh()
+    (unretained * 1.0).sum().backward()
+    assert unretained.grad is None  # as in PyTorch: an op's output keeps no .grad unless asked
