@@ -181,7 +181,11 @@ class Function:
             ctx.needs_input_grad = _NEEDS.setdefault(needs, needs)  # one shared tuple per pattern: 80 B less a node
             ctx.scope = _state.scope
             ctx.seq = next(_creation_order)
-            ctx.out_like = data if data.nbytes <= 64 else _stand_in(data)  # a scalar's value stays, for pictures
+            if data.nbytes <= 64:  # a few numbers (a scalar loss): the values stay, for pictures
+                ctx.out_like = data
+            else:  # _stand_in(data), its common case inline: this runs for every op
+                like = _GHOSTS.get((data.shape, data.dtype))
+                ctx.out_like = _stand_in(data) if like is None else like
             ctx.out_name = ctx.grad = ctx.ghost = None
             ctx.retain = False
             out.requires_grad = True
