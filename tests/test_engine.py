@@ -535,7 +535,7 @@ class _Rows(tr.Function):
 
     @staticmethod
     def backward(ctx, g):
-        return (tr.tensor.SparseGrad(ctx.idx, g),)
+        return (tr.engine.SparseGrad(ctx.idx, g),)
 
 
 @pytest.mark.parametrize("idx", [2, np.array([0, 3, 0, 0])])

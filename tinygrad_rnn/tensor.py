@@ -8,14 +8,12 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from . import engine
-from .engine import (Function, OuterGrad, SparseGrad, _creation_order, detect_anomaly, is_grad_enabled, jvp,
-                     no_grad, scope)
+from .engine import Function, _creation_order
 from .function import (Abs, Add, Clip, Concat, Div, Exp, GetItem, Log, LogSoftmax, MatMul, Max, Mean, Mul,
                        Neg, Pow, Relu, Reshape, Sigmoid, Softmax, Sqrt, Stack, Sub, Sum, Tanh, Transpose,
                        Where)
 
-__all__ = ["Tensor", "Function", "SparseGrad", "OuterGrad", "no_grad", "scope", "detect_anomaly",
-           "zeros", "ones", "randn", "is_grad_enabled", "jvp", "concat", "stack", "where"]
+__all__ = ["Tensor", "concat", "stack", "where", "zeros", "ones", "randn"]
 
 
 def _float_dtype(dtype: np.dtype) -> bool:

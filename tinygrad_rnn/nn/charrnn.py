@@ -13,7 +13,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..tensor import Tensor, concat, scope, stack
+from ..engine import scope
+from ..tensor import Tensor, concat, stack
 from .cells import GRUCell, LSTMCell, RNNCell
 from .fused import GRUStep, LSTMStep, RNNStep, StackRows
 from .layers import Linear
