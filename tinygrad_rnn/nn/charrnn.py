@@ -145,6 +145,7 @@ class CharRNN(Module):
             params = (cell.W_x, cell.W_h, cell.b_x, cell.b_h) if isinstance(cell, GRUCell) else \
                 (cell.W_xh, cell.W_hh, cell.b_h)
             kw, z = {}, self._state_tensor(type(cell).__name__, state, idx.shape[1:] + (H,))
+        kw["W_hT"] = np.ascontiguousarray(params[1].data.T)  # W_h^T row-major, once: see fused._fast
         rows = np.empty((len(idx),) + z.shape, dtype=self.out.W.dtype)  # (T, [B,] H) or (T, [B,] 2H): [h; s]
         ids = idx.tolist() if idx.ndim == 1 else idx  # Python ints index fastest
         zs, T = [], len(idx)
