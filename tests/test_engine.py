@@ -401,7 +401,10 @@ def test_scope_is_recorded_and_nests():
     c = b.sum()
     assert (a.grad_fn.scope, b.grad_fn.scope, c.grad_fn.scope) == ("t=3", "t=3/lstm", "")
     assert [p is x for p in a.grad_fn.parents] == [True, False]
-    assert b.grad_fn.name == "Tanh" and b.grad_fn.parents == (a,)
+    # nodes link nodes (a leaf as itself); parents gives them as tensors, an op's output by its node
+    assert b.grad_fn.name == "Tanh" and b.grad_fn.inputs == (a.grad_fn,)
+    (a_seen,) = b.grad_fn.parents
+    assert a_seen.grad_fn is a.grad_fn and a_seen.shape == a.shape and a_seen.requires_grad
 
 
 def test_detect_anomaly_names_op_and_scope():
@@ -532,7 +535,7 @@ class _Rows(tr.Function):
 
     @staticmethod
     def backward(ctx, g):
-        return (tr.tensor.SparseGrad(ctx.idx, g),)
+        return (tr.engine.SparseGrad(ctx.idx, g),)
 
 
 @pytest.mark.parametrize("idx", [2, np.array([0, 3, 0, 0])])

@@ -12,16 +12,34 @@ def _chain(x):
     return ((x * 2).tanh() * 3).sum()
 
 
-def test_backward_frees_intermediates_only_the_graph_holds():
-    x = Tensor(np.array([0.1, -0.2, 0.3]), requires_grad=True)
+def test_the_graph_keeps_only_what_backward_reads():
+    N = 200_000  # 1.6 MB an array: the graph's own bookkeeping is noise beside it
+    x = Tensor(np.linspace(-1, 1, N), requires_grad=True)
+    tracemalloc.start()
+    start = tracemalloc.get_traced_memory()[0]
+    # (2x).tanh() * 3: Tanh's backward reads its output, Mul's the constant 3; 2x and the product are
+    # read by no backward, so nothing holds them once the caller has let go of their tensors
+    loss = _chain(x)
+    after_forward = tracemalloc.get_traced_memory()[0] - start
+    loss.backward()
+    after_backward = tracemalloc.get_traced_memory()[0] - start
+    tracemalloc.stop()
+    assert 0.99 < after_forward / (N * 8) < 1.1  # tanh(2x) alone (a graph of tensors held 3 arrays)
+    assert 0.99 < after_backward / (N * 8) < 1.1  # x.grad alone: backward freed tanh(2x)
+    np.testing.assert_allclose(x.grad, 6 * (1 - np.tanh(2 * x.data) ** 2), rtol=1e-14)
+    inner = loss.grad_fn.parents[0]  # (2x).tanh() * 3: the graph still reaches its node, for pictures
+    assert inner.grad_fn.name == "Mul" and inner.shape == (N,) and inner.dtype == np.float64
+    assert np.isnan(inner.data).all() and not inner.data.flags.writeable
+    assert inner.data.strides == (0,)  # its values are not kept: no memory of its own
+    assert "Tanh" in viz.draw(loss).source  # still drawable after backward
+
+
+def test_a_node_keeps_a_scalar_value_for_pictures():
+    x = Tensor(np.array([0.5, -1.0]), requires_grad=True)
     loss = _chain(x)
     loss.backward()
-    np.testing.assert_allclose(x.grad, 6 * (1 - np.tanh(2 * x.data) ** 2), rtol=1e-14)
-    inner = loss.grad_fn.parents[0]  # (2x).tanh() * 3: the graph still reaches it, for pictures
-    assert inner.grad_fn.name == "Mul" and inner.shape == (3,) and inner.dtype == np.float64
-    assert np.isnan(inner.data).all() and not inner.data.flags.writeable
-    assert inner.data.strides == (0,)  # no memory of its own
-    assert "Tanh" in viz.draw(loss).source  # still drawable after backward
+    inner = loss.grad_fn.parents[0]
+    np.testing.assert_allclose(inner.data, 3 * np.tanh(2 * x.data), rtol=1e-15)  # a few numbers: kept
 
 
 def test_backward_keeps_what_the_caller_holds_or_retain_graph_asks_for():
@@ -32,8 +50,6 @@ def test_backward_keeps_what_the_caller_holds_or_retain_graph_asks_for():
     np.testing.assert_allclose(y.data, np.tanh(2 * x.data), rtol=1e-15)  # held by the caller: kept
     loss = _chain(x)
     loss.backward(retain_graph=True)
-    inner = loss.grad_fn.parents[0]
-    np.testing.assert_allclose(inner.data, 3 * np.tanh(2 * x.data), rtol=1e-15)
     x.grad = None
     loss.backward()  # the retained graph runs again
     np.testing.assert_allclose(x.grad, 6 * (1 - np.tanh(2 * x.data) ** 2), rtol=1e-14)
@@ -102,3 +118,20 @@ def test_a_fused_lstm_backward_never_builds_dense_zeros_for_its_h_columns():
     tracemalloc.stop()
     # measured: 3.0 T*H*8 (dL/dhs, the slices' objects, W_h's buffered rows); 3.9 with the dense zeros
     assert peak < 3.4 * T * H * 8, peak / (T * H * 8)
+
+
+def test_a_retained_gradient_lives_on_the_node_the_graph_and_the_tensor_share():
+    x = Tensor(np.array([0.3, -0.4]), requires_grad=True)
+    h = (x * 2).tanh().retain_grad()
+    loss = (h * h).sum()
+    loss.backward()
+    expected = 2 * np.tanh(2 * x.data)
+    np.testing.assert_allclose(h.grad, expected, rtol=1e-15)
+    (square,) = loss.grad_fn.parents
+    seen = square.grad_fn.parents[0]  # the graph's view of h (h * h)
+    assert seen.grad_fn is h.grad_fn and seen.grad is h.grad
+    h.grad = None  # resets the node's copy: both views agree
+    assert seen.grad is None and h.grad is None
+    unretained = (x * 3).tanh()
+    (unretained * 1.0).sum().backward()
+    assert unretained.grad is None  # as in PyTorch: an op's output keeps no .grad unless asked

@@ -31,6 +31,22 @@ def test_cross_entropy_value_and_gradient(shape):
         np.testing.assert_allclose(logits.grad, 2.0 * (p - onehot) / n, rtol=1e-13, atol=1e-16)
 
 
+def test_cross_entropy_backward_reuses_its_softmax_only_when_the_graph_is_freed():
+    # a backward that frees the graph writes dL/dz into the saved softmax; a retained graph keeps it intact
+    rng = np.random.default_rng(1)
+    z, t = rng.standard_normal((4, 5)), rng.integers(0, 5, 4)
+    expected = np.exp(z) / np.exp(z).sum(-1, keepdims=True) - np.eye(5)[t]
+    logits = Tensor(z, requires_grad=True)
+    loss = nn.cross_entropy(logits * 1.0, t)  # through a node: logits.grad is accumulated, not the array itself
+    for _ in range(3):
+        loss.backward(retain_graph=True)
+    np.testing.assert_allclose(logits.grad, 3 * expected, rtol=1e-13, atol=1e-15)
+    loss.backward()  # the fourth use may consume the softmax
+    np.testing.assert_allclose(logits.grad, 4 * expected, rtol=1e-13, atol=1e-15)
+    with pytest.raises(RuntimeError, match="second time"):
+        loss.backward()
+
+
 def test_cross_entropy_is_stable_for_huge_logits():
     z = np.array([[1e4, 0.0, -1e4], [1e4, 1e4, 0.0]])
     logits = Tensor(z, requires_grad=True)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from helpers import MGU
 
-import tinygrad_rnn.tensor as engine
+import tinygrad_rnn.engine as engine
 from tinygrad_rnn import analysis, manual, nn
 
 V, H = 5, 3
@@ -76,7 +76,7 @@ def test_rtrl_runs_no_backward_and_leaves_the_model_as_it_was(cell, monkeypatch)
 
     def no_backward(*args, **kwargs):
         raise AssertionError("rtrl_grads ran a backward pass")
-    monkeypatch.setattr(engine, "_run_backward", no_backward)
+    monkeypatch.setattr(engine, "run_backward", no_backward)
     monkeypatch.setattr(engine.Tensor, "backward", no_backward)
     got = analysis.rtrl_grads(model, inputs, targets)
 

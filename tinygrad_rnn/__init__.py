@@ -4,10 +4,9 @@ hand-derived BPTT to check against.
 """
 # Importing changes nothing in the user's process (no BLAS thread settings): the tinygrad-rnn command
 # limits its own BLAS threads (cli.console).
-# tensor before function, whose ops it binds at its end
-from .tensor import (Function, Tensor, detect_anomaly, is_grad_enabled, jvp, no_grad, ones, randn, scope,
-                     zeros)
-from .function import concat, stack, where
+# engine (nodes, backward, forward mode) <- function (the ops) <- tensor (Tensor and its functions)
+from .engine import Function, detect_anomaly, is_grad_enabled, jvp, no_grad, scope
+from .tensor import Tensor, concat, ones, randn, stack, where, zeros
 from . import analysis, check, manual, nn, viz  # tr.nn after `import tinygrad_rnn as tr`, as torch.nn
 
 __all__ = ["Tensor", "Function", "concat", "stack", "where", "no_grad", "scope", "detect_anomaly",

@@ -29,9 +29,9 @@ from typing import Any, Iterator, Union
 import numpy as np
 
 from . import _memory
-from .function import concat
+from .engine import Function, _forward_mode, _state, _tangent_of, no_grad
 from .nn.losses import cross_entropy
-from .tensor import Function, Tensor, _forward_mode, _state, _tangent_of, no_grad
+from .tensor import Tensor, concat
 
 __all__ = ["hidden_grads", "influence", "per_step_grads", "state_jacobians", "spectral_radius", "rtrl_grads"]
 
@@ -155,9 +155,9 @@ def per_step_grads(model: Any, inputs: Any, targets: Any, state: Any = None) -> 
         root = cross_entropy(logits, targets)
         copies = {id(p): [_copy(p) for _ in range(T)] for p in params}
         for ctx in _nodes(root):
-            if any(id(p) in copies for p in ctx.parents):
+            if any(id(p) in copies for p in ctx.inputs):  # a parameter is a leaf: linked as itself
                 t = _step_of(ctx, names, T)
-                ctx.parents = tuple(copies[id(p)][t] if id(p) in copies else p for p in ctx.parents)
+                ctx.inputs = tuple(copies[id(p)][t] if id(p) in copies else p for p in ctx.inputs)
         root.backward()
         return {names[id(p)]: np.stack([_grad_or_zeros(c) for c in copies[id(p)]]) for p in params}
 
@@ -249,7 +249,7 @@ def _nodes(root: Tensor) -> list:
             continue
         seen.add(id(ctx))
         out.append(ctx)
-        stack.extend(p._ctx for p in ctx.parents)
+        stack.extend(p for p in ctx.inputs if isinstance(p, Function))
     return out
 
 
@@ -257,7 +257,7 @@ def _step_of(ctx: Function, names: dict, T: int) -> int:
     """The time step an op was created in, from the scope "t=k" CharRNN.unroll opened."""
     match = _STEP.search(ctx.scope or "")
     if match is None or int(match.group(1)) >= T:
-        used = ", ".join(names[id(p)] for p in ctx.parents if id(p) in names)
+        used = ", ".join(names[id(p)] for p in ctx.inputs if id(p) in names)
         raise ValueError(f"per_step_grads: {ctx.name} uses {used} outside a time step scope 't=k', "
                          "so its gradient belongs to no copy θ_t")
     return int(match.group(1))

@@ -22,7 +22,7 @@ import numpy as np
 from . import _memory, check, lab, nn, viz
 from .checkpoint import CheckpointError
 from .data import DataError, Vocab, load_text, ngram_baselines
-from .tensor import no_grad
+from .engine import no_grad
 from .train import _param_shapes, _training_bytes
 from .train import (CELL_INPUTS, CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, TrainingDiverged, fit, generate,
                     perplexity, text_sha256)

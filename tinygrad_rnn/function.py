@@ -14,11 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .tensor import Function, OuterGrad, SparseGrad, Tensor
+from .engine import Function, OuterGrad, SparseGrad
 
 __all__ = ["Add", "Sub", "Mul", "Div", "Pow", "Neg", "MatMul", "Affine", "Exp", "Log", "Tanh", "Sigmoid",
            "Relu", "Sqrt", "Abs", "Clip", "Sum", "Mean", "Max", "Softmax", "LogSoftmax", "Reshape",
-           "Transpose", "GetItem", "Concat", "Stack", "Where", "concat", "stack", "where"]
+           "Transpose", "GetItem", "Concat", "Stack", "Where"]
 
 
 def _broadcast_error(op: str, *shapes: tuple) -> ValueError:
@@ -289,7 +289,7 @@ class Affine(Function):
     def backward(ctx, g):
         x, W = ctx.saved_tensors
         need_x, need_W, need_b = ctx.needs_input_grad[:3]
-        terms = (g,) * (len(ctx.parents) - 3)
+        terms = (g,) * (len(ctx.inputs) - 3)
         gW = OuterGrad(g, x) if need_W else None  # summed with W's other uses in one product
         if x.ndim == 1:
             return (g @ W if need_x else None), gW, g, *terms
@@ -807,28 +807,3 @@ class Where(Function):
         n = max([cond.ndim] + [d.ndim - 1 for d in moving])
         zero = np.zeros((), moving[0].dtype)
         return np.where(cond, zero if da is None else _lift(da, n), zero if db is None else _lift(db, n))
-
-
-# ---- functions of several tensors --------------------------------------------------------------------
-def _as_tensors(op: str, tensors: Sequence) -> list:
-    if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
-        raise TypeError(f"{op}: expects a list or tuple of tensors, got {type(tensors).__name__}")
-    return [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
-
-
-def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
-    """Join tensors along an existing axis (np.concatenate)."""
-    return Concat.apply(*_as_tensors("concat", tensors), axis=axis)
-
-
-def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
-    """Join same-shape tensors along a new axis (np.stack)."""
-    return Stack.apply(*_as_tensors("stack", tensors), axis=axis)
-
-
-def where(cond, a, b) -> Tensor:
-    """Pick from a where cond is true, else from b; cond (array or Tensor of bools) gets no gradient."""
-    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
-    lift = like._lift if like is not None else Tensor
-    cond = cond if isinstance(cond, Tensor) else Tensor(np.asarray(cond))
-    return Where.apply(cond, lift(a), lift(b))

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import analysis, nn
 from .data import Vocab
-from .tensor import no_grad
+from .engine import no_grad
 
 __all__ = ["Result", "EXPERIMENTS", "experiment", "run", "save_plot", "PLOT_SUFFIXES", "PlotUnavailable"]
 

@@ -19,8 +19,9 @@ from . import _memory, nn
 from .checkpoint import (CheckpointError, load_checkpoint, pack_json, pack_rng, save_checkpoint,
                          unpack_json, unpack_rng)
 from .data import DataError, Vocab, get_batch, split
+from .engine import no_grad
 from .nn.charrnn import _CELLS as _CELL_CLASSES, _FUSED
-from .tensor import Tensor, no_grad
+from .tensor import Tensor
 
 __all__ = ["Config", "Run", "fit", "FitResult", "TrainingDiverged", "CELLS", "CELL_INPUTS", "OPTIMIZERS", "DEFAULT_LR",
            "evaluate", "generate", "perplexity", "text_sha256"]

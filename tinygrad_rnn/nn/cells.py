@@ -14,7 +14,8 @@ from typing import Any, Optional
 import numpy as np
 
 from ..function import Affine
-from ..tensor import Function, SparseGrad, Tensor
+from ..engine import Function, SparseGrad
+from ..tensor import Tensor
 from .layers import _matvec
 from .module import Module, _check_init, _parameter
 

@@ -13,8 +13,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..function import concat, stack
-from ..tensor import Tensor, scope
+from ..engine import scope
+from ..tensor import Tensor, concat, stack
 from .cells import GRUCell, LSTMCell, RNNCell
 from .fused import GRUStep, LSTMStep, RNNStep, StackRows, _WeightSums
 from .layers import Linear

@@ -17,7 +17,7 @@ from ..function import _affine_tangent, _fill, _times, _total
 from ..manual.gru import _gru_step, _gru_step_back
 from ..manual.lstm import _lstm_step, _lstm_step_back
 from ..manual.rnn import _rnn_step, _rnn_step_back
-from ..tensor import Function, OuterGrad, SparseGrad
+from ..engine import Function, OuterGrad, SparseGrad
 
 __all__ = ["RNNStep", "LSTMStep", "GRUStep", "StackRows"]
 

@@ -11,17 +11,19 @@ from typing import Any
 
 import numpy as np
 
-from ..tensor import Function, Tensor
+from ..engine import Function
+from ..tensor import Tensor
 
 __all__ = ["cross_entropy", "binary_cross_entropy", "mse"]
 
 _REDUCTIONS = ("sum", "mean")
 
 
-def _probs_minus_onehot(ctx: Function) -> np.ndarray:
-    """dL/dz for g = 1 on the counted rows: softmax(z_n) - onehot(t_n), (N', V), a fresh array."""
+def _probs_minus_onehot(ctx: Function, reuse: bool = False) -> np.ndarray:
+    """dL/dz for g = 1 on the counted rows: softmax(z_n) - onehot(t_n), (N', V), an array of the caller's:
+    the saved softmax itself when backward frees it afterwards (one (N, V) array less at the peak)."""
     probs, picks = ctx.saved_tensors[:2]
-    dz = probs.copy()
+    dz = probs if reuse else probs.copy()
     dz[picks] -= 1
     return dz
 
@@ -61,7 +63,7 @@ class CrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, g):
-        dz = _probs_minus_onehot(ctx)                              # softmax - onehot
+        dz = _probs_minus_onehot(ctx, reuse=ctx.may_reuse_saved())  # softmax - onehot
         dz *= g * ctx.scale
         shape, keep = ctx.saved_tensors[2:]
         return (_all_rows(dz, keep, shape),)
