@@ -575,3 +575,36 @@ def test_a_tensor_copies_the_array_it_is_made_from():
     assert w.detach().data is w.data  # detach shares, as in PyTorch
     with pytest.raises(ValueError, match="^Tensor: data is not a regular array"):
         Tensor([[1.0, 2.0], [3.0]])
+
+
+def test_a_name_reads_the_same_on_a_tensor_and_on_the_graphs_view_of_it():
+    x = Tensor(np.array([0.1, 0.2]), requires_grad=True)
+    h = x * 2
+    loss = h.tanh().sum()
+    (seen,) = loss.grad_fn.parents[0].grad_fn.parents  # a walk over the graph (a picture) before naming
+    h.name = "h(1)"
+    assert seen.name == "h(1)"
+    seen.name = "h(2)"  # named through the graph's view
+    assert h.name == "h(2)" and "h(2)" in repr(h)
+
+
+def test_a_user_function_keeps_attributes_of_its_own_on_ctx():
+    # API.md: ctx takes plain attributes; the engine's bookkeeping on the node must not overwrite them
+    class Triple(tr.Function):
+        """y = 3a; its forward keeps the local derivative as ctx.grad and more as ctx.retain, ctx.ghost"""
+
+        @staticmethod
+        def forward(ctx, a):
+            ctx.grad = np.full_like(a, 3.0)
+            ctx.retain, ctx.ghost, ctx.out_like, ctx.out_name = "r", "g", "l", "n"
+            return 3 * a
+
+        @staticmethod
+        def backward(ctx, g):
+            assert (ctx.retain, ctx.ghost, ctx.out_like, ctx.out_name) == ("r", "g", "l", "n")
+            return (g * ctx.grad,)
+
+    x = Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    y = Triple.apply(x * 1.0)
+    (y * y).sum().backward()
+    np.testing.assert_allclose(x.grad, 18 * x.data, rtol=1e-15)

@@ -1,5 +1,7 @@
 """What backward keeps and frees, and the in-place accumulation it does (OuterGrad rows, SparseGrad slices)."""
+import gc
 import tracemalloc
+import weakref
 
 import numpy as np
 
@@ -135,3 +137,47 @@ def test_a_retained_gradient_lives_on_the_node_the_graph_and_the_tensor_share():
     unretained = (x * 3).tanh()
     (unretained * 1.0).sum().backward()
     assert unretained.grad is None  # as in PyTorch: an op's output keeps no .grad unless asked
+
+
+class _TwiceBare(tr.Function):
+    """y = 2a, whose backward returns the bare array (allowed for a one-input op)."""
+
+    @staticmethod
+    def forward(ctx, a):
+        return 2 * a
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * g
+
+
+def test_a_backward_returning_a_bare_array_leaves_no_reference_cycle():
+    # the engine's check of the returned count must not make stand-in tensors of the inputs' nodes: a
+    # stand-in and its node hold each other, and the graph (here a 800 KB saved array) outlives `del loss`
+    x = Tensor(np.linspace(-1, 1, 100_000), requires_grad=True)
+    h = x.tanh()
+    saved = weakref.ref(h.grad_fn.saved_tensors[0])  # Tanh keeps its output for its backward
+    loss = _TwiceBare.apply(h).sum()
+    del h
+    loss.backward(retain_graph=True)
+    np.testing.assert_allclose(x.grad, 2 * (1 - np.tanh(x.data) ** 2), rtol=1e-14)
+    gc.disable()
+    try:
+        del loss
+        assert saved() is None  # freed by reference counting alone, as a graph of plain ops is
+    finally:
+        gc.enable()
+
+
+def test_a_few_numbers_sliced_from_a_big_intermediate_do_not_keep_it():
+    # a node keeps a small output's values (<= 64 bytes) for pictures; a view of a big array must not keep
+    # the whole big array alive once the caller has dropped it
+    x = Tensor(np.ones(3), requires_grad=True)
+    big = x.reshape(3, 1) + np.zeros((3, 100_000))  # 2.4 MB that no backward reads (Add saves nothing)
+    alive = weakref.ref(big.data)
+    loss = big[0, :8].sum()  # 8 numbers, 64 bytes: a view of big
+    del big
+    assert alive() is None
+    loss.backward()
+    np.testing.assert_allclose(x.grad, [8.0, 0.0, 0.0])
+    np.testing.assert_allclose(loss.grad_fn.parents[0].data, np.ones(8))  # the slice's values, kept for pictures

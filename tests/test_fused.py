@@ -79,6 +79,56 @@ def test_fused_batched_input_weight_gradient_both_routes(cell, kw, V):
 
 
 @pytest.mark.parametrize("cell,kw", CELLS)
+def test_fused_batch_weight_sums_over_blocks_and_repeated_backward(cell, kw, monkeypatch):
+    """A batch's weight gradients are summed by the steps in blocks of rows: 4 rows here, so 2 steps of B=3 a block,
+    the last one short. A loss at one step, at all steps, and backward twice over one graph: all equal op-level."""
+    monkeypatch.setattr(fused_module, "_BLOCK_ROWS", 4)
+    rng = np.random.default_rng(5)
+    idx, targets = rng.integers(0, 6, (7, 3)), rng.integers(0, 6, (7, 3))
+    results = []
+    for model in _pair(cell, kw):
+        logits, _ = model(idx)
+        grads = []
+        for t in (3, 0):
+            model.zero_grad()
+            nn.cross_entropy(logits[t], targets[t]).backward(retain_graph=True)
+            grads.append({k: p.grad.copy() for k, p in model.named_parameters().items()})
+        model.zero_grad()
+        loss = nn.cross_entropy(logits, targets)
+        loss.backward(retain_graph=True)
+        loss.backward()  # twice: every gradient doubles
+        grads.append({k: p.grad / 2 for k, p in model.named_parameters().items()})
+        results.append(grads)
+    for op, fused in zip(*results):
+        for name in op:
+            np.testing.assert_allclose(fused[name], op[name], rtol=0, atol=1e-12, err_msg=name)
+        assert np.abs(op["cell.W_x" if "cell.W_x" in op else "cell.W_xh"]).max() > 1e-3
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_fused_batch_backward_from_a_state_inside_a_block(cell, monkeypatch):
+    """Backward from h_t runs steps t … 0 only (analysis does this): the rows of later steps hold no gradient,
+    whatever an earlier pass over the same graph left in the block's buffer."""
+    monkeypatch.setattr(fused_module, "_BLOCK_ROWS", 4)
+    rng = np.random.default_rng(6)
+    idx = rng.integers(0, 6, (7, 3))
+    results = []
+    for model in _pair(cell, {}):
+        _, states = model.unroll(idx)
+        grads = []
+        for t in (6, 3, 0, 5):  # the last step, inside a block, the first step, below a block's top
+            model.zero_grad()
+            (states[t] * states[t]).sum().backward(retain_graph=True)
+            grads.append({k: p.grad.copy() for k, p in model.named_parameters().items() if p.grad is not None})
+        results.append(grads)
+    for op, fused in zip(*results):
+        assert sorted(fused) == sorted(op)
+        for name in op:
+            np.testing.assert_allclose(fused[name], op[name], rtol=0, atol=1e-12, err_msg=name)
+        assert np.abs(op["cell.W_x" if cell == "gru" else "cell.W_xh"]).max() > 1e-3
+
+
+@pytest.mark.parametrize("cell,kw", CELLS)
 def test_fused_unroll_gives_every_steps_state_and_its_gradient(cell, kw):
     """analysis reads ∂L/∂h_t from unroll's states: a fused model's must be the same."""
     rng = np.random.default_rng(0)

@@ -103,10 +103,13 @@ class Function:
 
     The node's links: `inputs`, one per input, the input's own node, or the input itself for a leaf
     (a parameter, a constant). `parents` gives them as tensors, for walks over the graph (pictures, checks).
+    The engine sets inputs, needs_input_grad, saved_tensors, scope, seq and _-named fields on the node
+    after forward: a ctx attribute of one's own needs another name.
     """
     # Subclasses without __slots__ get a __dict__, so a user's ctx takes any attribute.
-    __slots__ = ("inputs", "needs_input_grad", "saved_tensors", "scope", "seq", "out_like", "out_name", "retain",
-                 "grad", "ghost")
+    # The engine's own fields are _-named, so a user's ctx.grad or ctx.retain stays the user's.
+    __slots__ = ("inputs", "needs_input_grad", "saved_tensors", "scope", "seq", "_out_like", "_out_name", "_retain",
+                 "_grad", "_ghost")
     # True: jvp takes each tangent with a leading axis of directions, (K, *input.shape), and returns
     # (K, *output.shape), as the built-in ops do (RTRL pushes one direction per parameter entry).
     # False (a rule of one's own): jvp sees one direction at a time, shaped like the inputs.
@@ -150,13 +153,13 @@ class Function:
 
     def output(self) -> "Tensor":
         """A tensor standing for the one this op made, with its name, shape, dtype and .grad (a retained
-        gradient lives on the node, see retain); entries beyond 8 numbers read NaN: the graph does not keep
-        values (PyTorch's neither), they are the caller's while it holds the tensor it was given."""
-        out = self.ghost
+        gradient lives on the node, see retain_grad); an output over 64 bytes (8 float64 numbers) reads NaN:
+        the graph does not keep values (PyTorch's neither), they are the caller's while it holds the tensor."""
+        out = self._ghost
         if out is None:
-            out = self.ghost = Tensor.__new__(Tensor)
-            out.data, out._grad, out.requires_grad, out._ctx = self.out_like, None, True, self
-            out._name, out._version, out._tangent = self.out_name, 0, None
+            out = self._ghost = Tensor.__new__(Tensor)
+            out.data, out._grad, out.requires_grad, out._ctx = self._out_like, None, True, self
+            out._name, out._version, out._tangent = self._out_name, 0, None
         return out
 
     @classmethod
@@ -182,12 +185,12 @@ class Function:
             ctx.scope = _state.scope
             ctx.seq = next(_creation_order)
             if data.nbytes <= 64:  # a few numbers (a scalar loss): the values stay, for pictures
-                ctx.out_like = data
+                ctx._out_like = data if data.base is None else data.copy()  # a view: copied, its base may be big
             else:  # _stand_in(data), its common case inline: this runs for every op
                 like = _GHOSTS.get((data.shape, data.dtype))
-                ctx.out_like = _stand_in(data) if like is None else like
-            ctx.out_name = ctx.grad = ctx.ghost = None
-            ctx.retain = False
+                ctx._out_like = _stand_in(data) if like is None else like
+            ctx._out_name = ctx._grad = ctx._ghost = None
+            ctx._retain = False
             out.requires_grad = True
             out._ctx = ctx
         else:
@@ -300,9 +303,9 @@ def run_backward(root: "Tensor", seed: np.ndarray, retain_graph: bool) -> None:
             grad = grads.pop(ctx)
             mine.discard(ctx)
             if type(grad) is SparseGrad:  # its only share was a slice's: the zeros are built now, when they are needed
-                grad = grad.dense(ctx.out_like)
-            if ctx.retain:  # dL/d(this op's output), kept on the node: its tensor reads it as .grad
-                ctx.grad = grad.copy() if ctx.grad is None else ctx.grad + grad
+                grad = grad.dense(ctx._out_like)
+            if ctx._retain:  # dL/d(this op's output), kept on the node: its tensor reads it as .grad
+                ctx._grad = grad.copy() if ctx._grad is None else ctx._grad + grad
             if ctx.saved_tensors is _FREED:
                 raise RuntimeError(
                     f"backward: trying to go through the graph a second time, but the arrays {ctx.name} "
@@ -323,7 +326,7 @@ def run_backward(root: "Tensor", seed: np.ndarray, retain_graph: bool) -> None:
                 if g is None or not parent.requires_grad:
                     continue
                 leaf = not isinstance(parent, Function)
-                like = parent.data if leaf else parent.out_like
+                like = parent.data if leaf else parent._out_like
                 fresh = False  # g is an array made here, that nobody else holds
                 if type(g) is not ndarray or g.shape != like.shape:
                     if type(g) is OuterGrad:
@@ -440,9 +443,9 @@ def _check_not_stale(ctx: Function, parent: Tensor) -> None:
 def _as_grad_tuple(input_grads: Any, ctx: Function) -> tuple:
     if not isinstance(input_grads, (tuple, list)):
         input_grads = (input_grads,)  # a one-input op may return the bare array
-    if len(input_grads) != len(ctx.parents):
+    if len(input_grads) != len(ctx.inputs):  # inputs, not parents: no stand-in tensors (they hold their node)
         raise RuntimeError(f"{ctx.name}.backward returned {len(input_grads)} gradients "
-                           f"for {len(ctx.parents)} inputs")
+                           f"for {len(ctx.inputs)} inputs")
     return tuple(input_grads)
 
 

@@ -75,30 +75,30 @@ class Tensor:
     def grad(self) -> Optional[np.ndarray]:
         """dL/d(this tensor) after backward: a leaf's, summed over backward calls until zero_grad; an op's
         output keeps one only after retain_grad(), on its graph node (so the graph's view of it has it too)."""
-        return self._grad if self._ctx is None else self._ctx.grad
+        return self._grad if self._ctx is None else self._ctx._grad
 
     @grad.setter
     def grad(self, grad: Optional[np.ndarray]) -> None:
         if self._ctx is None:
             self._grad = grad
         else:
-            self._ctx.grad = grad
+            self._ctx._grad = grad
 
     @property
     def _retain(self) -> bool:
-        return self._ctx is not None and self._ctx.retain
+        return self._ctx is not None and self._ctx._retain
 
     @property
     def name(self) -> Optional[str]:
         """A label for pictures and messages, e.g. "h(2)"; an op's output hands it to the graph's node,
         which keeps it after the tensor is gone."""
-        return self._name
+        return self._name if self._ctx is None else self._ctx._out_name  # the node's: shared with the graph's view
 
     @name.setter
     def name(self, name: Optional[str]) -> None:
         self._name = name
         if self._ctx is not None:
-            self._ctx.out_name = name
+            self._ctx._out_name = name
 
     def item(self) -> float:
         return self.data.item()
@@ -145,7 +145,7 @@ class Tensor:
     def retain_grad(self) -> "Tensor":
         """Keep .grad on this intermediate after backward (e.g. dL/dh_t); a leaf keeps its own anyway."""
         if self._ctx is not None:
-            self._ctx.retain = True
+            self._ctx._retain = True
         return self
 
     def zero_grad(self) -> None:

@@ -89,12 +89,17 @@ def rnn_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Array
     return loss, grads, _as_given(hs[-1], given_h0, batched)
 
 
-def _rnn_step(xw: np.ndarray, h_prev: np.ndarray, W_hh: np.ndarray, b_h: np.ndarray) -> np.ndarray:
-    """One step forward, h_t = tanh(xw + W_hh h_{t-1} + b_h) with xw = W_xh x_t (10.8, 10.9): rows (..., H).
+def _rnn_step(xw: np.ndarray, h_prev: np.ndarray, W_hh: np.ndarray, b_h: np.ndarray,
+              out: Optional[np.ndarray] = None) -> np.ndarray:
+    """One step forward, h_t = tanh(xw + W_hh h_{t-1} + b_h) with xw = W_xh x_t (10.8, 10.9): rows (..., H),
+    written into `out` when given (then no temporary array is made).
 
     Shared with nn.CharRNN(fused=True), whose step is this function and _rnn_step_back.
     """
-    return np.tanh(xw + h_prev @ W_hh.T + b_h)
+    a = np.matmul(h_prev, W_hh.T, out=out)  # W_hh h_{t-1} for every row
+    a += xw
+    a += b_h
+    return np.tanh(a, out=a)
 
 
 def _rnn_step_back(dh: np.ndarray, h: np.ndarray, W_hh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

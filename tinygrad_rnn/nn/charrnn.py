@@ -16,7 +16,7 @@ import numpy as np
 from ..engine import scope
 from ..tensor import Tensor, concat, stack
 from .cells import GRUCell, LSTMCell, RNNCell
-from .fused import GRUStep, LSTMStep, RNNStep, StackRows
+from .fused import GRUStep, LSTMStep, RNNStep, StackRows, _WeightSums
 from .layers import Linear
 from .module import Module, _check_init
 
@@ -145,12 +145,17 @@ class CharRNN(Module):
             params = (cell.W_x, cell.W_h, cell.b_x, cell.b_h) if isinstance(cell, GRUCell) else \
                 (cell.W_xh, cell.W_hh, cell.b_h)
             kw, z = {}, self._state_tensor(type(cell).__name__, state, idx.shape[1:] + (H,))
+        kw["W_hT"] = np.ascontiguousarray(params[1].data.T)  # W_h^T row-major, once: see fused._fast
         rows = np.empty((len(idx),) + z.shape, dtype=self.out.W.dtype)  # (T, [B,] H) or (T, [B,] 2H): [h; s]
         ids = idx.tolist() if idx.ndim == 1 else idx  # Python ints index fastest
         zs, T = [], len(idx)
+        # a batch's input and recurrent weight gradients: summed over the sequence by the steps (the GRU's per step)
+        sums = None if idx.ndim == 1 or isinstance(cell, GRUCell) else _WeightSums(idx, self.vocab_size)
         for t in range(T):
             # the last state outlives the sequence (it starts the next chunk): an array of its own
             row = rows[t] if t < T - 1 else np.empty_like(rows[t])
+            if sums is not None:
+                kw["sums"], kw["t"] = sums, t
             with scope(f"t={t}"):
                 z = step.apply(*params, z, idx=ids[t], out=row, **kw)
             z.name = f"[h; s]({t + 1})" if isinstance(cell, LSTMCell) else f"h({t + 1})"
