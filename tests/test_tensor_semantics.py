@@ -144,6 +144,32 @@ def test_retain_graph_then_step_then_backward_again_is_caught_as_in_pytorch():
         loss.backward()
 
 
+@pytest.mark.parametrize("through", ["transpose", "reshape", "slice"])
+def test_an_edit_of_a_weight_an_op_saved_through_a_view_is_caught(through):
+    # h @ W.T saves W.T, a view of W: as PyTorch's views share their base's version counter, the step
+    # that edits W in place makes that saved view stale too
+    rng = np.random.default_rng(0)
+    W = Tensor(rng.standard_normal((3, 4)), requires_grad=True, name="W")
+    x = Tensor(rng.standard_normal((2, 4)))
+    view = {"transpose": lambda: W.T, "reshape": lambda: W.reshape(12).reshape(3, 4).T,
+            "slice": lambda: W[:, :].T}[through]()
+    loss = (x @ view).sum()
+    W.grad = np.ones((3, 4))
+    nn.optim.SGD([W], lr=0.1).step()
+    with pytest.raises(RuntimeError, match=r"^backward: 'W' of shape \(3, 4\), which MatMul saved .* inplace"):
+        loss.backward()
+
+
+def test_a_copy_of_a_weight_is_not_a_view_of_it():
+    W = Tensor(np.ones((3, 4)), requires_grad=True)
+    loss = (Tensor(np.ones((2, 4))) @ W[[0, 1, 2]].T).sum()  # integer indexing copies: no stale view
+    W.grad = np.ones((3, 4))
+    nn.optim.SGD([W], lr=0.1).step()
+    W.grad = None
+    loss.backward()
+    np.testing.assert_array_equal(W.grad, np.full((3, 4), 2.0))
+
+
 def test_an_edit_an_op_did_not_save_is_harmless_as_in_pytorch():
     # add saves nothing: its gradient does not depend on the values, so PyTorch lets it pass too
     b = Tensor(np.ones(3), requires_grad=True)

@@ -428,8 +428,11 @@ class _OuterSum:
 _OUTER_ROWS = 512  # rows an _OuterSum collects before one product
 
 
-def _check_not_stale(ctx: Function, parent: Tensor) -> None:
-    """Raise if ctx saved parent's array (or a view of it) before parent was edited in place."""
+def _check_not_stale(ctx: Function, parent: Any) -> None:
+    """Raise if ctx saved parent's array (or a view of it) before parent was edited in place; a view op's
+    node (parent) stands for the tensor it views (see function.py's _View)."""
+    while isinstance(parent, Function):
+        parent = parent.inputs[0]
     data = parent.data
     saved = ctx.saved_tensors or ()
     if any(isinstance(a, np.ndarray) and np.may_share_memory(a, data) for a in saved):

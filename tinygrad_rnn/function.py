@@ -648,7 +648,18 @@ class LogSoftmax(Function):
 
 
 # ---- shape and indexing ---------------------------------------------------------------------------
-class Reshape(Function):
+class _View(Function):
+    """An op whose output may be a view of its input's array (reshape, transpose, basic slicing). As PyTorch's
+    views share their base's version counter, an in-place edit of the input (an optimizer step) counts as an
+    edit of this output: backward then refuses an op that saved the view before the edit."""
+    __slots__ = ()
+
+    @property
+    def _version(self) -> int:
+        return self.inputs[0]._version
+
+
+class Reshape(_View):
     """y = a reshaped;  dL/da = g reshaped back;  dy = da reshaped"""
     __slots__ = ("shape", "out_shape")
     batched_jvp = True
@@ -674,7 +685,7 @@ class Reshape(Function):
         return da.reshape(da.shape[:1] + ctx.out_shape)
 
 
-class Transpose(Function):
+class Transpose(_View):
     """y = a with axes permuted;  dL/da = g with the inverse permutation;  dy = da with the same permutation"""
     __slots__ = ("axes",)
     batched_jvp = True
@@ -700,7 +711,7 @@ class Transpose(Function):
         return np.transpose(da, (0, *axes))  # K stays in front
 
 
-class GetItem(Function):
+class GetItem(_View):
     """y = a[index];  dL/da = zeros with g scatter-added at index (repeated indices add up);  dy = da[index]"""
     __slots__ = ("index",)
     batched_jvp = True
