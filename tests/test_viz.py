@@ -439,6 +439,14 @@ def test_book_picture_puts_every_h_on_one_line_in_time_order(cell, T):
         assert max(c[0] for c in column) - min(c[0] for c in column) < 0.05
 
 
+@pytest.mark.parametrize("cell, extra", [("rnn", "b = cell.b_h, c = out.b"), ("lstm", "b = cell.b, c = out.b"),
+                                         ("gru", "cell.b_x, cell.b_h, c = out.b")])
+def test_book_caption_gives_each_letter_one_parameter(cell, extra):
+    # the GRU has two biases: the book's one letter b cannot name both, so they keep their own names
+    caption = viz.draw_unrolled(_model(cell), 3, style="book").graph_attr["label"]
+    assert caption.split("\\n")[0].endswith(f"; also {extra}")  # DOT's line break
+
+
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_book_picture_has_the_books_nodes_edges_and_weight_colours(cell):
     T = 4

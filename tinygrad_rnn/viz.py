@@ -724,7 +724,10 @@ def _draw_book(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarray,
 def _book_caption(named: dict, other: list, lstm: bool, loss: str, T: int) -> list:
     """The picture's title lines: what is shared, what the loss is, where the other parameters act."""
     total = "the loss L = Σ L(t)" if loss == "sum" else f"the loss L = L({T}) only"
-    rest = [f"{_letter(n)} = {n}" if _letter(n) in ("b", "c") else n for n in other + ["out.b"] if n in named]
+    names = [n for n in other + ["out.b"] if n in named]
+    letters = [_letter(n) for n in names]
+    # the book's letter where it names one parameter; two biases (a GRU's b_x and b_h) keep their own names
+    rest = [f"{k} = {n}" if k in ("b", "c") and letters.count(k) == 1 else n for n, k in zip(names, letters)]
     lines = [f"the same U, W, V at every step; {total}; also {', '.join(rest)}"]
     if lstm:
         lines.append("s(t) = f(t) × s(t−1) + i(t) × g(t),  h(t) = o(t) × tanh(s(t)),  gates from x(t) and h(t−1)")
