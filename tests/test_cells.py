@@ -7,6 +7,7 @@ import pytest
 from helpers import MGU
 
 from tinygrad_rnn import Tensor, check, manual, nn
+from tinygrad_rnn.nn.cells import ColumnGather
 
 GRU_KEYS = {"cell.W_x": "W_x", "cell.W_h": "W_h", "cell.b_x": "b_x", "cell.b_h": "b_h", "out.W": "W_hy",
             "out.b": "b_y"}
@@ -458,3 +459,19 @@ def test_folded_picture_of_a_gru_shows_its_gates():
     source = viz.draw_unrolled(nn.CharRNN(4, 3, cell="gru", rng=np.random.default_rng(0)), 3, folded=True).source
     assert "gates r, z, n" in source and "h = (1 - z)" in source
     assert "forget" not in source and "s<sup>" not in source
+
+
+@pytest.mark.parametrize("V", [6, 200])  # one-hot factors up to 128 columns, a column scatter above
+@pytest.mark.parametrize("idx", [3, [5, 5, 0, 5]], ids=["one", "batch"])
+def test_column_gather_gradient_equals_the_one_hot_product(idx, V):
+    # W x for one-hot x, gathered as W's columns, against the same product written as onehot @ W^T
+    rng = np.random.default_rng(0)
+    idx = np.asarray(idx) % V
+    W1 = Tensor(rng.standard_normal((3, V)), requires_grad=True)
+    W2 = Tensor(W1.data.copy(), requires_grad=True)
+    g = rng.standard_normal(idx.shape + (3,))
+    for _ in range(2):  # two steps' shares add up in .grad
+        ColumnGather.apply(W1, idx=idx).backward(g)
+        (Tensor(np.eye(V)[idx]) @ W2.T).backward(g)
+    np.testing.assert_allclose(W1.grad, W2.grad, rtol=1e-14, atol=1e-15)
+    assert np.abs(W1.grad[:, idx]).min() > 0  # repeated columns (5, 5, 5) really summed

@@ -9,15 +9,14 @@ gradients are summed over the sequence a block of rows at a time and handed to t
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
+from ..engine import Function, OuterGrad, SparseGrad
 from ..function import _affine_tangent, _fill, _times, _total
 from ..manual.gru import _gru_step, _gru_step_back
 from ..manual.lstm import _lstm_step, _lstm_step_back
 from ..manual.rnn import _rnn_step, _rnn_step_back
-from ..engine import Function, OuterGrad, SparseGrad
+from .cells import _ONEHOT_MAX_V, _input_grad
 
 __all__ = ["RNNStep", "LSTMStep", "GRUStep", "StackRows"]
 
@@ -25,21 +24,6 @@ __all__ = ["RNNStep", "LSTMStep", "GRUStep", "StackRows"]
 def _bias_grad(da: np.ndarray) -> np.ndarray:
     """A bias's gradient: da itself for one sequence, summed over the rows of a batch."""
     return da if da.ndim == 1 else da.sum(axis=0)
-
-
-# Up to this vocabulary size a batch's dL/dW_x = da^T x_t is a product with the one-hot rows x_t, which the engine
-# sums over all steps in one matrix product; above it np.add.at's column scatter wins (it costs ~2 µs a row whatever
-# V is, the product grows with V: measured crossover at H=64-1024, B=32 near V=150 in float64, V=300 in float32)
-_ONEHOT_MAX_V = 128
-
-
-def _input_grad(da: np.ndarray, idx, V: int):
-    """dL/dW_x = da x_t^T for one-hot x_t: one sequence's column (added in place), or a batch's as factors."""
-    if np.ndim(idx) == 0 or V > _ONEHOT_MAX_V:
-        return SparseGrad((slice(None), idx), da.T)
-    onehot = np.zeros(np.shape(idx) + (V,), da.dtype)
-    np.put_along_axis(onehot, np.asarray(idx)[..., None], 1, axis=-1)
-    return OuterGrad(da, onehot)
 
 
 class _WeightSums:
