@@ -94,7 +94,7 @@ def _weight_grads(ctx: Function, da: np.ndarray, h_prev: np.ndarray) -> tuple:
         return _input_grad(da, ctx.idx, ctx.vocab), OuterGrad(da, h_prev)
     gx, gh = ctx.sums.put(ctx.t, da, h_prev, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
     if ctx.vocab > _ONEHOT_MAX_V and ctx.needs_input_grad[0]:  # a large vocabulary's columns: scattered per step
-        gx = SparseGrad((slice(None), ctx.idx), da.T)
+        gx = _input_grad(da, ctx.idx, ctx.vocab)
     return gx, gh
 
 
