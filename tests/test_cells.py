@@ -394,7 +394,7 @@ def test_package_never_imports_torch():
 # ---- training and checkpoints with a user-written cell -----------------------------------------------------
 def test_a_user_cell_trains_with_fit_and_its_checkpoint_needs_the_same_cell(tmp_path):
     from tinygrad_rnn import train
-    from tinygrad_rnn.checkpoint import CheckpointError
+    from tinygrad_rnn.savefile import CheckpointError
 
     def make(V, H):
         return MGU(V, H, np.random.default_rng(11))

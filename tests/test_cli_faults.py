@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from test_cli import ENV, ERROR, SMALL, fails, run, text_file
-from tinygrad_rnn.checkpoint import pack_json, unpack_json
+from tinygrad_rnn.savefile import pack_json, unpack_json
 from tinygrad_rnn.train import Run
 
 BIG = 10 ** 22

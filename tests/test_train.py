@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tinygrad_rnn import nn, train
-from tinygrad_rnn.checkpoint import CheckpointError, pack_json, unpack_json
+from tinygrad_rnn.savefile import CheckpointError, pack_json, unpack_json
 from tinygrad_rnn.train import Config, Run, fit
 
 TEXT = " ".join(np.random.default_rng(0).choice("the cat sat on a mat and ran to see a dog".split(), 400))

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from . import _memory, check, lab, nn, viz
-from .checkpoint import CheckpointError
+from .savefile import CheckpointError
 from .data import DataError, Vocab, load_text, ngram_baselines
 from .engine import no_grad
 from .train import _param_shapes, _training_bytes

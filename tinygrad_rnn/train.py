@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Optional, Union
 import numpy as np
 
 from . import _memory, nn
-from .checkpoint import (CheckpointError, load_checkpoint, pack_json, pack_rng, save_checkpoint,
+from .savefile import (CheckpointError, load_checkpoint, pack_json, pack_rng, save_checkpoint,
                          unpack_json, unpack_rng)
 from .data import DataError, Vocab, get_batch, split
 from .engine import no_grad

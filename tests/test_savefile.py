@@ -1,12 +1,12 @@
 """Checkpoints: atomic save, pickle-free load, one-line errors for every bad file, and the
-JSON / RNG-state helpers of tinygrad_rnn.checkpoint."""
+JSON / RNG-state helpers of tinygrad_rnn.savefile."""
 import errno
 import pickle
 
 import numpy as np
 import pytest
 
-from tinygrad_rnn.checkpoint import (CheckpointError, load_checkpoint, pack_json, pack_rng,
+from tinygrad_rnn.savefile import (CheckpointError, load_checkpoint, pack_json, pack_rng,
                                      save_checkpoint, unpack_json, unpack_rng)
 
 
