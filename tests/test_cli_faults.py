@@ -72,7 +72,7 @@ def _edit(d, name, **changes):
     (dict(config_hidden=200000), "does not fit a CharRNN (lstm, hidden size 200000, "),
     (dict(config_hidden=BIG), f"does not fit a CharRNN (lstm, hidden size {BIG}, "),
     (dict(config_lr=float("inf")), "its config's lr inf is not a finite positive number"),
-    (dict(config_seed=-3), "its config's seed -3 is not an integer >= 0"),
+    (dict(config_seed=-3), "its config's seed -3 is not an integer from 0 to 2**128 - 1"),
     (dict(optim__mem__0=lambda a: a - a.max() - 1), "mem.0 (negative entries in a sum of squares)"),
     (dict(state__0=lambda a: np.full_like(a, np.nan)), "its carried state holds NaN"),
     (dict(state__1=lambda a: np.full_like(a, np.inf)), "its carried state holds NaN, inf"),

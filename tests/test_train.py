@@ -107,7 +107,7 @@ def _edited(saved, tmp_path, key, value):
     ("config.lr", math.inf, "its config's lr inf is not a finite positive number"),
     ("config.lr", math.nan, "its config's lr nan is not a finite positive number"),
     ("config.clip", -5.0, "its config's clip -5.0 is not a finite positive number"),
-    ("config.seed", -1, "its config's seed -1 is not an integer >= 0"),
+    ("config.seed", -1, "its config's seed -1 is not an integer from 0 to 2**128 - 1"),
     ("config.batch", 2.5, "its config's batch 2.5 is not a positive integer"),
     ("config.val_fraction", 1.0, "its config's val_fraction 1.0 is not a number between 0 and 1"),
     ("config.cell", "transformer", "bad.npz holds a CharRNN with a user-written transformer cell; load it in"),

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import math
 import os
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 
 from . import _memory, check, lab, nn, viz
-from .savefile import CheckpointError
+from .savefile import CheckpointError, check_writable
 from .data import DataError, Vocab, load_text, ngram_baselines
 from .engine import no_grad
 from .train import _param_shapes, _training_bytes
@@ -68,6 +68,14 @@ _positive_int = _int_at_least(1, "a positive integer")
 _nonnegative_int = _int_at_least(0, "an integer >= 0")
 
 
+def _seed(text: str) -> int:
+    """A seed NumPy takes and a checkpoint keeps: 0 <= S < 2**128."""
+    value = _nonnegative_int(text)
+    if value >= 2 ** 128:
+        raise argparse.ArgumentTypeError(f"must be below 2**128, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -110,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--hidden", type=_positive_int, default=3, metavar="H", help="hidden units (default 3)")
     demo.add_argument("--steps", type=_positive_int, default=200, metavar="N",
                       help="Adagrad steps (default 200)")
-    demo.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S", help="initialisation seed (default 0)")
+    demo.add_argument("--seed", type=_seed, default=0, metavar="S", help="initialisation seed (default 0)")
     _cell_flags(demo, "rnn")
 
     train = commands.add_parser(
@@ -138,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="learning rate (default " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")")
     train.add_argument("--clip", type=_positive_float, metavar="X",
                        help=f"clip every gradient entry to [-X, X], as min-char-rnn (default {Config.clip:g})")
-    train.add_argument("--seed", type=_nonnegative_int, metavar="S",
+    train.add_argument("--seed", type=_seed, metavar="S",
                        help=f"seed of the initial weights and the samples (default {Config.seed})")
     train.add_argument("--out", type=Path, metavar="CKPT",
                        help="checkpoint to write (default: the --resume file, else checkpoint.npz)")
@@ -162,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="characters to generate after the prime (default 500)")
     sample.add_argument("--temperature", type=_positive_float, default=1.0, metavar="X",
                         help="below 1 is more conservative, above 1 more random (default 1)")
-    sample.add_argument("--seed", type=_nonnegative_int, metavar="S", help="seed for a repeatable sample")
+    sample.add_argument("--seed", type=_seed, metavar="S", help="seed for a repeatable sample")
     sample.add_argument("--cell", choices=CELLS, help="the cell is the checkpoint's; if given, it must be that one")
     sample.add_argument("--cell-input", choices=CELL_INPUTS, help="the LSTM's cell input, checked the same way")
 
@@ -199,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cell_flags(grad, "rnn")
     grad.add_argument("--hidden", type=_positive_int, default=5, metavar="H", help="hidden units (default 5)")
     grad.add_argument("--steps", type=_positive_int, default=4, metavar="T", help="time steps (default 4)")
-    grad.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S", help="initialisation seed (default 0)")
+    grad.add_argument("--seed", type=_seed, default=0, metavar="S", help="initialisation seed (default 0)")
 
     lab_cmd = commands.add_parser(
         "lab", formatter_class=fmt, help="the lecture notes' experiments on gradients through time",
@@ -327,8 +335,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 128 + signal.SIGTERM
     except BrokenPipeError:
         # the reader (say `| head`) has gone: stop quietly, and keep Python from complaining at exit
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return 1
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EIO, errno.EBADF):  # not a stdout that cannot be written
+            raise
+        _silence_stdout()  # `> /dev/full`: say it on stderr, and keep Python from complaining at exit
+        return _fail(f"cannot write the output: {e.strerror}", 1)
 
 
 class _Terminated(BaseException):
@@ -411,8 +424,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 # ---- train ----------------------------------------------------------------------------------------------
 def _train(args: argparse.Namespace) -> int:
+    if args.text is not None and not args.text.is_file():  # the input's own problem first, not the --out's
+        load_text(args.text)
     out = args.out or args.resume or Path("checkpoint.npz")
-    _check_out(out, args.force, args.resume)
+    _check_out(out, args.force, args.resume, args.text)
     run, text = _resume(args) if args.resume else _fresh(args)
     c = run.config
     train_ids, val_ids = run.split(text)
@@ -439,14 +454,16 @@ def _train(args: argparse.Namespace) -> int:
     try:
         with _stop_signals() as stop, progress:
             result = fit(run, text, args.steps, checkpoint=out, on_step=progress.step, on_eval=progress.eval,
-                         on_sample=progress.sample, should_stop=lambda: stop["signal"] is not None,
+                         on_sample=progress.sample,
+                         should_stop=lambda: stop["signal"] is not None or progress.closed is not None,
                          sample_chars=_SAMPLE_CHARS, temperature=_SAMPLE_TEMPERATURE)
     except TrainingDiverged as e:
         raise _Error(f"{e} (try a lower --lr or --clip); this state was not saved to {out}") from None
     if result.stopped:
-        how, code = _STOPPED_BY[stop["signal"]]
-        print(f"{PROG}: {how} at step {run.step}; saved {out}; continue with: "
-              f"{PROG} train --resume {out} --steps {args.steps}", file=sys.stderr)
+        how, code = (_STOPPED_BY[stop["signal"]] if stop["signal"] is not None else
+                     (f"standard output closed ({progress.closed}): stopped", 1))
+        _say_error(f"{PROG}: {how} at step {run.step}; saved {out}; continue with: "
+                   f"{PROG} train --resume {out} --steps {args.steps}")
         return code
     score = result.score
     print(f"held-out after {run.step} steps: {score['bits_per_char']:.3f} bits/char, perplexity "
@@ -456,8 +473,9 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_out(out: Path, force: bool, resume: Optional[Path]) -> None:
-    """Refuse an --out that cannot be written, or that holds another run, before any training happens."""
+def _check_out(out: Path, force: bool, resume: Optional[Path], text: Optional[Path]) -> None:
+    """Refuse an --out that cannot be written, that holds another run, or that is the training text,
+    before any training happens."""
     if out.is_dir():
         raise _Error(f"--out {out} is a directory; give a file name such as {out / 'checkpoint.npz'}")
     parent = out.parent
@@ -465,11 +483,12 @@ def _check_out(out: Path, force: bool, resume: Optional[Path]) -> None:
         raise _Error(f"--out {out}: directory {parent} does not exist")
     if not parent.is_dir():
         raise _Error(f"--out {out}: {parent} is not a directory")
+    if text is not None and out.exists() and text.exists() and os.path.samefile(out, text):
+        raise _Error(f"--out {out} is the training text --text {text}; the checkpoint would replace it")
     try:
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as e:
-        raise _Error(f"--out {out}: cannot write in {parent} ({e.strerror or e})") from None
+        check_writable(out)  # the very temp file name a save writes first: a name too long fails here
+    except CheckpointError as e:
+        raise _Error(f"--out: {e}") from None
     continuing = resume is not None and resume.exists() and out.exists() and os.path.samefile(out, resume)
     if out.exists() and not (force or continuing):
         raise _Error(f"{out} already exists; continue it with --resume {out}, "
@@ -480,13 +499,16 @@ def _fresh(args: argparse.Namespace) -> tuple[Run, str]:
     text = load_text(args.text)
     optim = args.optim or Config.optim
     cell = args.cell or Config.cell
-    config = Config(cell=cell, cell_input=_cell_kw(args, cell).get("cell_input", Config.cell_input),
-                    hidden=args.hidden or Config.hidden,
-                    seq_len=args.seq_len or Config.seq_len, batch=args.batch or Config.batch,
-                    optim=optim, lr=args.lr or DEFAULT_LR[optim], clip=args.clip or Config.clip,
-                    seed=Config.seed if args.seed is None else args.seed,
-                    text=None if args.text is None else str(args.text.resolve()), text_sha256=text_sha256(text),
-                    **_schedule(args, Config()))
+    try:
+        config = Config(cell=cell, cell_input=_cell_kw(args, cell).get("cell_input", Config.cell_input),
+                        hidden=args.hidden or Config.hidden,
+                        seq_len=args.seq_len or Config.seq_len, batch=args.batch or Config.batch,
+                        optim=optim, lr=args.lr or DEFAULT_LR[optim], clip=args.clip or Config.clip,
+                        seed=Config.seed if args.seed is None else args.seed,
+                        text=None if args.text is None else str(args.text.resolve()), text_sha256=text_sha256(text),
+                        **_schedule(args, Config()))
+    except ValueError as e:  # the flags' own checks should have caught it; never a traceback
+        raise _Error(str(e)) from None
     params, activations = _training_bytes(config, len(set(text)))
     what = (f"--hidden {config.hidden}" if params >= activations
             else f"--seq-len {config.seq_len} with --batch {config.batch}")
@@ -546,14 +568,35 @@ def _stop_signals() -> Iterator[dict]:
             signal.signal(signum, was)
 
 
+def _say_error(message: str) -> None:
+    """A line on stderr, if there still is one (`2>&-`, a closed pipe): the work goes on regardless."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
+def _silence_stdout() -> None:
+    """Point the stdout file descriptor at /dev/null, so nothing (not even Python's flush at exit) fails again."""
+    with contextlib.suppress(OSError, AttributeError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 class _Progress:
-    """fit's callbacks for the terminal: a tqdm bar (only on a terminal) and the eval and sample lines."""
+    """fit's callbacks for the terminal: a tqdm bar (only on a terminal) and the eval and sample lines.
+
+    When stdout cannot be written any more (`| head`, `> /dev/full`), `closed` says why and training
+    stops at that step with its checkpoint saved (fit asks should_stop); with no stdout at all (`>&-`)
+    it trains on without printing."""
 
     def __init__(self, run: Run, steps: int) -> None:
         from tqdm import tqdm
         self.speed = 0.0
+        self.closed: Optional[str] = None
         self.bar = tqdm(total=steps, initial=run.step, unit="step", dynamic_ncols=True,
-                        disable=not sys.stderr.isatty(), leave=False)
+                        disable=sys.stderr is None or not sys.stderr.isatty(), leave=False)
 
     def __enter__(self) -> "_Progress":
         return self
@@ -568,16 +611,23 @@ class _Progress:
                               "chars/s": f"{chars_per_second:,.0f}"}, refresh=False)
 
     def eval(self, run: Run, score: dict) -> None:
-        self.bar.write(f"step {run.step:6d}  train loss {run.smooth_loss:.3f}  held-out "
-                       f"{score['nats_per_char']:.3f} nats/char = {score['bits_per_char']:.3f} bits/char, "
-                       f"perplexity {score['perplexity']:.2f}  {self.speed:,.0f} chars/s", file=sys.stdout)
-        sys.stdout.flush()
+        self._write(f"step {run.step:6d}  train loss {run.smooth_loss:.3f}  held-out "
+                    f"{score['nats_per_char']:.3f} nats/char = {score['bits_per_char']:.3f} bits/char, "
+                    f"perplexity {score['perplexity']:.2f}  {self.speed:,.0f} chars/s")
 
     def sample(self, run: Run, prime: str, text: str) -> None:
-        self.bar.write(f"--- sample at step {run.step}: {_SAMPLE_CHARS} characters at temperature "
-                       f"{_SAMPLE_TEMPERATURE} after the held-out prime {prime!r} ---\n{prime}{text}\n---",
-                       file=sys.stdout)
-        sys.stdout.flush()
+        self._write(f"--- sample at step {run.step}: {_SAMPLE_CHARS} characters at temperature "
+                    f"{_SAMPLE_TEMPERATURE} after the held-out prime {prime!r} ---\n{prime}{text}\n---")
+
+    def _write(self, line: str) -> None:
+        if self.closed is not None or sys.stdout is None:  # None: started with stdout closed (>&-), train on
+            return
+        try:
+            self.bar.write(line, file=sys.stdout)
+            sys.stdout.flush()
+        except (OSError, ValueError) as e:
+            self.closed = getattr(e, "strerror", None) or type(e).__name__
+            _silence_stdout()
 
 
 # ---- sample ---------------------------------------------------------------------------------------------

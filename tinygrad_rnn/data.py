@@ -5,14 +5,17 @@ add-one smoothed unigram/bigram baselines of the Oxford lecture notes. NumPy onl
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import zlib
 from importlib import resources
 from os import PathLike
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import numpy as np
+
+from . import _memory
 
 __all__ = ["DataError", "Vocab", "load_text", "split", "get_batch", "iter_batches",
            "ngram_baselines", "NGram"]
@@ -102,10 +105,47 @@ def load_text(path: Optional[Union[str, PathLike]] = None) -> str:
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a text file")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = _read_text_bytes(f, str(path), _text_limit())
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
     return _decode(data, str(path))
+
+
+_BYTES_PER_CHAR = 40  # training holds a text about 33 times over at its peak (the text, ids, batches, counts)
+
+
+def _text_limit() -> int:
+    """The largest text, in bytes, that training can hold in the memory available now."""
+    free = _memory.available()
+    return 2 ** 40 if free is None else max(free // _BYTES_PER_CHAR, 2 ** 20)
+
+
+def _read_text_bytes(f: Any, name: str, limit: int, gzipped: bool = False) -> bytes:
+    """At most `limit` bytes of `f`, read a MiB at a time: an endless or binary file (/dev/zero) is refused
+    after its first MiB rather than after filling the memory."""
+    chunks, size = [], 0
+    while True:
+        chunk = f.read(2 ** 20)
+        if not chunk:
+            return b"".join(chunks)
+        if not chunks and chunk.startswith(_GZIP_MAGIC) and not gzipped:
+            rest = chunk + f.read(limit + 1 - len(chunk))  # compressed: read whole, then unpack up to the limit
+            if len(rest) > limit:
+                break
+            try:
+                with gzip.GzipFile(fileobj=io.BytesIO(rest)) as unpacked:
+                    return _read_text_bytes(unpacked, name, limit, gzipped=True)
+            except (OSError, EOFError, zlib.error) as e:
+                raise DataError(f"{name}: corrupt gzip file ({e})") from None
+        if b"\x00" in chunk:
+            raise DataError(f"{name}: looks binary (contains NUL bytes); expected UTF-8 text")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    raise DataError(f"{name}: more than {_memory.describe(limit)} of text, more than training can hold in the "
+                    f"{_memory.describe(limit * _BYTES_PER_CHAR)} of memory available")
 
 
 def _decode(data: bytes, name: str) -> str:

@@ -1,10 +1,12 @@
 """Checkpoints as plain `.npz` data, never code: written atomically (temp file + os.replace; a temp
-file a killed save left behind is removed by the next save of the same checkpoint),
-read with `np.load(..., allow_pickle=False)`. Config and RNG state travel as JSON strings in
+file a killed save left behind is removed by the next save of the same checkpoint), through a symlink
+to its target, one training run at a time (writer_lock); read with `np.load(..., allow_pickle=False)`
+after the archive's sizes are checked. Config and RNG state travel as JSON strings in
 0-d unicode arrays, so nothing ever needs pickle. NumPy only: no engine import.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -14,12 +16,19 @@ import zipfile
 import zlib
 from os import PathLike
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Iterator, Mapping, Union
 
 import numpy as np
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "pack_json", "unpack_json",
-           "pack_rng", "unpack_rng"]
+from . import _memory
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; saves are still atomic
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "check_writable", "writer_lock",
+           "pack_json", "unpack_json", "pack_rng", "unpack_rng"]
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
 
@@ -34,7 +43,7 @@ def save_checkpoint(path: Union[str, PathLike], arrays: Mapping[str, Any]) -> No
     The data goes to a temp file in the same directory, then os.replace: readers see the old
     file or the new one, and a failure (full disk, Ctrl-C) leaves the old one untouched.
     """
-    path = Path(path)
+    path = _target(Path(path))
     data = {}
     for name, value in arrays.items():
         value = np.asarray(value)
@@ -48,9 +57,11 @@ def save_checkpoint(path: Union[str, PathLike], arrays: Mapping[str, Any]) -> No
                               f"directory {directory} does not exist")
     _remove_stale_temps(path)
     # Same directory so os.replace is a rename within one file system, hence atomic.
-    tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    tmp = _temp_path(path)
     try:
         with open(tmp, "xb") as f:
+            if fcntl is not None:  # held while writing: another save's stale-file sweep leaves a live temp alone
+                fcntl.flock(f, fcntl.LOCK_EX)
             np.savez(f, **data)
             f.flush()
             os.fsync(f.fileno())
@@ -62,15 +73,78 @@ def save_checkpoint(path: Union[str, PathLike], arrays: Mapping[str, Any]) -> No
         raise
 
 
+def _target(path: Path) -> Path:
+    """The file a save replaces: a symlink's target (as editors write through one), else path itself."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _temp_path(path: Path) -> Path:
+    return path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+
+
+def check_writable(path: Union[str, PathLike]) -> None:
+    """CheckpointError, before any work, when a save to `path` would fail for its name or directory:
+    the temp file the save writes first (its name 14 characters longer) is created and removed."""
+    path = _target(Path(path))
+    tmp = _temp_path(path)
+    try:
+        with open(tmp, "xb"):
+            pass
+    except OSError as e:
+        raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e} (a save first writes "
+                              f"{tmp.name}, {len(tmp.name)} characters)") from None
+    tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def writer_lock(path: Union[str, PathLike]) -> Iterator[None]:
+    """Hold `path` for one writer: a second training run on the same checkpoint gets a one-line
+    CheckpointError at once instead of the two overwriting each other. An advisory lock (flock) on
+    `.NAME.lock` beside it, which the kernel releases when the process dies (kill -9 too)."""
+    if fcntl is None:
+        yield
+        return
+    path = _target(Path(path))
+    lock = path.parent / f".{path.name}.lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise CheckpointError(f"{path} is being written by another training run; wait for it to finish, "
+                                  f"or choose another checkpoint") from None
+        try:  # the holder before us may have removed the file we opened: lock the one on disk
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
+
+
 def _remove_stale_temps(path: Path) -> None:
     """Delete the partial files an earlier save of this same checkpoint left when it was killed
-    (kill -9, power loss) before its rename: `.NAME.<8 hex digits>.tmp` next to it."""
+    (kill -9, power loss) before its rename: `.NAME.<8 hex digits>.tmp` next to it, unless a save
+    is still writing it (it holds a lock on it)."""
     pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.tmp")
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         if pattern.fullmatch(stale.name):
             try:
-                stale.unlink()
-            except OSError:  # gone already, or not ours to delete: the save itself does not need it
+                with open(stale, "rb") as f:
+                    if fcntl is not None:
+                        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # OSError: a live save holds it
+                    stale.unlink()
+            except OSError:  # gone already, live, or not ours to delete: the save itself does not need it
                 pass
 
 
@@ -89,6 +163,7 @@ def load_checkpoint(path: Union[str, PathLike]) -> dict[str, np.ndarray]:
         # np.load would take any other file for a pickle; say what it really is instead.
         if magic not in _ZIP_MAGIC:
             raise CheckpointError(f"cannot load checkpoint {path}: not an .npz archive")
+        _check_sizes(path)
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
     except ValueError as e:
@@ -100,6 +175,23 @@ def load_checkpoint(path: Union[str, PathLike]) -> dict[str, np.ndarray]:
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise CheckpointError(f"cannot load checkpoint {path}: corrupt or truncated "
                               f"({_first_line(e)})") from None
+
+
+def _check_sizes(path: Path) -> None:
+    """Refuse, before reading any member, an archive that would unpack to more than memory holds, or a
+    member compressed far more than a checkpoint's (np.savez stores arrays uncompressed): a zip bomb."""
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+    total = sum(m.file_size for m in members)
+    try:
+        _memory.check(f"{path}", total, " when read")
+    except MemoryError as e:
+        raise CheckpointError(f"cannot load checkpoint {path}: corrupt ({e})") from None
+    for m in members:
+        if m.file_size > 100 * m.compress_size + 2 ** 20:
+            raise CheckpointError(f"cannot load checkpoint {path}: corrupt (member {m.filename!r} would unpack "
+                                  f"{m.compress_size:,} bytes to {m.file_size:,}; a checkpoint is stored "
+                                  "uncompressed)")
 
 
 def _first_line(error: BaseException) -> str:
@@ -123,7 +215,7 @@ def unpack_json(array: np.ndarray) -> Any:
     """Inverse of pack_json."""
     try:
         return json.loads(str(np.asarray(array)[()]))
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, RecursionError) as e:
         raise CheckpointError(f"stored JSON is unreadable ({_first_line(e)})") from None
 
 
@@ -142,6 +234,6 @@ def unpack_rng(array: np.ndarray) -> np.random.Generator:
     bg = bit_generator()
     try:
         bg.state = state
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError) as e:
         raise CheckpointError(f"stored {name} RNG state is invalid ({_first_line(e)})") from None
     return np.random.Generator(bg)

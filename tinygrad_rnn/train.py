@@ -5,8 +5,11 @@ for progress, evaluation, samples and checkpoints; the command line (cli.py) onl
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+import os
+import numbers
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -16,8 +19,8 @@ from typing import Any, Callable, Iterator, Optional, Union
 import numpy as np
 
 from . import _memory, nn
-from .savefile import (CheckpointError, load_checkpoint, pack_json, pack_rng, save_checkpoint,
-                         unpack_json, unpack_rng)
+from .savefile import (CheckpointError, check_writable, load_checkpoint, pack_json, pack_rng, save_checkpoint,
+                       unpack_json, unpack_rng, writer_lock)
 from .data import DataError, Vocab, get_batch, split
 from .engine import no_grad
 from .nn.charrnn import _CELLS as _CELL_CLASSES, _FUSED
@@ -52,6 +55,11 @@ class Config:
     eval_every: int = 200
     sample_every: int = 500
     checkpoint_every: int = 500
+
+    def __post_init__(self) -> None:
+        problem = _config_problem(asdict(self))
+        if problem:
+            raise ValueError(f"Config: {problem}")
 
 
 _GATES = {"rnn": 1, "lstm": 4, "gru": 3}   # blocks of H rows in the cell's weights
@@ -116,6 +124,7 @@ class Run:
         if cell is None and config.cell not in CELLS:
             raise ValueError(f"Run: config.cell must be one of {CELLS}, got {config.cell!r}; "
                              "a user-written cell is passed as cell=")
+        _check_run_config(config)
         self.vocab = vocab
         self.unigram = np.asarray(unigram, dtype=np.int64)  # training-text counts: the empty prime's draw
         self.model, self.optimizer = _build(config, vocab.size, cell)
@@ -165,6 +174,7 @@ class Run:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Everything needed to continue exactly, as plain arrays (no pickle)."""
+        _check_run_config(self.config)  # save only what Run.load accepts
         arrays = {"config": pack_json({"format": _FORMAT, **asdict(self.config)}),
                   "vocab": self.vocab.to_array(), "unigram": self.unigram,
                   "step": np.int64(self.step), "smooth_loss": np.float64(self.smooth_loss),
@@ -257,29 +267,54 @@ def _scalar(arrays: dict, key: str, kind: type, path: Path) -> Any:
     return kind(value)
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
 def _is_count(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+    return _is_int(v) and v > 0
 
 
 def _is_positive(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    return (isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v) and v > 0)
 
 
-# config field -> (test, what it must be); the command line's own limits, so an edited JSON is refused
+# config field -> (test, what it must be); the command line's own limits. One table for Config(...), Run.start,
+# Run.save and Run.load, so a run can only save what its loader accepts.
 _FIELD_RULES = {
-    "cell": (lambda v: isinstance(v, str) and v != "", f"one of {CELLS} or a cell's class name"),
+    "cell": (lambda v: isinstance(v, str) and v.isidentifier(), f"one of {CELLS} or a cell's class name"),
     "cell_input": (lambda v: v in CELL_INPUTS, f"one of {CELL_INPUTS}"),
-    "optim": (lambda v: v in OPTIMIZERS, f"one of {tuple(OPTIMIZERS)}"),
+    "optim": (lambda v: isinstance(v, str) and v in OPTIMIZERS, f"one of {tuple(OPTIMIZERS)}"),
     **{k: (_is_count, "a positive integer") for k in ("hidden", "seq_len", "batch", "eval_every",
                                                       "sample_every", "checkpoint_every")},
     "lr": (_is_positive, "a finite positive number"),
     "clip": (_is_positive, "a finite positive number"),
-    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2 ** 128, "an integer >= 0"),
+    "seed": (lambda v: _is_int(v) and 0 <= v < 2 ** 128, "an integer from 0 to 2**128 - 1"),
     "val_fraction": (lambda v: _is_positive(v) and v < 1, "a number between 0 and 1"),
     "text": (lambda v: v is None or isinstance(v, str), "a path or null"),
-    "text_sha256": (lambda v: isinstance(v, str) and len(v) == 64 and set(v) <= set("0123456789abcdef"),
-                    "a SHA-256 hex digest"),
+    "text_sha256": (lambda v: v == "" or isinstance(v, str) and len(v) == 64 and set(v) <= set("0123456789abcdef"),
+                    "a SHA-256 hex digest (64 lowercase hex digits)"),
 }
+
+
+def _config_problem(values: dict) -> Optional[str]:
+    """What is wrong with a config's fields (name -> value), in a few words; None when nothing is."""
+    for name, (test, want) in _FIELD_RULES.items():
+        if name in values and not test(values[name]):
+            return f"{name} {values[name]!r} is not {want}"
+    if values.get("cell") != "lstm" and values.get("cell_input") != "tanh":
+        return f"cell_input {values.get('cell_input')!r} is for an lstm, not a {values.get('cell')}"
+    return None
+
+
+def _check_run_config(config: Config) -> None:
+    """The config a run starts, saves or loads: Config's own checks again (fields may have been assigned
+    since), and the text's fingerprint, which Run.start fills in."""
+    problem = _config_problem(asdict(config))
+    if problem is None and not config.text_sha256:
+        problem = "text_sha256 is empty (Run.start fills it in from the text)"
+    if problem:
+        raise ValueError(f"Run: config {problem}")
 
 
 def _config_from(stored: Any, path: Path, user_cell: bool = False) -> Config:
@@ -291,17 +326,15 @@ def _config_from(stored: Any, path: Path, user_cell: bool = False) -> Config:
     defaults = {f.name: f.default for f in fields(Config)}
     if set(stored) - {"format"} != set(defaults):
         raise CheckpointError(f"{path}: config must have the fields {', '.join(sorted(defaults))}")
-    for name, default in defaults.items():
-        test, want = _FIELD_RULES.get(name, (lambda v, d=default: type(v) is type(d), f"a {type(default).__name__}"))
-        if not test(stored[name]):
-            raise CheckpointError(f"{path} is corrupt: its config's {name} {stored[name]!r} is not {want}")
+    problem = _config_problem(stored)
+    if problem is None and not stored["text_sha256"]:
+        problem = "text_sha256 '' is not a SHA-256 hex digest"
+    if problem:
+        raise CheckpointError(f"{path} is corrupt: its config's {problem}")
     config = Config(**{k: stored[k] for k in defaults})
     if config.cell not in CELLS and not user_cell:
         raise CheckpointError(f"{path} holds a CharRNN with a user-written {config.cell} cell; load it in "
                               f"Python with train.Run.load(path, cell={config.cell})")
-    if config.cell != "lstm" and config.cell_input != "tanh":
-        raise CheckpointError(f"{path} is corrupt: its config's cell_input {config.cell_input!r} is for an lstm, "
-                              f"not a {config.cell}")
     return config
 
 
@@ -361,6 +394,7 @@ def fit(run: Run, text: str, steps: int, *, checkpoint: Union[str, PathLike, Non
     that state is saved or evaluated.
     """
     c = run.config
+    _check_run_config(c)  # fields assigned since Run.start (eval_every = 0) are refused here, not mid-run
     _check_training_memory(c, run.vocab.size)
     checkpoint = None if checkpoint is None else Path(checkpoint)
     train_ids, val_ids = run.split(text)
@@ -376,30 +410,42 @@ def fit(run: Run, text: str, steps: int, *, checkpoint: Union[str, PathLike, Non
             if on_checkpoint is not None:
                 on_checkpoint(run, checkpoint)
 
-    # a model that puts V^-100 on the right character on average is lost; lr 1e300 gets there in a step
-    uniform = math.log(max(run.vocab.size, 2))
-    limit = 100 * uniform
-    busy, done = 0.0, 0  # time spent in train_step and steps taken in this call, for chars/s
-    while run.step < steps:
-        started = time.perf_counter()
-        loss = run.train_step(train_ids)
-        busy, done = busy + time.perf_counter() - started, done + 1
-        if not loss <= limit:  # NaN too
-            raise TrainingDiverged(run.step, loss, uniform)
-        if on_step is not None:
-            on_step(run, loss, done * chars_per_step / busy)
-        if should_stop is not None and should_stop():
-            save()
-            return FitResult(run.step, True, None)
-        if run.step % c.eval_every == 0 and run.step < steps and on_eval is not None:
-            on_eval(run, evaluate(run.model, val_ids))
-        if run.step % c.sample_every == 0 and on_sample is not None:  # run.rng draws samples only
-            on_sample(run, prime, "".join(generate(run.model, run.vocab, run.unigram, prime, sample_chars,
-                                                   temperature, run.rng)))
-        if run.step % c.checkpoint_every == 0 and run.step < steps:
-            save()
-    save()
-    return FitResult(run.step, False, evaluate(run.model, val_ids))
+    if checkpoint is not None:  # a name too long, or a checkpoint that is the training text: before training
+        check_writable(checkpoint)
+        if c.text is not None and Path(c.text).exists() and _same_file(checkpoint, Path(c.text)):
+            raise CheckpointError(f"cannot write checkpoint {checkpoint}: it is the training text {c.text}")
+    with writer_lock(checkpoint) if checkpoint is not None else contextlib.nullcontext():
+        # a model that puts V^-100 on the right character on average is lost; lr 1e300 gets there in a step
+        uniform = math.log(max(run.vocab.size, 2))
+        limit = 100 * uniform
+        busy, done = 0.0, 0  # time spent in train_step and steps taken in this call, for chars/s
+        while run.step < steps:
+            started = time.perf_counter()
+            loss = run.train_step(train_ids)
+            busy, done = busy + time.perf_counter() - started, done + 1
+            if not loss <= limit:  # NaN too
+                raise TrainingDiverged(run.step, loss, uniform)
+            if on_step is not None:
+                on_step(run, loss, done * chars_per_step / busy)
+            if should_stop is not None and should_stop():
+                save()
+                return FitResult(run.step, True, None)
+            if run.step % c.eval_every == 0 and run.step < steps and on_eval is not None:
+                on_eval(run, evaluate(run.model, val_ids))
+            if run.step % c.sample_every == 0 and on_sample is not None:  # run.rng draws samples only
+                on_sample(run, prime, "".join(generate(run.model, run.vocab, run.unigram, prime, sample_chars,
+                                                       temperature, run.rng)))
+            if run.step % c.checkpoint_every == 0 and run.step < steps:
+                save()
+        save()
+        return FitResult(run.step, False, evaluate(run.model, val_ids))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def evaluate(model: nn.CharRNN, ids: np.ndarray, streams: int = 64, chunk: int = 64) -> dict:
