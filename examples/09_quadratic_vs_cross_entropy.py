@@ -92,7 +92,7 @@ try:                                                     # the curve as a pictur
     fig.savefig("quadratic_vs_cross_entropy.png", dpi=120)
     print("wrote quadratic_vs_cross_entropy.png")
 except ImportError:
-    print("no plot: matplotlib is missing (pip install 'tinygrad_rnn[plot]')")
+    print("no plot: matplotlib is missing (pip install -e '.[plot]')")
 
 # %% [markdown]
 # ## 4. A slip in min-char-rnn's derivation: min-char-rnn does NOT train with the quadratic error

@@ -280,7 +280,7 @@ def test_train_bad_input(trained, args, code, says):
 
 
 @pytest.mark.parametrize("key, value, says", [
-    ("param.cell.W_hh", np.nan, "nan.npz is corrupt: cell.W_hh holds NaN, inf or negative counts"),
+    ("param.cell.W_hh", np.nan, "nan.npz is corrupt: cell.W_hh holds NaN, inf or values beyond 1e+150"),
     ("optim.lr", -1.0, "nan.npz is corrupt: Adagrad.load_state_dict: bad entries: lr (must be positive, got -1.0)"),
     ("optim.mem.0", np.inf, "mem.0 (holds NaN or inf)"),
 ])

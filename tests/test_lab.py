@@ -230,5 +230,5 @@ def test_lab_without_matplotlib_prints_the_table_and_says_how_to_install(tmp_pat
     rc, out, err = run("copies", "-o", "copies.png", cwd=tmp_path, env=env)
     assert rc == 1
     assert "max |Σ_t - .grad|" in out  # the table is all there
-    assert err.count("\n") == 1 and "pip install 'tinygrad_rnn[plot]'" in err, err
+    assert err.count("\n") == 1 and "pip install -e '.[plot]'" in err, err
     assert not (tmp_path / "copies.png").exists()

@@ -194,6 +194,9 @@ def spectral_radius(W: Any) -> float:
     W = np.asarray(W.data if isinstance(W, Tensor) else W)
     if W.ndim != 2 or W.shape[0] != W.shape[1] or W.size == 0:
         raise ValueError(f"spectral_radius: needs a non-empty square matrix, got shape {W.shape}")
+    if W.dtype.kind not in "biufc" or not np.isfinite(W).all():
+        raise ValueError(f"spectral_radius: the matrix must hold finite numbers, got {W.dtype} with NaN or inf"
+                         if W.dtype.kind in "fc" else f"spectral_radius: the matrix must hold numbers, got {W.dtype}")
     return float(np.abs(np.linalg.eigvals(W)).max())
 
 

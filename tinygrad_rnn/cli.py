@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         "lab", formatter_class=fmt, help="the lecture notes' experiments on gradients through time",
         description="Run one experiment on how the gradient travels back in time and print its table:\n"
                     + "\n".join(f"  {name:11s} {(fn.__doc__ or '').splitlines()[0]}" for name, fn in lab.EXPERIMENTS.items())
-                    + "\nWith -o, also draw its plot (.png, .svg or .pdf; needs matplotlib: pip install 'tinygrad_rnn[plot]').",
+                    + f"\nWith -o, also draw its plot (.png, .svg or .pdf; needs matplotlib: {lab.PLOT_INSTALL}).",
         epilog=f"example: {PROG} lab vanishing -o vanishing.png")
     lab_cmd.add_argument("experiment", metavar="EXPERIMENT", help=", ".join(lab.EXPERIMENTS))
     lab_cmd.add_argument("-o", "--output", type=_plot_path, metavar="FILE", help="write the plot to FILE")
@@ -376,6 +376,7 @@ def _demo(args: argparse.Namespace) -> int:
     vocab = Vocab(_HELLO)
     inputs, targets = vocab.encode("hell"), vocab.encode("ello")
     _check_hello_memory(args.cell, args.hidden, 4, " for the demo")
+    _check_gradcheck_time(args.cell, args.hidden, 4, f"the demo's gradient check with --hidden {args.hidden}")
     kw = _cell_kw(args, args.cell)
     model = nn.CharRNN(vocab.size, args.hidden, args.cell, rng=np.random.default_rng(args.seed), **kw)
     optimizer = nn.optim.Adagrad(model.parameters(), lr=0.1)
@@ -451,6 +452,7 @@ def _train(args: argparse.Namespace) -> int:
         return 0
 
     progress = _Progress(run, args.steps)
+    first = run.step
     try:
         with _stop_signals() as stop, progress:
             result = fit(run, text, args.steps, checkpoint=out, on_step=progress.step, on_eval=progress.eval,
@@ -458,6 +460,10 @@ def _train(args: argparse.Namespace) -> int:
                          should_stop=lambda: stop["signal"] is not None or progress.closed is not None,
                          sample_chars=_SAMPLE_CHARS, temperature=_SAMPLE_TEMPERATURE)
     except TrainingDiverged as e:
+        if args.resume and e.step == first + 1:  # at once: the saved weights, not this run's lr
+            raise _Error(f"{args.resume}: its weights give a loss of {e.loss:.4g} nats/char at the first step "
+                         "resumed: the checkpoint is damaged, or was about to diverge (a resumed run keeps its --lr: "
+                         "start a new run with a lower one); nothing was saved") from None
         raise _Error(f"{e} (try a lower --lr or --clip); this state was not saved to {out}") from None
     if result.stopped:
         how, code = (_STOPPED_BY[stop["signal"]] if stop["signal"] is not None else
@@ -722,9 +728,30 @@ def _hello_sequence(steps: int) -> tuple[Vocab, np.ndarray, np.ndarray]:
     return vocab, ids[:-1], ids[1:]
 
 
+_GRADCHECK_MAX_SECONDS = 60
+
+
+def _check_gradcheck_time(cell: str, hidden: int, steps: int, flags: str) -> None:
+    """Refuse in one line a finite-difference check that would run for minutes without a word: it runs the
+    model twice per weight, so its time grows as H^2 weights x T steps x H^2 per step."""
+    weights = sum(math.prod(s) for s in _param_shapes(cell, hidden, len(_HELLO)).values())
+    per_step = 1.5e-4 + 2 * _GATES_OF[cell] * hidden * hidden / 1e9  # seconds: the ops' overhead, the matmul
+    seconds = 2 * weights * steps * per_step
+    if seconds > _GRADCHECK_MAX_SECONDS:
+        took = f"{seconds / 60:.0f} minutes" if seconds < 5400 else f"{seconds / 3600:.1f} hours"
+        raise _UsageError(f"{flags} would take about {took}: finite differences run the {steps}-step model twice "
+                          f"for each of its {weights:,} weights; this command stops at about "
+                          f"{_GRADCHECK_MAX_SECONDS} s (a smaller model checks the same derivation)")
+
+
+_GATES_OF = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
 def _gradcheck(args: argparse.Namespace) -> int:
-    vocab, inputs, targets = _hello_sequence(args.steps)
     _check_hello_memory(args.cell, args.hidden, args.steps, " for the gradient check")
+    _check_gradcheck_time(args.cell, args.hidden, args.steps,
+                          f"gradcheck --cell {args.cell} --hidden {args.hidden} --steps {args.steps}")
+    vocab, inputs, targets = _hello_sequence(args.steps)
     model = nn.CharRNN(vocab.size, args.hidden, args.cell, rng=np.random.default_rng(args.seed),
                        **_cell_kw(args, args.cell))
     report = check.compare_cell(model, inputs, targets)

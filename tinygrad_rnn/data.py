@@ -61,7 +61,11 @@ class Vocab:
 
     def encode(self, text: str) -> np.ndarray:
         """str of length N -> int64 ids (N,); a character outside the vocabulary is a DataError."""
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        try:
+            codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        except UnicodeEncodeError as e:  # a lone surrogate: a byte of a command line that was not UTF-8
+            raise DataError(f"character {text[e.start]!r} (a byte that is not UTF-8) is not in the vocabulary of "
+                            f"{self.size} characters") from None
         ids = np.searchsorted(self._codes, codes)
         known = (ids < self.size) & (self._codes[np.minimum(ids, self.size - 1)] == codes)
         if not known.all():
@@ -195,7 +199,8 @@ def get_batch(ids: np.ndarray, step: int, seq_len: int,
     if n < max(2, batch_size):
         raise DataError(f"{n} characters are too few for {batch_size} streams")
     starts = np.arange(batch_size) * (n // batch_size)               # (B,)
-    pos = starts[None, :] + step * seq_len + np.arange(seq_len)[:, None]  # (T, B)
+    # the offset modulo n in Python's integers first: a step of 2**62 must not overflow int64
+    pos = starts[None, :] + (int(step) * seq_len) % n + np.arange(seq_len)[:, None]  # (T, B)
     return ids[pos % n], ids[(pos + 1) % n]
 
 

@@ -173,7 +173,7 @@ class Function:
         ctx.saved_tensors = ()
         data = cls.forward(ctx, *[t.data for t in inputs], **kwargs)
         if type(data) is not np.ndarray:
-            data = np.asarray(data)
+            data = _forward_output(cls, data, kwargs)
         out = Tensor.__new__(Tensor)
         out.data = data
         out._grad = out._name = out._tangent = None
@@ -203,6 +203,19 @@ class Function:
     def __repr__(self) -> str:
         where = f" in {self.scope!r}" if getattr(self, "scope", "") else ""
         return f"<{self.name}{where}>"
+
+
+def _forward_output(cls: type, data: Any, kwargs: dict) -> np.ndarray:
+    """A forward's result that is not an ndarray, as one (a NumPy scalar); a TypeError naming the op when
+    it is not numbers (None, a Tensor: say from a Tensor passed as a keyword argument)."""
+    if not isinstance(data, Tensor):
+        array = np.asarray(data)
+        if array.dtype.kind in "biufc":
+            return array
+    tensors = [k for k, v in kwargs.items() if isinstance(v, Tensor)]
+    why = (f"; the keyword argument {', '.join(tensors)} is a Tensor: pass tensors as positional inputs "
+           "(forward gets their arrays, backward returns their gradients)" if tensors else "")
+    raise TypeError(f"{cls.__name__}.forward returned {type(data).__name__}, not an array of numbers{why}")
 
 
 _FREED = None  # saved_tensors after a backward without retain_graph

@@ -61,6 +61,9 @@ def run(name: str, **sizes: Any) -> Result:
     return result
 
 
+PLOT_INSTALL = "pip install -e '.[plot]' in the clone (or pip install matplotlib)"
+
+
 def save_plot(result: Result, path: Union[str, Path]) -> Path:
     """Draw the result's plot into `path` (.png, .svg or .pdf); needs matplotlib."""
     path = Path(path)
@@ -71,8 +74,10 @@ def save_plot(result: Result, path: Union[str, Path]) -> Path:
         matplotlib.use("Agg")  # files only: no window, no display needed
         import matplotlib.pyplot as plt
     except ImportError:
-        raise PlotUnavailable("the plot needs matplotlib: pip install 'tinygrad_rnn[plot]' "
-                              "(or pip install matplotlib); the table above is complete") from None
+        raise PlotUnavailable(f"the plot needs matplotlib: {PLOT_INSTALL}; the table above is complete") from None
+    except ValueError as e:  # MPLBACKEND=bogus: matplotlib refuses to import
+        raise PlotUnavailable(f"matplotlib cannot start: {str(e).split(';')[0]} (MPLBACKEND?); "
+                              "the table above is complete") from None
     fig = plt.figure(figsize=(11, 4.6), dpi=110, layout="constrained")
     try:
         result.draw(fig)

@@ -3,7 +3,7 @@ with NumPy's operators and methods, each one op of function.py; and the function
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -35,6 +35,8 @@ class Tensor:
             raise ValueError(f"Tensor: data is not a regular array ({e})") from None
         if array.dtype == object:
             raise TypeError(f"Tensor: cannot hold data of type {type(data).__name__} (object array)")
+        if array.dtype.kind not in "biufc":
+            raise TypeError(f"Tensor: holds numbers, not {type(data).__name__} data of dtype {array.dtype}")
         if requires_grad and not _float_dtype(array.dtype):
             raise TypeError(f"Tensor: only floating-point data can require grad, got dtype {array.dtype}")
         self.data = array
@@ -101,16 +103,37 @@ class Tensor:
             self._ctx._out_name = name
 
     def item(self) -> float:
+        if self.data.size != 1:
+            raise ValueError(f"item: a tensor of shape {self.shape} has {self.data.size} entries; item() takes "
+                             "exactly one")
         return self.data.item()
 
     def numpy(self) -> np.ndarray:
         return self.data
 
     def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")  # PyTorch's words
         return len(self.data)
 
+    def __iter__(self) -> Iterator["Tensor"]:
+        """The rows t[0], t[1], ...; a 0-d tensor has none to iterate over (TypeError, as in PyTorch)."""
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self.data)))
+
+    # a one-entry tensor as a Python number, as PyTorch: float(t), int(t), round(t, 2), f"{t:.3f}"
     def __float__(self) -> float:
-        return float(self.data)
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __round__(self, ndigits: Optional[int] = None) -> Any:
+        return round(self.item(), ndigits)
+
+    def __format__(self, spec: str) -> str:
+        return format(self.item(), spec) if spec and self.data.size == 1 else format(str(self), spec)
 
     def __bool__(self) -> bool:
         """The truth of a one-entry tensor (`if loss < 1.0:`); more or fewer entries are ambiguous, as in PyTorch."""

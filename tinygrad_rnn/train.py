@@ -213,7 +213,8 @@ class Run:
         except DataError as e:
             raise CheckpointError(f"{path}: {e}") from None
         unigram = np.asarray(arrays["unigram"])
-        if unigram.shape != (vocab.size,) or unigram.dtype.kind not in "iu" or (unigram < 0).any():
+        if (unigram.shape != (vocab.size,) or unigram.dtype.kind not in "iu" or (unigram < 0).any()
+                or unigram.size and unigram.max() > np.iinfo(np.int64).max):  # uint64 2**64-1 would wrap to -1
             raise CheckpointError(f"{path} is corrupt: 'unigram' must be {vocab.size} character counts >= 0, "
                                   f"got {unigram.dtype} {unigram.shape}")
         step, smooth_loss = _scalar(arrays, "step", int, path), _scalar(arrays, "smooth_loss", float, path)
@@ -231,9 +232,10 @@ class Run:
                       if k in params and params[k].dtype.kind != "f"]
             if wrong:  # before building: a config edited to hidden 200000 must not allocate that model
                 raise CheckpointError(f"{path} does not fit {what}: {', '.join(wrong)}")
-        broken = [k for k, a in params.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+        broken = [k for k, a in params.items() if a.dtype.kind == "f" and not _plausible(a)]
         if broken:
-            raise CheckpointError(f"{path} is corrupt: {', '.join(broken)} holds NaN, inf or negative counts")
+            raise CheckpointError(f"{path} is corrupt: {', '.join(broken)} holds NaN, inf or values beyond "
+                                  f"{_WEIGHT_LIMIT:g}, which no training run saves (it stops when the loss diverges)")
         state = _state_from(_prefixed(arrays, "state."), config, step, path, what)
         run = cls(config, vocab, unigram, cell)
         if run.config.cell != config.cell:
@@ -252,6 +254,18 @@ class Run:
                                   f"differs from its config's {config.lr}")
         run.step, run.smooth_loss, run.rng, run.state = step, smooth_loss, rng, state
         return run
+
+
+# Weights this large make float64 products overflow (1e154 squared): a checkpoint holding them is damage,
+# not a run that diverged (fit raises TrainingDiverged before saving such a state).
+_WEIGHT_LIMIT = 1e150
+
+
+def _plausible(a: np.ndarray) -> bool:
+    """Finite and below _WEIGHT_LIMIT as the float64 the model will hold (float128 1e400 is not)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = a.astype(np.float64)
+    return bool(np.isfinite(a).all()) and (a.size == 0 or float(np.abs(a).max()) < _WEIGHT_LIMIT)
 
 
 def _prefixed(arrays: dict, prefix: str) -> dict:

@@ -88,19 +88,24 @@ def _torch_array(owner: str, d: Any, key: str, shape: tuple) -> Optional[np.ndar
         raise ValueError(f"{owner}.load_torch_state_dict: {key} must be floating point, got dtype {v.dtype}")
     if v.shape != shape:
         raise ValueError(f"{owner}.load_torch_state_dict: {key} has shape {v.shape}, expected {shape}")
+    with np.errstate(over="ignore"):
+        if not np.isfinite(v.astype(np.float64)).all():  # float128 beyond float64's range too
+            raise ValueError(f"{owner}.load_torch_state_dict: {key} holds NaN or inf")
     return v
 
 
 def _from_torch(cell: Module, d: Any, gates: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """weight_ih, weight_hh, bias_ih, bias_hh of a PyTorch cell's state_dict, checked against `cell`'s sizes.
 
-    Missing biases are zeros (a PyTorch cell made with bias=False has none)."""
+    Missing biases are zeros (a PyTorch cell made with bias=False has none); one bias without the other is
+    refused, as torch's own load_state_dict refuses a missing key."""
     owner = type(cell).__name__
     if not hasattr(d, "keys"):
         raise ValueError(f"{owner}.load_torch_state_dict: expected a dict like torch's state_dict(), "
                          f"got {type(d).__name__}")
     known = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
     problems = [f"missing {k}" for k in known[:2] if k not in d]
+    problems += [f"{a} without {b}" for a, b in (("bias_ih", "bias_hh"), ("bias_hh", "bias_ih")) if a in d and b not in d]
     problems += [f"unexpected {k!r}" for k in d.keys() if k not in known]
     if problems:
         raise ValueError(f"{owner}.load_torch_state_dict: {', '.join(problems)} "

@@ -237,4 +237,6 @@ def detach_state(state: State) -> State:
         return None
     if isinstance(state, Tensor):
         return state.detach()
+    if not isinstance(state, (tuple, list)):  # a dict or a string would recurse without end
+        raise TypeError(f"detach_state: a state is a Tensor or a tuple of states, got {type(state).__name__}")
     return tuple(detach_state(s) for s in state)
