@@ -28,7 +28,7 @@ from typing import Any, Iterator, Union
 
 import numpy as np
 
-from . import _memory
+from . import _blas, _memory
 from .engine import Function, _forward_mode, _state, _tangent_of, no_grad
 from .nn.losses import cross_entropy
 from .tensor import Tensor, concat
@@ -109,6 +109,7 @@ def _grad_or_zeros(t: Tensor) -> np.ndarray:
 
 
 # ---- public functions -------------------------------------------------------------------------------------
+@_blas.one_thread_call
 def hidden_grads(model: Any, inputs: Any, targets: Any, state: Any = None,
                  loss: Union[str, int] = "sum") -> np.ndarray:
     """∂L/∂h_t for every step: (T, H) or (T, B, H). loss="sum": L = Σ_t L_t; "last": L_{T-1}; int k: L_k."""
@@ -129,6 +130,7 @@ def hidden_grads(model: Any, inputs: Any, targets: Any, state: Any = None,
         return np.stack([_grad_or_zeros(h) for h in hs])
 
 
+@_blas.one_thread_call
 def influence(model: Any, inputs: Any, targets: Any, state: Any = None) -> np.ndarray:
     """M (T, T) with M[t, k] = ‖∂L_t/∂h_k‖ (2-norm over all entries, batch included) for k <= t, else 0."""
     inputs, targets = _check_sequences("influence", model, inputs, targets)
@@ -144,6 +146,7 @@ def influence(model: Any, inputs: Any, targets: Any, state: Any = None) -> np.nd
     return M
 
 
+@_blas.one_thread_call
 def per_step_grads(model: Any, inputs: Any, targets: Any, state: Any = None) -> dict[str, np.ndarray]:
     """name -> (T, *shape): entry t is ∂L/∂θ_t, the gradient of step t's copy of each parameter;
     the sum over t is the full gradient (the lecture notes: ∇θ is the sum over the copies θ_t)."""
@@ -162,6 +165,7 @@ def per_step_grads(model: Any, inputs: Any, targets: Any, state: Any = None) -> 
         return {names[id(p)]: np.stack([_grad_or_zeros(c) for c in copies[id(p)]]) for p in params}
 
 
+@_blas.one_thread_call
 def state_jacobians(model: Any, inputs: Any, state: Any = None) -> np.ndarray:
     """(T, N, N): entry t is ∂z_{T-1}/∂z_t, z_t the recurrent state after step t (h, or [h; s] for an
     LSTM: N = H or 2H), for one sequence (inputs (T,) or (T, 1)); entry T-1 is the identity."""
@@ -200,6 +204,7 @@ def spectral_radius(W: Any) -> float:
     return float(np.abs(np.linalg.eigvals(W)).max())
 
 
+@_blas.one_thread_call
 def rtrl_grads(model: Any, inputs: Any, targets: Any, state: Any = None) -> dict[str, np.ndarray]:
     """name -> dL/dθ by real-time recurrent learning (the lecture notes' forward mode): no backward pass.
 

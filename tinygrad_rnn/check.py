@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from . import manual
+from . import _blas, manual
 from .engine import no_grad
 from .nn import GRUCell, LSTMCell, Module, RNNCell, cross_entropy
 from .tensor import Tensor
@@ -385,6 +385,7 @@ class CellReport:
         return f"<table><caption>{caption}</caption>{head}{body}</table>"
 
 
+@_blas.one_thread_call
 def compare_cell(model: Any, inputs: Any, targets: Any, state: Any = None, eps: float = 1e-6) -> CellReport:
     """A CharRNN's gradients three ways on its current weights; inputs/targets int arrays (T,) or (T, B).
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from . import _memory, check, lab, nn, viz
+from . import _blas, _memory, check, lab, nn, viz
 from .savefile import CheckpointError, check_writable
 from .data import DataError, Vocab, load_text, ngram_baselines
 from .engine import no_grad
@@ -224,8 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                 "VECLIB_MAXIMUM_THREADS")
+_BLAS_THREADS = _blas.VARIABLES
 
 
 def console() -> None:
@@ -241,7 +240,7 @@ def _one_blas_thread() -> None:
     with them on 2 cores). threadpoolctl does it in place when installed, else OpenBLAS's own setter
     (the BLAS of NumPy's wheels); failing both, the variables must be set before BLAS loads, which
     NumPy did already: the command starts itself again, once, with them set (exec: same process id).
-    The library itself never touches this.
+    The library limits BLAS only inside its own training and analysis calls (_blas.one_thread).
     """
     if any(name in os.environ for name in _BLAS_THREADS) or (os.cpu_count() or 1) == 1:
         return

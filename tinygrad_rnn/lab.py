@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from . import analysis, nn
+from . import _blas, analysis, nn
 from .data import Vocab
 from .engine import no_grad
 
@@ -51,6 +51,7 @@ def experiment(name: str) -> Callable:
     return register
 
 
+@_blas.one_thread_call
 def run(name: str, **sizes: Any) -> Result:
     """Run one experiment (sizes override its defaults, for quick tests) and time it."""
     if name not in EXPERIMENTS:

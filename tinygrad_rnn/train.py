@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 
-from . import _memory, nn
+from . import _blas, _memory, nn
 from .savefile import (CheckpointError, check_writable, load_checkpoint, pack_json, pack_rng, save_checkpoint,
                        unpack_json, unpack_rng, writer_lock)
 from .data import DataError, Vocab, get_batch, split
@@ -155,12 +155,13 @@ class Run:
         """One truncated-BPTT chunk (T, B): forward, mean cross-entropy, backward, clip, update."""
         c = self.config
         x, y = get_batch(train_ids, self.step, c.seq_len, c.batch)   # (T, B) each
-        logits, state = self.model(x, self.state)                      # (T, B, V)
-        loss = nn.cross_entropy(logits, y, reduction="mean")
-        self.optimizer.zero_grad()
-        loss.backward()
-        nn.clip_grad_value(self.model.parameters(), c.clip)
-        self.optimizer.step()
+        with _blas.one_thread(c.hidden <= _blas.SMALL_HIDDEN):   # small matrices: BLAS threads only slow them
+            logits, state = self.model(x, self.state)                  # (T, B, V)
+            loss = nn.cross_entropy(logits, y, reduction="mean")
+            self.optimizer.zero_grad()
+            loss.backward()
+            nn.clip_grad_value(self.model.parameters(), c.clip)
+            self.optimizer.step()
         self.state = nn.detach_state(state)
         self.step += 1
         value = float(loss.data)
@@ -428,7 +429,8 @@ def fit(run: Run, text: str, steps: int, *, checkpoint: Union[str, PathLike, Non
         check_writable(checkpoint)
         if c.text is not None and Path(c.text).exists() and _same_file(checkpoint, Path(c.text)):
             raise CheckpointError(f"cannot write checkpoint {checkpoint}: it is the training text {c.text}")
-    with writer_lock(checkpoint) if checkpoint is not None else contextlib.nullcontext():
+    with writer_lock(checkpoint) if checkpoint is not None else contextlib.nullcontext(), \
+            _blas.one_thread(c.hidden <= _blas.SMALL_HIDDEN):
         # a model that puts V^-100 on the right character on average is lost; lr 1e300 gets there in a step
         uniform = math.log(max(run.vocab.size, 2))
         limit = 100 * uniform
@@ -468,6 +470,11 @@ def evaluate(model: nn.CharRNN, ids: np.ndarray, streams: int = 64, chunk: int =
     The text is cut into `streams` contiguous pieces run side by side (state carried within each piece,
     zero at its start), so every target is scored exactly once, as data.ngram_baselines scores them.
     """
+    with _blas.one_thread(getattr(model, "hidden_size", 0) <= _blas.SMALL_HIDDEN):
+        return _evaluate(model, ids, streams, chunk)
+
+
+def _evaluate(model: nn.CharRNN, ids: np.ndarray, streams: int, chunk: int) -> dict:
     x, y = np.asarray(ids[:-1]), np.asarray(ids[1:])
     n = x.shape[0]
     streams = max(1, min(streams, n))
