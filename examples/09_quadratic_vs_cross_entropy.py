@@ -12,6 +12,8 @@ saturates (y near 0 or 1) on the WRONG answer it makes the gradient, and learnin
 # ## 1. dE/dy and δ = dE/do: the formulas above against autodiff
 
 # %%
+import os
+
 import numpy as np
 
 from tinygrad_rnn import Tensor, nn
@@ -89,8 +91,9 @@ try:                                                     # the curve as a pictur
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig("quadratic_vs_cross_entropy.png", dpi=120)
-    print("wrote quadratic_vs_cross_entropy.png")
+    os.makedirs("out", exist_ok=True)  # out/: git ignores it
+    fig.savefig("out/quadratic_vs_cross_entropy.png", dpi=120)
+    print("wrote out/quadratic_vs_cross_entropy.png")
 except ImportError:
     print("no plot: matplotlib is missing (pip install -e '.[plot]')")
 

@@ -95,7 +95,7 @@ node = re.search(r'(\w+) \[label="cell\.W_h\\n', picture.source)[1]
 edges = re.findall(rf"^\s*{node} -> (?!.*invis)", picture.source, re.M)  # visible edges only
 print(f"cell.W_h: one node, {len(edges)} edges out (W_hr, W_hz, W_hn sliced in each of 3 steps)")
 try:
-    print(f"wrote {viz.save(picture, 'my_gru_unrolled.svg')}")
+    print(f"wrote {viz.save(picture, 'out/my_gru_unrolled.svg')}")  # out/: git ignores it
 except viz.GraphvizNotFound as e:
     print(f"note: {e}")
 

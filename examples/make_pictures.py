@@ -1,10 +1,15 @@
 """Regenerate the README's pictures in docs/img/: the Deep Learning book's unfolded graph (Fig. 10.3) of an
 RNN and an LSTM, an RNN's ‖∂L/∂h(t)‖ fading back in time, the op-level graphs they stand for, and the
-lab's vanishing, influence and rtrl plots. Fixed random generators, so the files only change when the drawing
-code does.
+lab's vanishing and influence plots, and the quadratic-error lesson's curves. Fixed random generators, so the
+files only change when the drawing code does; `--timed` also redraws `lab rtrl`'s plot of measured times.
 
-    python examples/make_pictures.py   (needs Graphviz's dot: apt-get install graphviz)
+    python examples/make_pictures.py [--timed]   (needs Graphviz's dot: apt-get install graphviz)
 """
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +51,25 @@ def lstm_grads() -> Path:
     return viz.save(picture, OUT / "lstm_grads.svg")
 
 
-def lab_plots() -> list:
-    """`tinygrad-rnn lab vanishing`, `lab influence` and `lab rtrl` as PNG (needs matplotlib: pip install '.[plot]')."""
+def lab_plots(timed: bool) -> list:
+    """`tinygrad-rnn lab vanishing` and `lab influence` as PNG (needs matplotlib: pip install -e '.[plot]');
+    `lab rtrl` only when `timed`: it plots measured times and memory, which differ from run to run."""
     from tinygrad_rnn import lab
-    return [lab.save_plot(lab.run(name), OUT / f"lab_{name}.png") for name in ("vanishing", "influence", "rtrl")]
+    names = ("vanishing", "influence") + (("rtrl",) if timed else ())
+    return [lab.save_plot(lab.run(name), OUT / f"lab_{name}.png") for name in names]
+
+
+def quadratic_vs_cross_entropy() -> Path:
+    """The quadratic-error lesson's training curves: the lesson itself run in a scratch directory."""
+    lesson = next(Path(__file__).resolve().parent.glob("[0-9][0-9]_quadratic_vs_cross_entropy.py"))
+    with tempfile.TemporaryDirectory() as scratch:
+        subprocess.run([sys.executable, str(lesson)], cwd=scratch, check=True, stdout=subprocess.DEVNULL,
+                       env={**os.environ, "MPLBACKEND": "Agg"})
+        return Path(shutil.copy(Path(scratch) / "out" / "quadratic_vs_cross_entropy.png", OUT))
 
 
 if __name__ == "__main__":
-    for path in (rnn_book(), lstm_book(), rnn_book_grads(), hello_rnn(), lstm_grads(), *lab_plots()):
+    timed = "--timed" in sys.argv[1:]
+    for path in (rnn_book(), lstm_book(), rnn_book_grads(), hello_rnn(), lstm_grads(), *lab_plots(timed),
+                 quadratic_vs_cross_entropy()):
         print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")

@@ -19,7 +19,7 @@ def out(tmp_path_factory):
     done = subprocess.run([sys.executable, str(EXAMPLE)], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (cwd / "my_gru_unrolled.svg").exists() or (cwd / "my_gru_unrolled.dot").exists()
+    assert (cwd / "out" / "my_gru_unrolled.svg").exists() or (cwd / "out" / "my_gru_unrolled.dot").exists()
     return done.stdout
 
 
@@ -48,7 +48,7 @@ def test_the_books_variant_passes_gradcheck_and_compare_cell_says_numeric_only(o
 
 def test_the_picture_has_one_node_per_weight_used_in_every_step(out):
     assert "cell.W_h: one node, 9 edges out" in out  # 3 slices of W_h in each of 3 steps
-    assert "wrote my_gru_unrolled.svg" in out or "note: save: Graphviz's dot program was not found" in out
+    assert "wrote out/my_gru_unrolled.svg" in out or "note: save: Graphviz's dot program was not found" in out
 
 
 def test_fit_trains_the_user_cell(out):

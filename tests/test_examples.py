@@ -154,7 +154,7 @@ def test_09_cross_entropy_cancels_the_sigmoid_and_the_quadratic_error_learns_slo
     assert int(steps[2]) > 3 * int(steps[1])                                # the slowdown, measured
     first = re.search(r"first 10 steps: cross-entropy ([0-9.]+), quadratic ([0-9.]+)", out)
     assert float(first[1]) > 10 * float(first[2])
-    assert "wrote quadratic_vs_cross_entropy.png" in out or "no plot: matplotlib is missing" in out
+    assert "wrote out/quadratic_vs_cross_entropy.png" in out or "no plot: matplotlib is missing" in out
 
 
 def test_11_padding_with_ignore_index_is_exactly_the_words_one_by_one():
