@@ -415,7 +415,8 @@ def test_a_user_cell_trains_with_fit_and_its_checkpoint_needs_the_same_cell(tmp_
     np.testing.assert_array_equal(back.state.data, run.state.data)
     train.fit(back, text, 31)  # and it goes on
     with pytest.raises(CheckpointError, match=r"holds a CharRNN with a user-written MGU cell; load it in Python "
-                                              r"with train.Run.load\(path, cell=MGU\)$"):
+                                              r"with train.Run.load\(path, cell=MGU\), or sample it with tinygrad-rnn sample .*mgu.npz "
+                                              r"--cell-module MODULE:MGU$"):
         train.Run.load(tmp_path / "mgu.npz")
     with pytest.raises(CheckpointError, match=r"holds a MGU cell, but the cell given to load it is a gru$"):
         train.Run.load(tmp_path / "mgu.npz", cell=nn.GRUCell)

@@ -144,7 +144,7 @@ def test_two_trainers_on_one_checkpoint_the_second_refused_the_first_keeps_its_p
 
 # ---- closed stdout ----------------------------------------------------------------------------------
 def _train_into(shell_redirect, d):
-    cmd = (f"{sys.executable} -m tinygrad_rnn train --text t.txt --out ck.npz --steps 60 "
+    cmd = (f"{sys.executable} -m tinygrad_rnn train --text t.txt --out ck.npz --steps 30 "
            f"{' '.join(SMALL[:-4])} --eval-every 2 --sample-every 5 {shell_redirect}")
     done = subprocess.run(["bash", "-c", cmd], cwd=d, env=ENV, capture_output=True, timeout=120)
     return done.returncode, done.stdout.decode(), done.stderr.decode()
@@ -156,7 +156,7 @@ def test_a_closed_pipe_stops_training_and_saves(tmp_path):
     assert rc == 1 and len(out.splitlines()) == 3 and "Traceback" not in err, err
     assert "standard output closed (Broken pipe): stopped at step" in err and "saved ck.npz" in err, err
     step = int(err.split("stopped at step ")[1].split(";")[0])
-    assert 0 < step < 60 and Run.load(tmp_path / "ck.npz").step == step
+    assert 0 < step < 30 and Run.load(tmp_path / "ck.npz").step == step
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
@@ -171,9 +171,9 @@ def test_stdout_on_a_full_device_is_one_line_and_sample_too(tmp_path):
     assert done.returncode == 1 and ERROR.match(done.stderr.decode()), done.stderr
 
 
-@pytest.mark.parametrize("redirect", [">&-", "2>&-", ">&- 2>&-"])
+@pytest.mark.parametrize("redirect", [">&-", "2>&-"])
 def test_closed_stdout_or_stderr_trains_to_the_end_and_saves(tmp_path, redirect):
     text_file(tmp_path / "t.txt")
     rc, out, err = _train_into(redirect, tmp_path)
     assert rc == 0 and "Traceback" not in out + err, err
-    assert Run.load(tmp_path / "ck.npz").step == 60
+    assert Run.load(tmp_path / "ck.npz").step == 30

@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=_seed, metavar="S", help="seed for a repeatable sample")
     sample.add_argument("--cell", choices=CELLS, help="the cell is the checkpoint's; if given, it must be that one")
     sample.add_argument("--cell-input", choices=CELL_INPUTS, help="the LSTM's cell input, checked the same way")
+    sample.add_argument("--cell-module", metavar="MODULE:CLASS",
+                        help="for a checkpoint of your own cell: where its class is, e.g. mycell:MyGRU (mycell.py "
+                             "in the current directory); the class is called as CLASS(vocab_size, hidden_size)")
 
     graph = commands.add_parser(
         "graph", formatter_class=fmt, help="draw a CharRNN's computation graph",
@@ -636,8 +639,28 @@ class _Progress:
 
 
 # ---- sample ---------------------------------------------------------------------------------------------
+def _user_cell(spec: str) -> Any:
+    """The class a --cell-module MODULE:CLASS names, imported with the current directory on the path."""
+    import importlib
+    module_name, _, class_name = spec.partition(":")
+    if not module_name or not class_name.isidentifier():
+        raise _UsageError(f"--cell-module wants MODULE:CLASS, such as mycell:MyGRU, got {spec!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # the user's own code: whatever it raised, in one line
+        raise _Error(f"--cell-module {spec}: cannot import {module_name} ({type(e).__name__}: "
+                     f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    finally:
+        sys.path.pop(0)
+    cls = getattr(module, class_name, None)
+    if not callable(cls):
+        raise _Error(f"--cell-module {spec}: {module_name} has no class {class_name}")
+    return cls
+
+
 def _sample(args: argparse.Namespace) -> int:
-    run = Run.load(args.checkpoint)
+    run = Run.load(args.checkpoint, cell=_user_cell(args.cell_module) if args.cell_module else None)
     c = run.config
     _cell_kw(args, args.cell or c.cell)  # --cell-input with an rnn or gru: a usage error, as everywhere
     for flag, given, stored in (("--cell", args.cell, c.cell), ("--cell-input", args.cell_input, c.cell_input)):

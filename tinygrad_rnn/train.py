@@ -349,7 +349,8 @@ def _config_from(stored: Any, path: Path, user_cell: bool = False) -> Config:
     config = Config(**{k: stored[k] for k in defaults})
     if config.cell not in CELLS and not user_cell:
         raise CheckpointError(f"{path} holds a CharRNN with a user-written {config.cell} cell; load it in "
-                              f"Python with train.Run.load(path, cell={config.cell})")
+                              f"Python with train.Run.load(path, cell={config.cell}), or sample it with "
+                              f"tinygrad-rnn sample {path} --cell-module MODULE:{config.cell}")
     return config
 
 

@@ -6,6 +6,7 @@ protocol: a Module with hidden_size, forward(x, state) -> state, and hidden(stat
 is not h itself) gets one-hot rows. Each step's ops are created under tr.scope("t=<step>").
 fused=True runs each step as one node (nn/fused.py) and the output layer once over all steps.
 learn_h0=True makes the initial state h(0) (and s(0) of an LSTM) parameters "h0" ("s0"), part of θ.
+num_layers=L stacks L built-in cells as torch.nn.RNN(num_layers=L) does: layer l reads layer l-1's h_t.
 """
 from __future__ import annotations
 
@@ -33,9 +34,14 @@ class CharRNN(Module):
 
     def __init__(self, vocab_size: int, hidden_size: int, cell: Union[str, Module] = "rnn", *, fused: bool = False,
                  rng: Optional[np.random.Generator] = None, init: str = "uniform",
-                 dtype: type = np.float64, learn_h0: bool = False, **cell_kw: Any) -> None:
+                 dtype: type = np.float64, learn_h0: bool = False, num_layers: int = 1, **cell_kw: Any) -> None:
         dtype, rng = _check_init("CharRNN", init, dtype, rng, vocab_size=vocab_size, hidden_size=hidden_size)
-        self.vocab_size, self.hidden_size = vocab_size, hidden_size
+        if not isinstance(num_layers, (int, np.integer)) or isinstance(num_layers, bool) or num_layers < 1:
+            raise ValueError(f"CharRNN: num_layers must be a positive integer, got {num_layers!r}")
+        if num_layers > 1 and (not isinstance(cell, str) or fused or learn_h0):
+            raise ValueError("CharRNN: num_layers > 1 stacks the built-in cells ('rnn', 'lstm', 'gru') at op level: "
+                             "not with a cell object, fused=True or learn_h0=True")
+        self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, int(num_layers)
         if isinstance(cell, str):
             if cell not in _CELLS:
                 raise ValueError(f"CharRNN: cell must be one of {tuple(_CELLS)} or a cell object, got {cell!r}")
@@ -44,7 +50,9 @@ class CharRNN(Module):
                 raise TypeError(f"CharRNN: cell {cell!r} takes no option {', '.join(unknown)}"
                                 + (" (cell_input is the LSTM's: cell='lstm')" if "cell_input" in unknown else ""))
             self.cell_type = cell
-            self.cell = _CELLS[cell](vocab_size, hidden_size, rng=rng, init=init, dtype=dtype, **cell_kw)
+            cells = [_CELLS[cell](vocab_size if layer == 0 else hidden_size, hidden_size, rng=rng, init=init,
+                                  dtype=dtype, **cell_kw) for layer in range(num_layers)]
+            self.cell = cells[0] if num_layers == 1 else _Layers(cells)
         else:
             _check_cell(cell, vocab_size, hidden_size, cell_kw)
             # a built-in cell passed as an object keeps its name and its column gather
@@ -199,6 +207,45 @@ class CharRNN(Module):
             raise ValueError(f"CharRNN: idx must lie in [0, {self.vocab_size}), "
                              f"got values from {idx.min()} to {idx.max()}")
         return idx
+
+
+class _Layers(Module):
+    """Cells stacked as torch.nn.RNN(num_layers=L): layer 0 reads x_t, layer l reads layer l-1's h_t, and the
+    model reads the top layer's h_t. The state is a tuple of the layers' states, bottom first (torch's h_n
+    rows). Parameters are named layer0.W_xh, layer1.W_xh, ... (torch's weight_ih_l0, weight_ih_l1, ...)."""
+
+    def __init__(self, cells: list) -> None:
+        self.num_layers, self.hidden_size, self.input_size = len(cells), cells[0].hidden_size, cells[0].input_size
+        for layer, cell in enumerate(cells):
+            setattr(self, f"layer{layer}", cell)
+
+    def layers(self) -> list:
+        return [getattr(self, f"layer{layer}") for layer in range(self.num_layers)]
+
+    def forward(self, x: Tensor, state: Any = None) -> tuple:
+        """x (D,) or (B, D), state a tuple of L layer states or None -> the L new states."""
+        return self.step(self.layer0.project(x), state)
+
+    def project_onehot(self, idx: Any) -> Tensor:
+        return self.layer0.project_onehot(idx)
+
+    def step(self, xw: Tensor, state: Any = None) -> tuple:
+        """One step from layer 0's projected input xw = W_x x: each layer's new state, bottom first."""
+        if state is None:
+            state = (None,) * self.num_layers
+        if not isinstance(state, (tuple, list)) or len(state) != self.num_layers:
+            raise ValueError(f"CharRNN: a {self.num_layers}-layer state is a tuple of {self.num_layers} layer states, "
+                             f"got {type(state).__name__}")
+        new, below = [], None
+        for layer, (cell, s) in enumerate(zip(self.layers(), state)):
+            s = cell.step(xw, s) if layer == 0 else cell(below, s)
+            new.append(s)
+            below = cell.hidden(s)
+        return tuple(new)
+
+    def hidden(self, state: tuple) -> Tensor:
+        """The top layer's h_t, which the output layer reads."""
+        return self.layers()[-1].hidden(state[-1])
 
 
 def _check_cell(cell: Any, vocab_size: int, hidden_size: int, cell_kw: dict) -> None:
