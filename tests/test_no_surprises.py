@@ -203,6 +203,13 @@ def test_slow_gradient_checks_are_refused_with_the_reason(tmp_path, args, says):
     assert "finite differences run the" in err and sorted(tmp_path.iterdir()) == []
 
 
+def test_gradcheck_refuses_a_huge_steps_before_building_its_sequence(tmp_path, monkeypatch):
+    from tinygrad_rnn import cli
+    monkeypatch.setattr(cli, "_hello_sequence", lambda steps: pytest.fail("built the sequence first"))
+    monkeypatch.setattr(cli._memory, "available", lambda: 2 ** 33)
+    assert cli.main(["gradcheck", "--steps", "200000000"]) == 1
+
+
 def test_a_bogus_matplotlib_backend_is_one_line(tmp_path):
     pytest.importorskip("matplotlib")
     from test_cli import ENV

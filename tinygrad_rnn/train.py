@@ -306,7 +306,7 @@ _FIELD_RULES = {
     "clip": (_is_positive, "a finite positive number"),
     "seed": (lambda v: _is_int(v) and 0 <= v < 2 ** 128, "an integer from 0 to 2**128 - 1"),
     "val_fraction": (lambda v: _is_positive(v) and v < 1, "a number between 0 and 1"),
-    "text": (lambda v: v is None or isinstance(v, str), "a path or null"),
+    "text": (lambda v: v is None or isinstance(v, str), "a path as a str, or None"),
     "text_sha256": (lambda v: v == "" or isinstance(v, str) and len(v) == 64 and set(v) <= set("0123456789abcdef"),
                     "a SHA-256 hex digest (64 lowercase hex digits)"),
 }
