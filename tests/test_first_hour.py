@@ -147,3 +147,18 @@ def test_threadpoolctl_is_a_dependency_and_the_plot_hint_is_one_command():
     assert re.search(r"install_requires =(\n    .*)*\n    threadpoolctl", setup)
     for path in [ROOT / "README.md", *sorted((ROOT / "tinygrad_rnn").glob("*.py"))]:
         assert "tinygrad_rnn[plot]" not in path.read_text(encoding="utf-8"), path
+
+
+def test_the_readme_notebook_command_leaves_the_lesson_as_it_is(tmp_path):
+    jupytext = pytest.importorskip("jupytext")
+    lesson = sorted((ROOT / "examples").glob("01_*.py"))[0]
+    assert f"jupytext --to notebook examples/{lesson.name}" in (ROOT / "README.md").read_text(encoding="utf-8")
+    copy = tmp_path / lesson.name
+    copy.write_bytes(lesson.read_bytes())
+    import subprocess
+    subprocess.run([sys.executable, "-m", "jupytext", "--to", "notebook", str(copy)], check=True,
+                   capture_output=True, timeout=120)
+    assert copy.read_bytes() == lesson.read_bytes()
+    notebook = jupytext.read(copy.with_suffix(".ipynb"))
+    kinds = [c.cell_type for c in notebook.cells]
+    assert kinds.count("code") >= 3 and "markdown" in kinds
