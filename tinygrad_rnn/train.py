@@ -8,8 +8,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import os
 import numbers
+import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -291,7 +291,7 @@ def _is_count(v: Any) -> bool:
 
 
 def _is_positive(v: Any) -> bool:
-    return (isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v) and v > 0)
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v) and v > 0
 
 
 # config field -> (test, what it must be); the command line's own limits. One table for Config(...), Run.start,
