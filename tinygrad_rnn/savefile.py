@@ -7,6 +7,7 @@ after the archive's sizes are checked. Config and RNG state travel as JSON strin
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -100,7 +101,8 @@ def check_writable(path: Union[str, PathLike]) -> None:
 def writer_lock(path: Union[str, PathLike]) -> Iterator[None]:
     """Hold `path` for one writer: a second training run on the same checkpoint gets a one-line
     CheckpointError at once instead of the two overwriting each other. An advisory lock (flock) on
-    `.NAME.lock` beside it, which the kernel releases when the process dies (kill -9 too)."""
+    `.NAME.lock` beside it, which the kernel releases when the process dies (kill -9 too: the empty file it
+    leaves is reused by the next run). A file system without locks (some NFS) writes unguarded, as before."""
     if fcntl is None:
         yield
         return
@@ -113,8 +115,11 @@ def writer_lock(path: Union[str, PathLike]) -> Iterator[None]:
             raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as e:
             os.close(fd)
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):  # no locks here (some NFS)
+                yield
+                return
             raise CheckpointError(f"{path} is being written by another training run; wait for it to finish, "
                                   f"or choose another checkpoint") from None
         try:  # the holder before us may have removed the file we opened: lock the one on disk
