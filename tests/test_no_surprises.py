@@ -215,3 +215,15 @@ def test_a_bogus_matplotlib_backend_is_one_line(tmp_path):
     from test_cli import ENV
     rc, out, err = run("lab", "copies", "-o", "c.png", cwd=tmp_path, env={**ENV, "MPLBACKEND": "bogus"})
     assert rc == 1 and ERROR.match(err) and "matplotlib cannot start" in err and "max |" in out, err
+
+
+def test_ctrl_c_before_main_catches_it_is_one_line(monkeypatch, capsys):
+    from tinygrad_rnn import cli
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)  # Ctrl-C while the parser is being built
+    with pytest.raises(SystemExit) as info:
+        cli.console()
+    assert info.value.code == 130 and capsys.readouterr().err == "\ntinygrad-rnn: interrupted\n"

@@ -231,9 +231,15 @@ _BLAS_THREADS = _blas.VARIABLES
 
 
 def console() -> None:
-    """The `tinygrad-rnn` command and `python -m tinygrad_rnn`: main() with one BLAS thread, then exit."""
-    _one_blas_thread()
-    sys.exit(main())
+    """The `tinygrad-rnn` command and `python -m tinygrad_rnn`: main() with one BLAS thread, then exit.
+    Ctrl-C before main() catches it (while BLAS is set up or the parser built) is one line too."""
+    try:
+        _one_blas_thread()
+        code = main()
+    except KeyboardInterrupt:
+        _say_error(f"\n{PROG}: interrupted")
+        code = 130
+    sys.exit(code)
 
 
 def _one_blas_thread() -> None:
