@@ -1,4 +1,4 @@
-"""08 · n-grams, perplexity, and the neural trigram (the Oxford lecture notes' language models).
+"""09 · n-grams, perplexity, and the neural trigram (the Oxford lecture notes' language models).
 
 Count-based n-grams by maximum likelihood give most held-out text probability zero; smoothing fixes
 that, but no Markov model of order n sees further back than n − 1 symbols, where an RNN can. The neural
@@ -6,7 +6,7 @@ trigram h = act(V [x(w1); x(w2)] + c), p = softmax(W h + b) shares statistics be
 gradients ∂F/∂W and ∂F/∂V are derived by hand below and checked against autodiff.
 Bits per character = −mean log2 p; perplexity = 2^bits.
 
-    python examples/08_ngrams_and_the_neural_trigram.py   (TINYGRAD_RNN_QUICK=1: a smaller corpus)
+    python examples/09_ngrams_and_the_neural_trigram.py   (TINYGRAD_RNN_QUICK=1: a smaller corpus)
 """
 # %% [markdown]
 # ## 1. Counts and maximum likelihood: p(c | a b) = n(a b c) / n(a b)
