@@ -764,3 +764,14 @@ def test_book_lstm_pictures_use_the_books_letters_and_the_two_cell_inputs_draw_d
     ops = Parsed(viz.draw_unrolled(nn.CharRNN(4, 3, cell="lstm", cell_input="sigmoid", rng=np.random.default_rng(0)), 2))
     assert ops.ids_labelled(r"s̃\(2\) = Sigmoid") and ops.ids_labelled(r"q\(2\) = Sigmoid")
     assert len(ops.ids_labelled(r"o\(2\) = .*")) == 1                    # the output, never the output gate
+
+
+def test_the_neural_trigram_is_drawn_with_its_two_inputs_apart():
+    model = nn.NeuralTrigram(4, 3, rng=np.random.default_rng(0))
+    w1, w2, w3 = np.array([0, 1, 3]), np.array([1, 2, 2]), np.array([2, 3, 0])
+    g = Parsed(viz.draw(nn.cross_entropy(model(w1, w2), w3), params=model.named_parameters()))
+    x1, x2 = g.node(r"x\(w1\) \(3, 4\)"), g.node(r"x\(w2\) \(3, 4\)")      # two input nodes, not one [x(w1); x(w2)]
+    users = {a: [b for s, b, _ in g.visible_edges() if s == a] for a in (x1, x2)}
+    assert len(users[x1]) == len(users[x2]) == 1 and users[x1] != users[x2]
+    assert g.out_degree(g.node("hidden.W")) == 2                           # V = [V_1 V_2]: one block for each
+    assert g.node(r"h = Tanh") and g.node(r"W h \+ b = Affine")
