@@ -61,7 +61,7 @@ print(f"max |measured rate - ρ| = {max(abs(r - rho) for rho, r in rates.items()
 for cell in ("rnn", "lstm"):
     m = nn.CharRNN(V, H, cell=cell, rng=np.random.default_rng(2))
     g = np.linalg.norm(analysis.hidden_grads(m, x, x, loss="last"), axis=-1)  # ‖∂L(T−1)/∂h(t)‖
-    print(f"{cell:4s} ‖∂L_T/∂h_t‖ for t = 0 … {T - 1}: " + " ".join(f"{v:.1e}" for v in g))
+    print(f"{cell:4s} ‖∂L_T/∂h_t‖ for t = 1 … {T}: " + " ".join(f"{v:.1e}" for v in g))
 result = lab.run("vanishing", T=15, H=8) if QUICK else lab.run("vanishing")
 print(result.table)
 
