@@ -775,3 +775,13 @@ def test_the_neural_trigram_is_drawn_with_its_two_inputs_apart():
     assert len(users[x1]) == len(users[x2]) == 1 and users[x1] != users[x2]
     assert g.out_degree(g.node("hidden.W")) == 2                           # V = [V_1 V_2]: one block for each
     assert g.node(r"h = Tanh") and g.node(r"W h \+ b = Affine")
+
+
+@pytest.mark.parametrize("cell,fused", [("rnn", False), ("lstm", False), ("lstm", True), ("gru", False)])
+def test_draw_of_a_charrnns_graph_counts_steps_like_the_book(cell, fused):
+    model = nn.CharRNN(4, 3, cell=cell, fused=fused, rng=np.random.default_rng(0))
+    logits, _ = model(np.array([0, 1, 2, 2]))
+    g = Parsed(viz.draw(nn.cross_entropy(logits, np.array([1, 2, 2, 3])), params=model.named_parameters()))
+    assert g.top_cluster_labels() == ["t=1", "t=2", "t=3", "t=4"]          # not t=0 around h(1)
+    h1 = g.node(r"(h|\[h; s\])\(1\) = .*")
+    assert g.nodes[h1]["clusters"] == ("t=1",)

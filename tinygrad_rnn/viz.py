@@ -178,15 +178,16 @@ def draw(root: Tensor, *, params: Optional[dict] = None, show_shapes: bool = Tru
 
     Data flows along rankdir inside a step; the time steps sit side by side across it, in time order
     (rankdir="TB": steps are columns left to right, parameters in one row above them). Clusters carry the
-    scope's own label: a CharRNN's step "t=0" holds h(1), as its names count time like the book;
-    draw_unrolled labels that step t=1.
+    scope's own label, except in a CharRNN's graph: its scopes count from "t=0" while its tensors are named
+    as the book counts (h(1) made in scope "t=0"), so its steps are labelled t = 1 … T as in the book.
     """
     return _draw(root, params=params, show_shapes=show_shapes, group_by_scope=group_by_scope, grads=grads,
-                 rankdir=rankdir, collapse_scopes=collapse_scopes)
+                 rankdir=rankdir, collapse_scopes=collapse_scopes, book_time=None)
 
 
 def _draw(root: Tensor, *, params: Optional[dict], show_shapes: bool, group_by_scope: bool, grads: bool,
-          rankdir: str, collapse_scopes: bool, book_time: bool = False, narrow: Optional[bool] = None) -> Any:
+          rankdir: str, collapse_scopes: bool, book_time: Optional[bool] = False,
+          narrow: Optional[bool] = None) -> Any:
     """draw(), plus: book_time counts steps from 1 as the book does (cluster "t=0" is labelled t=1 and a
     gate named "f" there reads f(1)); narrow stacks each step's ops in one line in the order they ran
     (None: when the steps side by side would be wider than _MAX_ACROSS nodes)."""
@@ -196,6 +197,10 @@ def _draw(root: Tensor, *, params: Optional[dict], show_shapes: bool, group_by_s
     if rankdir not in _RANKDIRS:
         raise ValueError(f"draw: rankdir must be one of {', '.join(_RANKDIRS)}, got {rankdir!r}")
     tensors = _walk(root)
+    if book_time is None:  # a CharRNN's graph: h(k + 1) made in scope "t=k"
+        book_time = any(t.grad_fn is not None and t.name in (f"h({_book_step(_top(t.grad_fn.scope))})",
+                                                             f"[h; s]({_book_step(_top(t.grad_fn.scope))})")
+                        and _top(t.grad_fn.scope)[2:].isdecimal() for t in tensors)
     scale = None
     if grads:
         norms = [_grad_norm(t) for t in tensors]
