@@ -321,6 +321,8 @@ def _random_index(rng: np.random.Generator, shape: tuple) -> tuple:
     arrays = [p for p in parts if isinstance(p, np.ndarray)]
     if len(arrays) > 1:  # NumPy broadcasts several index arrays together: keep them one length
         parts = [p[:1] if isinstance(p, np.ndarray) else p for p in parts]
+    if arrays:  # beside an array an int is an advanced index to NumPy, a basic one to PyTorch: a slice here
+        parts = [slice(p % n, p % n + 1) if isinstance(p, int) else p for p, n in zip(parts, shape)]
     return tuple(parts)
 
 
@@ -776,12 +778,13 @@ def run(first_seed: int, graphs: int, models_every: int = 10, use_torch: bool = 
     returns (graphs checked, failures as (seed, source, problems))."""
     failures = []
     for seed in range(first_seed, first_seed + graphs):
-        if seed % models_every == 0:
-            case = make_model_case(seed)
-            problems, source = check_model(case, use_torch), case.source()
-        else:
-            graph = make_graph(seed)
-            problems, source = check_graph(graph, use_torch), graph.source()
+        item = make_model_case(seed) if seed % models_every == 0 else make_graph(seed)
+        check = check_model if seed % models_every == 0 else check_graph
+        try:
+            problems = check(item, use_torch)
+        except Exception as e:  # an error where an oracle or the engine should have answered: a failure too
+            problems = [f"raised {type(e).__name__}: {e}"]
+        source = item.source()
         if problems:
             failures.append((seed, source, problems))
             report(f"--- seed {seed}: {len(problems)} mismatch(es)\n" + "\n".join(problems) + "\n" + source)
