@@ -282,20 +282,17 @@ def _away_from(data: np.ndarray, points: list, margin: float = 1e-3) -> bool:
     return all(np.all(np.abs(data - p) > margin) for p in points)
 
 
-def _no_close_ties(data: np.ndarray, axis: Any) -> bool:
-    """The max along axis is clear by a margin (or exactly tied on purpose, from a tie leaf)."""
-    if data.ndim == 0:
-        return False
+def _ties(data: np.ndarray, axis: Any) -> str:
+    """"close" if the max along axis wins by less than a margin, "exact" if entries tie for it, else ""."""
     if isinstance(axis, tuple):  # the reduced axes moved last and joined into one
         data = np.moveaxis(data, axis, tuple(range(-len(axis), 0)))
         data, axis = data.reshape(data.shape[:data.ndim - len(axis)] + (-1,)), -1
-    top = np.sort(data, axis=-1 if axis is None else axis)
-    if axis is None:
-        top = np.sort(data.reshape(-1))
-        gaps = top[-1] - top[-2] if top.size > 1 else 1.0
-        return bool(gaps == 0 or gaps > 1e-3)
-    gaps = np.take(top, -1, axis=axis) - (np.take(top, -2, axis=axis) if data.shape[axis] > 1 else -np.inf)
-    return bool(np.all((gaps == 0) | (gaps > 1e-3)))
+    data = data.reshape(-1) if axis is None else np.moveaxis(data, axis, -1)
+    if data.shape[-1] < 2:
+        return ""
+    top = np.sort(data, axis=-1)
+    gaps = top[..., -1] - top[..., -2]
+    return "close" if np.any((gaps > 0) & (gaps <= 1e-3)) else "exact" if np.any(gaps == 0) else ""
 
 
 def _random_axis(rng: np.random.Generator, ndim: int) -> Any:
@@ -380,8 +377,11 @@ def _grow(b: _Builder) -> None:
         if a is None:
             return
         axis = _random_axis(rng, b.env[a].ndim)
-        if kind == "max" and not _no_close_ties(b.env[a].data, axis):
+        ties = _ties(b.env[a].data, axis) if kind == "max" else ""
+        if ties == "close":
             return
+        if ties == "exact":  # shared between the ties (as torch.amax): central differences do not apply
+            b.graph.smooth = False
         b.add(kind, [a], island, axis=axis, keepdims=bool(rng.random() < 0.4))
     elif op == "softmax":
         a = b.pick(lambda v: v.ndim > 0)
