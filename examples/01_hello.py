@@ -1,3 +1,4 @@
+# %% [markdown]
 """01 · hello: a tiny RNN reads "hell" and learns to predict "ello".
 
 The "hello" char-RNN tutorial's example (vocabulary e, h, l, o; 3 hidden units), trained as min-char-rnn

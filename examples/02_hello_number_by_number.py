@@ -1,3 +1,4 @@
+# %% [markdown]
 """02 · "hello" number by number: every vector of the 4-step example, in the documents' notation.
 
 The FAU lecture's one-hot order h, e, l, o; x(1) … x(4) = "hell", targets "ello". §2 the book's forward

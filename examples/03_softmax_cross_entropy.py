@@ -1,3 +1,4 @@
+# %% [markdown]
 """03 · softmax and cross-entropy: the softmax derivative by the quotient rule, and why dL/do = p − y.
 
 The "hello" char-RNN tutorial and min-char-rnn use ŷ = softmax(o) with L = −log ŷ_y and write its

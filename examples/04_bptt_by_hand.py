@@ -1,3 +1,4 @@
+# %% [markdown]
 """04 · backpropagation through time by hand, against autodiff.
 
 The Deep Learning book's eq. 10.17–10.28 written out in NumPy for the RNN of eq. 10.8–10.11, next to the

@@ -1,3 +1,4 @@
+# %% [markdown]
 """05 · truncated backpropagation through time: what is cut off, and how much it costs the gradient.
 
 Two ways to truncate BPTT to k steps. Per loss term: each L(t) sends its gradient back through h(t), …,

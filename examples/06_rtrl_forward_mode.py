@@ -1,3 +1,4 @@
+# %% [markdown]
 """06 · real-time recurrent learning is forward-mode differentiation; BPTT is reverse mode.
 
 The Oxford lecture notes call RTRL "the forward mode of automatic differentiation": carry the

@@ -1,3 +1,4 @@
+# %% [markdown]
 """07 · vanishing and exploding gradients: the eigenvalue heuristic, checked by measurement.
 
 The Oxford lecture notes write ∂h(T)/∂h(t) = Π_{n=t+1..T} diag(tanh′(a(n))) W_hh and conclude that the

@@ -1,3 +1,4 @@
+# %% [markdown]
 """08 · the Deep Learning book's LSTM (eq. 10.40–10.44), letter by letter.
 
 The book names the gates f (forget), g (external input) and q (output) and the state s; PyTorch, and

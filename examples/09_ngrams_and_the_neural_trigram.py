@@ -1,3 +1,4 @@
+# %% [markdown]
 """09 · language models: the chain rule, n-grams, perplexity, and the neural trigram (the lecture notes).
 
 p(w_1 … w_N) = p(w_1) p(w_2 | w_1) … p(w_N | w_1 … w_{N−1}); the probabilities of all strings of a length sum

@@ -1,3 +1,4 @@
+# %% [markdown]
 """10 · the quadratic error against cross-entropy for a SIGMOID output: the learning slowdown, measured.
 
 min-char-rnn's derivation compares the two errors. For y = σ(o) and a target t in {0, 1}:

@@ -1,3 +1,4 @@
+# %% [markdown]
 """11 · your own cell: a GRU written from tensor ops, and the variant the library does not have.
 
 PyTorch's GRU (nn.GRUCell here) lets the reset gate r scale W_hn h after the product; Cho et al. (2014)

@@ -1,3 +1,4 @@
+# %% [markdown]
 """12 · training on words of different lengths: "ca" → "at" next to "hell" → "ello", padded.
 
 The "hello" char-RNN tutorial trains one word; with several words of different lengths in one batch the
