@@ -227,3 +227,36 @@ def test_ctrl_c_before_main_catches_it_is_one_line(monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
         cli.console()
     assert info.value.code == 130 and capsys.readouterr().err == "\ntinygrad-rnn: interrupted\n"
+
+
+_CTRL_C_IN_NUMPYS_IMPORT = """
+import os, signal, sys
+class CtrlC:  # presses Ctrl-C as NumPy starts to load: the slow part of the command's start
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["/usr/bin/tinygrad-rnn", "gradcheck"]
+from tinygrad_rnn.cli import console
+console()
+"""
+
+
+def test_ctrl_c_while_the_command_loads_numpy_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    from test_cli import ENV
+    done = subprocess.run([sys.executable, "-c", _CTRL_C_IN_NUMPYS_IMPORT], cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130 and done.stderr == "\ntinygrad-rnn: interrupted\n", done.stderr
+
+
+def test_importing_the_library_leaves_ctrl_c_alone():
+    import signal
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", "import signal, tinygrad_rnn; "
+                           "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "True", done.stderr

@@ -2,6 +2,13 @@
 Elman RNN and LSTM of the Deep Learning book (ch. 10) built from its ops, graph pictures, and
 hand-derived BPTT to check against.
 """
+import os as _os
+import signal as _signal
+import sys as _sys
+
+if _sys.argv[:1] == ["-m"] or _os.path.basename(_sys.argv[0] if _sys.argv else "") == "tinygrad-rnn":
+    # the command is starting: Ctrl-C while NumPy loads is one line, as later (cli.console restores Ctrl-C)
+    _signal.signal(_signal.SIGINT, lambda *_: (_sys.stderr.write("\ntinygrad-rnn: interrupted\n"), _os._exit(130)))
 # Importing changes nothing in the user's process (no BLAS thread settings): the tinygrad-rnn command
 # limits its own BLAS threads (cli.console).
 # engine (nodes, backward, forward mode) <- function (the ops) <- tensor (Tensor and its functions)

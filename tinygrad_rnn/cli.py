@@ -233,6 +233,7 @@ _BLAS_THREADS = _blas.VARIABLES
 def console() -> None:
     """The `tinygrad-rnn` command and `python -m tinygrad_rnn`: main() with one BLAS thread, then exit.
     Ctrl-C before main() catches it (while BLAS is set up or the parser built) is one line too."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from the start-up handler (__init__.py) to Python's
     try:
         _one_blas_thread()
         code = main()
