@@ -143,10 +143,10 @@ def test_two_trainers_on_one_checkpoint_the_second_refused_the_first_keeps_its_p
 
 
 # ---- closed stdout ----------------------------------------------------------------------------------
-def _train_into(shell_redirect, d, steps=30):
+def _train_into(shell_redirect, d, steps=30, **env):
     cmd = (f"{sys.executable} -m tinygrad_rnn train --text t.txt --out ck.npz --steps {steps} "
            f"{' '.join(SMALL[:-4])} --eval-every 2 --sample-every 5 {shell_redirect}")
-    done = subprocess.run(["bash", "-c", cmd], cwd=d, env=ENV, capture_output=True, timeout=120)
+    done = subprocess.run(["bash", "-c", cmd], cwd=d, env={**ENV, **env}, capture_output=True, timeout=120)
     return done.returncode, done.stdout.decode(), done.stderr.decode()
 
 
@@ -155,9 +155,25 @@ def test_a_closed_pipe_stops_training_and_saves(tmp_path):
     # steps without end: the run must stop because the reader left, whenever head gets to leave
     rc, out, err = _train_into("| head -n 3; exit ${PIPESTATUS[0]}", tmp_path, steps=10 ** 9)
     assert rc == 1 and len(out.splitlines()) == 3 and "Traceback" not in err, err
+    if "before training began" in err:  # head left while the report was printed (PYTHONUNBUFFERED set)
+        assert ERROR.match(err) and not (tmp_path / "ck.npz").exists(), err
+        return
     assert "standard output closed (Broken pipe): stopped at step" in err and "saved ck.npz" in err, err
     step = int(err.split("stopped at step ")[1].split(";")[0])
     assert 0 < step < 10 ** 9 and Run.load(tmp_path / "ck.npz").step == step
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_reader_gone_before_the_first_line_is_one_line_either_way(tmp_path, unbuffered):
+    text_file(tmp_path / "t.txt")
+    rc, out, err = _train_into("| true; exit ${PIPESTATUS[0]}", tmp_path, steps=10 ** 9, PYTHONUNBUFFERED=unbuffered)
+    assert rc == 1 and "Traceback" not in err, err
+    if unbuffered:  # the report's first line fails: before any training
+        assert err == ("tinygrad-rnn: error: standard output closed before training began (Broken pipe): "
+                       "nothing was trained or saved\n") and not (tmp_path / "ck.npz").exists()
+    else:  # the report waits in the buffer until the first evaluation's flush, two steps in
+        assert err.startswith("tinygrad-rnn: standard output closed (Broken pipe): stopped at step 3; saved ck.npz")
+        assert Run.load(tmp_path / "ck.npz").step == 3
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")

@@ -446,18 +446,18 @@ def _train(args: argparse.Namespace) -> int:
                      f"--batch {c.batch} streams")
 
     source = "the shipped Pride and Prejudice" if c.text is None else c.text
-    print(f"text: {source}, {len(text):,} characters, {run.vocab.size} distinct; "
-          f"{len(train_ids):,} for training, {len(val_ids):,} held out")
-    print(f"model: {_cell_name(c.cell, c.cell_input)}, hidden {c.hidden}, {run.n_parameters():,} parameters; {c.optim} lr {c.lr:g}, "
-          f"clip {c.clip:g}; truncated BPTT over {c.seq_len} steps x {c.batch} streams")
+    _say(f"text: {source}, {len(text):,} characters, {run.vocab.size} distinct; "
+         f"{len(train_ids):,} for training, {len(val_ids):,} held out")
+    _say(f"model: {_cell_name(c.cell, c.cell_input)}, hidden {c.hidden}, {run.n_parameters():,} parameters; "
+         f"{c.optim} lr {c.lr:g}, clip {c.clip:g}; truncated BPTT over {c.seq_len} steps x {c.batch} streams")
     base = ngram_baselines(train_ids, val_ids, run.vocab.size)
-    print("baselines on the held-out text (add-one smoothed):")
+    _say("baselines on the held-out text (add-one smoothed):")
     for name in ("unigram", "bigram"):
-        print(f"  {name:8s} {base[name]['bits_per_char']:.3f} bits/char   perplexity {base[name]['perplexity']:.2f}")
+        _say(f"  {name:8s} {base[name]['bits_per_char']:.3f} bits/char   perplexity {base[name]['perplexity']:.2f}")
     if args.resume:
-        print(f"resuming {args.resume} at step {run.step}")
+        _say(f"resuming {args.resume} at step {run.step}")
     if run.step >= args.steps:
-        print(f"the checkpoint is already at step {run.step}, not below --steps {args.steps}: nothing to train")
+        _say(f"the checkpoint is already at step {run.step}, not below --steps {args.steps}: nothing to train")
         return 0
 
     progress = _Progress(run, args.steps)
@@ -581,6 +581,17 @@ def _stop_signals() -> Iterator[dict]:
     finally:
         for signum, was in previous.items():
             signal.signal(signum, was)
+
+
+def _say(line: str) -> None:
+    """A line of train's report before training: a reader that has gone already (`| head` with
+    PYTHONUNBUFFERED set) is one line on stderr, with nothing trained and nothing saved."""
+    try:
+        print(line)
+    except BrokenPipeError:
+        _silence_stdout()
+        raise _Error("standard output closed before training began (Broken pipe): nothing was trained or "
+                     "saved") from None
 
 
 def _say_error(message: str) -> None:
