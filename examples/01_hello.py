@@ -92,6 +92,6 @@ print(f"sigmoid output predicts: 'hell' -> {vocab.decode(y_hat.argmax(axis=1))!r
 # %%
 picture = viz.draw_unrolled(model, len(inputs), inputs=inputs, targets=targets, grads=True)
 try:
-    print("wrote", viz.save(picture, "hello_unrolled.svg"))
+    print("wrote", viz.save(picture, "out/hello_unrolled.svg"))
 except viz.GraphvizNotFound as e:
     print(e)

@@ -104,7 +104,7 @@ hand = {"out.W": p_minus_y.T @ h, "out.b": p_minus_y.sum(0), "hidden.W": delta.T
 for name, p in model.named_parameters().items():
     print(f"max |∂F/∂{name} by hand - autodiff| = {np.abs(hand[name] - p.grad).max():.1e}")
 try:  # the picture of F: the two inputs x(w1), x(w2) apart, V = hidden.W split into its two blocks
-    print("wrote", viz.save(viz.draw(F, params=model.named_parameters()), "neural_trigram.svg"))
+    print("wrote", viz.save(viz.draw(F, params=model.named_parameters()), "out/neural_trigram.svg"))
 except viz.GraphvizNotFound as e:
     print(e)
 

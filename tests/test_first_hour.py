@@ -163,3 +163,41 @@ def test_the_readme_notebook_command_leaves_the_lesson_as_it_is(tmp_path):
     kinds = [c.cell_type for c in notebook.cells]
     assert kinds[0] == "markdown" and kinds.count("code") >= 3  # the docstring is text, not code that prints itself
     assert notebook.cells[0].source.startswith("01 · hello")
+
+
+class _Probe(nn.Module):
+    """A module that notes the BLAS threads its forward, and its op's backward, run with."""
+
+    def __init__(self, hidden_size, seen):
+        self.hidden_size, self.seen, self.W = hidden_size, seen, tr.Tensor(np.eye(2), requires_grad=True)
+
+    def forward(self, x):
+        self.seen.append(("forward", max(_blas_threads())))
+        return _Noting.apply(x @ self.W, seen=self.seen)
+
+
+class _Noting(tr.Function):
+    @staticmethod
+    def forward(ctx, a, seen):
+        ctx.seen = seen
+        return a
+
+    @staticmethod
+    def backward(ctx, g):
+        ctx.seen.append(("backward", max(_blas_threads())))
+        return (g,)
+
+
+def test_a_small_models_forward_and_every_backward_run_blas_on_one_thread(blas_free):
+    seen = []
+    _Probe(8, seen)(tr.Tensor(np.ones((3, 2)))).sum().backward()
+    _Probe(4096, seen)(tr.Tensor(np.ones((3, 2))))     # a big model: BLAS as the caller has it
+    assert seen == [("forward", 1), ("backward", 1), ("forward", 2)]
+    assert max(_blas_threads()) == 2
+
+
+def test_lessons_write_their_pictures_into_out():
+    for lesson in sorted((ROOT / "examples").glob("[0-9][0-9]_*.py")):
+        source = lesson.read_text(encoding="utf-8")
+        for written in re.findall(r"(?:viz\.save\(.*?|savefig\()\s*['\"]([^'\"]+)['\"]", source):
+            assert written.startswith("out/"), (lesson.name, written)

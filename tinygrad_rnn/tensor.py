@@ -7,7 +7,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-from . import engine
+from . import _blas, engine
 from .engine import Function, _creation_order
 from .function import (Abs, Add, Clip, Concat, Div, Exp, GetItem, Log, LogSoftmax, MatMul, Max, Mean, Mul,
                        Neg, Pow, Relu, Reshape, Sigmoid, Softmax, Sqrt, Stack, Sub, Sum, Tanh, Transpose,
@@ -188,7 +188,8 @@ class Tensor:
             seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if seed.shape != self.shape:
                 raise ValueError(f"backward: grad has shape {seed.shape} but the output has shape {self.shape}")
-        engine.run_backward([self], [seed], retain_graph)
+        with _blas.one_thread():  # an RNN graph's matrices are small: BLAS threads only fight (see _blas)
+            engine.run_backward([self], [seed], retain_graph)
 
     # ---- operators ----------------------------------------------------------------------------
     def _lift(self, other: Any) -> "Tensor":

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
-from .. import _memory
+from .. import _blas, _memory
 from ..tensor import Tensor
 
 __all__ = ["Module"]
@@ -30,7 +30,9 @@ class Module:
     """Base of Linear, RNNCell, LSTMCell and CharRNN; calling a module runs its forward."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        # one BLAS thread while a small model runs (its matrices are tiny): see _blas
+        with _blas.one_thread(getattr(self, "hidden_size", 0) <= _blas.SMALL_HIDDEN):
+            return self.forward(*args, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
