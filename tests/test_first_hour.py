@@ -114,6 +114,8 @@ def blas_free(monkeypatch):
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                  "VECLIB_MAXIMUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
+    from tinygrad_rnn import _blas
+    monkeypatch.setattr(_blas, "_chosen", None)  # the library reads the environment once: again here
     with threadpool_limits(2, user_api="blas"):
         if not _blas_threads() or max(_blas_threads()) < 2:
             pytest.skip("this NumPy's BLAS is single-threaded")
@@ -135,7 +137,9 @@ def test_training_runs_blas_on_one_thread_and_gives_the_callers_setting_back(bla
 
 
 def test_a_users_blas_variable_wins(blas_free, monkeypatch):
+    from tinygrad_rnn import _blas
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    monkeypatch.setattr(_blas, "_chosen", None)
     seen = []
     run_ = train.Run.start(train.Config(cell="rnn", hidden=8, seq_len=5, batch=2), TEXT)
     train.fit(run_, TEXT, 2, on_step=lambda *a: seen.append(_blas_threads()))

@@ -6,11 +6,10 @@ variable the user set (OPENBLAS_NUM_THREADS, ...) wins. Standard library and thr
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import threading
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,27 +32,47 @@ def _blas_libs() -> list:
     return _libs
 
 
-@contextlib.contextmanager
-def one_thread(small: bool = True) -> Iterator[None]:
+_MANY_CPUS = (os.cpu_count() or 1) > 1  # asked once: os.cpu_count() takes microseconds
+
+
+class one_thread:
     """Within the block, BLAS runs on one thread when the sizes are `small`; nested blocks cost nothing,
-    the outermost a few microseconds (threadpoolctl's setters, called directly)."""
-    if not small or getattr(_local, "held", False) or any(v in os.environ for v in VARIABLES) \
-            or (os.cpu_count() or 1) == 1:
-        yield
-        return
-    libs = _blas_libs()
-    before = [lib.get_num_threads() for lib in libs]
-    for lib, n in zip(libs, before):
-        if n != 1:
-            lib.set_num_threads(1)
-    _local.held = True
-    try:
-        yield
-    finally:
+    the outermost a few microseconds (threadpoolctl's setters, called directly). A class, not a
+    generator: backward() enters one for every graph."""
+    __slots__ = ("small", "before")
+
+    def __init__(self, small: bool = True) -> None:
+        self.small, self.before = small, None
+
+    def __enter__(self) -> None:
+        if not self.small or not _MANY_CPUS or getattr(_local, "held", False) or _user_chose():
+            return
+        libs = _blas_libs()
+        self.before = [lib.get_num_threads() for lib in libs]
+        for lib, n in zip(libs, self.before):
+            if n != 1:
+                lib.set_num_threads(1)
+        _local.held = True
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.before is None:
+            return
         _local.held = False
-        for lib, n in zip(libs, before):
+        for lib, n in zip(_blas_libs(), self.before):
             if n != 1:
                 lib.set_num_threads(n)
+        self.before = None
+
+
+_chosen: Any = None  # whether the environment sets a BLAS thread variable: read once, as BLAS reads it once
+
+
+def _user_chose() -> bool:
+    """A BLAS thread variable in the environment: the user's choice, which the library leaves alone."""
+    global _chosen
+    if _chosen is None:
+        _chosen = any(v in os.environ for v in VARIABLES)
+    return _chosen
 
 
 def one_thread_call(fn: F) -> F:
