@@ -35,7 +35,7 @@ def use_tensor_class(cls: type) -> None:
 
 class _State:
     """Global switches read on every op (one object, so the hot path does one attribute lookup)."""
-    __slots__ = ("grad_enabled", "scope", "anomaly", "forward", "consumable")
+    __slots__ = ("grad_enabled", "scope", "anomaly", "forward", "consumable", "tape")
 
     def __init__(self) -> None:
         self.grad_enabled = True
@@ -43,6 +43,7 @@ class _State:
         self.anomaly = False
         self.forward = None  # inside forward mode: the token that marks this run's tangents
         self.consumable = False  # inside a backward that frees saved arrays: an op may reuse its own
+        self.tape = None  # inside tr.trace: called with every op applied (trace.py records the program)
 
 
 _state = _State()
@@ -198,6 +199,8 @@ class Function:
             out._ctx = None
         if _state.forward is not None:  # forward mode: this op's tangent, from its inputs' tangents
             _push_tangent(cls, ctx, inputs, out)
+        if _state.tape is not None:  # inside tr.trace: the op, its inputs and keywords become a program line
+            _state.tape(cls, ctx, inputs, kwargs, out)
         return out
 
     def __repr__(self) -> str:

@@ -7,6 +7,8 @@ leading axis of K directions, (K, *shape), and None for an input that does not m
 Shapes are checked here, where the op's name is known, so a mismatch reads
 `matmul: (3, 4) @ (5, 6): inner dimensions 4 and 5 differ`.
 Gradients over broadcast axes are summed back to each input's shape by the engine.
+`lowering` is the op as a line of NumPy for tr.trace's program (trace.py): {y} the output, {a} {b} {c}
+the inputs, {ctx.…} the node's fields, {kw[…]} the op's keywords.
 """
 from __future__ import annotations
 
@@ -76,6 +78,7 @@ def _fill(tangents: Sequence, shapes: Sequence) -> list:
 class Add(Function):
     """y = a + b;  dL/da = g,  dL/db = g;  dy = da + db"""
     __slots__ = ()
+    lowering = "{y} = {a} + {b}"
     batched_jvp = True
 
     @staticmethod
@@ -94,6 +97,7 @@ class Add(Function):
 class Sub(Function):
     """y = a - b;  dL/da = g,  dL/db = -g;  dy = da - db"""
     __slots__ = ()
+    lowering = "{y} = {a} - {b}"
     batched_jvp = True
 
     @staticmethod
@@ -112,6 +116,7 @@ class Sub(Function):
 class Mul(Function):
     """y = a * b;  dL/da = g * b,  dL/db = g * a;  dy = da * b + a * db"""
     __slots__ = ()
+    lowering = "{y} = {a} * {b}"
     batched_jvp = True
 
     @staticmethod
@@ -134,6 +139,7 @@ class Mul(Function):
 class Div(Function):
     """y = a / b;  dL/da = g / b,  dL/db = -g * y / b;  dy = da / b - db * y / b"""
     __slots__ = ()
+    lowering = "{y} = {a} / {b}"
     batched_jvp = True
 
     @staticmethod
@@ -171,6 +177,7 @@ class Pow(Function):
     """y = a ** b;  dL/da = g * b * a**(b-1),  dL/db = g * y * log(a);
     dy = da * b * a**(b-1) + db * y * log(a)"""
     __slots__ = ()
+    lowering = "{y} = {a} ** {b}"
     batched_jvp = True
 
     @staticmethod
@@ -193,6 +200,7 @@ class Pow(Function):
 class Neg(Function):
     """y = -a;  dL/da = -g;  dy = -da"""
     __slots__ = ()
+    lowering = "{y} = -{a}"
     batched_jvp = True
 
     @staticmethod
@@ -211,6 +219,7 @@ class Neg(Function):
 class MatMul(Function):
     """y = a @ b;  dL/da = g @ b^T,  dL/db = a^T @ g;  dy = da @ b + a @ db  (1-D operands as in np.matmul)"""
     __slots__ = ()
+    lowering = "{y} = {a} @ {b}"
     batched_jvp = True
 
     @staticmethod
@@ -267,6 +276,7 @@ class Affine(Function):
     dL/dx = g W,  dL/dW = g^T x (summed over rows),  dL/db = g summed over rows,  dL/dterm = g;
     dy = W dx + dW x + db (+ dterms)"""
     __slots__ = ()
+    lowering = "{y} = {a} @ {b}.T + {c}{rest}"
     batched_jvp = True
 
     @staticmethod
@@ -312,6 +322,7 @@ def _affine_tangent(x: np.ndarray, W: np.ndarray, dx, dW, db, *dterms):
 class Exp(Function):
     """y = exp(a);  dL/da = g * y;  dy = da * y"""
     __slots__ = ()
+    lowering = "{y} = np.exp({a})"
     batched_jvp = True
 
     @staticmethod
@@ -334,6 +345,7 @@ class Exp(Function):
 class Log(Function):
     """y = log(a);  dL/da = g / a;  dy = da / a"""
     __slots__ = ()
+    lowering = "{y} = np.log({a})"
     batched_jvp = True
 
     @staticmethod
@@ -355,6 +367,7 @@ class Log(Function):
 class Tanh(Function):
     """y = tanh(a);  dL/da = g * (1 - y**2);  dy = da * (1 - y**2)"""
     __slots__ = ()
+    lowering = "{y} = np.tanh({a})"
     batched_jvp = True
 
     @staticmethod
@@ -382,6 +395,7 @@ def _sigmoid(a: np.ndarray) -> np.ndarray:
 class Sigmoid(Function):
     """y = 1 / (1 + exp(-a));  dL/da = g * y * (1 - y);  dy = da * y * (1 - y)"""
     __slots__ = ()
+    lowering = "{y} = 0.5 * (1 + np.tanh(0.5 * {a}))"
     batched_jvp = True
 
     @staticmethod
@@ -404,6 +418,7 @@ class Sigmoid(Function):
 class Relu(Function):
     """y = max(a, 0);  dL/da = g * (a > 0);  dy = da * (a > 0)"""
     __slots__ = ()
+    lowering = "{y} = np.maximum({a}, 0)"
     batched_jvp = True
 
     @staticmethod
@@ -425,6 +440,7 @@ class Relu(Function):
 class Sqrt(Function):
     """y = sqrt(a);  dL/da = g / (2 y);  dy = da / (2 y)"""
     __slots__ = ()
+    lowering = "{y} = np.sqrt({a})"
     batched_jvp = True
 
     @staticmethod
@@ -447,6 +463,7 @@ class Sqrt(Function):
 class Abs(Function):
     """y = |a|;  dL/da = g * sign(a);  dy = da * sign(a)  (0 at a = 0, as PyTorch)"""
     __slots__ = ()
+    lowering = "{y} = np.abs({a})"
     batched_jvp = True
 
     @staticmethod
@@ -468,6 +485,7 @@ class Abs(Function):
 class Clip(Function):
     """y = min(max(a, lo), hi);  dL/da = g where lo <= a <= hi, else 0;  dy = da there, else 0"""
     __slots__ = ()
+    lowering = "{y} = np.clip({a}, {kw[lo]}, {kw[hi]})"
     batched_jvp = True
 
     @staticmethod
@@ -524,6 +542,7 @@ def _expand(g: np.ndarray, shape: tuple, axis, keepdims: bool) -> np.ndarray:
 class Sum(Function):
     """y = sum(a, axis);  dL/da = g broadcast back over the summed axes;  dy = sum(da, axis)"""
     __slots__ = ("shape", "axis", "keepdims")
+    lowering = "{y} = {a}.sum(axis={ctx.axis}, keepdims={ctx.keepdims})"
     batched_jvp = True
 
     @staticmethod
@@ -545,6 +564,7 @@ class Sum(Function):
 class Mean(Function):
     """y = mean(a, axis);  dL/da = g / n broadcast back (n = number of entries averaged);  dy = mean(da, axis)"""
     __slots__ = ("shape", "axis", "keepdims")
+    lowering = "{y} = {a}.mean(axis={ctx.axis}, keepdims={ctx.keepdims})"
     batched_jvp = True
 
     @staticmethod
@@ -568,6 +588,7 @@ class Max(Function):
     """y = max(a, axis);  dL/da = g at the maxima (shared equally between ties), 0 elsewhere;
     dy = da at the maximum (the mean of da over ties)"""
     __slots__ = ("axis", "keepdims")
+    lowering = "{y} = {a}.max(axis={ctx.axis}, keepdims={ctx.keepdims})"
     batched_jvp = True
 
     @staticmethod
@@ -596,6 +617,8 @@ class Max(Function):
 class Softmax(Function):
     """y = exp(a - max) / sum(exp(a - max));  dL/da = y * (g - sum(g * y));  dy = y * (da - sum(da * y))"""
     __slots__ = ("axis",)
+    lowering = ("{y} = np.exp({a} - {a}.max(axis={ctx.axis}, keepdims=True))\n"
+                "{y} = {y} / {y}.sum(axis={ctx.axis}, keepdims=True)")
     batched_jvp = True
 
     @staticmethod
@@ -623,6 +646,8 @@ class Softmax(Function):
 class LogSoftmax(Function):
     """y = a - logsumexp(a);  dL/da = g - softmax(a) * sum(g);  dy = da - sum(softmax(a) * da)"""
     __slots__ = ("axis",)
+    lowering = ("{y} = {a} - {a}.max(axis={ctx.axis}, keepdims=True)\n"
+                "{y} = {y} - np.log(np.exp({y}).sum(axis={ctx.axis}, keepdims=True))")
     batched_jvp = True
 
     @staticmethod
@@ -662,6 +687,7 @@ class _View(Function):
 class Reshape(_View):
     """y = a reshaped;  dL/da = g reshaped back;  dy = da reshaped"""
     __slots__ = ("shape", "out_shape")
+    lowering = "{y} = {a}.reshape({ctx.out_shape})"
     batched_jvp = True
 
     @staticmethod
@@ -688,6 +714,7 @@ class Reshape(_View):
 class Transpose(_View):
     """y = a with axes permuted;  dL/da = g with the inverse permutation;  dy = da with the same permutation"""
     __slots__ = ("axes",)
+    lowering = "{y} = {a}{ctx.axes!T}"
     batched_jvp = True
 
     @staticmethod
@@ -714,6 +741,7 @@ class Transpose(_View):
 class GetItem(_View):
     """y = a[index];  dL/da = zeros with g scatter-added at index (repeated indices add up);  dy = da[index]"""
     __slots__ = ("index",)
+    lowering = "{y} = {a}[{ctx.index!i}]"
     batched_jvp = True
 
     @staticmethod
@@ -739,6 +767,7 @@ class GetItem(_View):
 class Concat(Function):
     """y = concatenate(xs, axis);  dL/dx_i = the slice of g that x_i filled;  dy = concatenate(dxs, axis)"""
     __slots__ = ("axis", "splits", "shapes")
+    lowering = "{y} = np.concatenate({list}, axis={ctx.axis})"
     batched_jvp = True
 
     @staticmethod
@@ -765,6 +794,7 @@ class Concat(Function):
 class Stack(Function):
     """y = stack(xs, axis);  dL/dx_i = g taken at position i along axis;  dy = stack(dxs, axis)"""
     __slots__ = ("axis",)
+    lowering = "{y} = np.stack({list}, axis={ctx.axis})"
     batched_jvp = True
 
     @staticmethod
@@ -790,6 +820,7 @@ class Stack(Function):
 class Where(Function):
     """y = where(cond, a, b);  dL/da = g where cond, dL/db = g where not cond;  dy = where(cond, da, db)"""
     __slots__ = ()
+    lowering = "{y} = np.where({a}, {b}, {c})"
     batched_jvp = True
 
     @staticmethod

@@ -42,6 +42,10 @@ class CrossEntropy(Function):
     dL/dz_n = g * m_n * (softmax(z_n) - onehot(t_n)) (/ sum_n m_n);
     dL = sum_n m_n dz_n · (softmax(z_n) - onehot(t_n)) (/ sum_n m_n)"""
     __slots__ = ("scale",)
+    lowering = ("{tmp} = {a}.reshape(-1, {a}.shape[-1]){kw[keep]!k}\n"
+                "{tmp} = {tmp} - {tmp}.max(axis=1, keepdims=True)\n"
+                "{y} = (np.log(np.exp({tmp}).sum(axis=1)) - {tmp}[np.arange(len({tmp})), "
+                "{kw[targets]}.reshape(-1){kw[keep]!k}]).sum() * {ctx.scale}")
     batched_jvp = True  # takes tangents (K, *shape), as every built-in op
 
     @staticmethod
@@ -111,6 +115,8 @@ class BinaryCrossEntropy(Function):
     """L = sum -[t log σ(z) + (1 - t) log(1 - σ(z))] = sum max(z, 0) - z t + log(1 + exp(-|z|)) (/ N);
     dL/dz = g * (σ(z) - t) (/ N);  dL = sum dz · (σ(z) - t) (/ N)"""
     __slots__ = ("scale",)
+    lowering = ("{y} = (np.maximum({a}, 0) - {a} * {kw[targets]} + np.log1p(np.exp(-np.abs({a})))).sum()"
+                " * {ctx.scale}")
     batched_jvp = True
 
     @staticmethod

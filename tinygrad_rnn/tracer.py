@@ -1,0 +1,901 @@
+"""tr.trace: the engine writes the code. It runs a function once, records every op (the forward ones, then
+the ones the engine's own backward records under create_graph=True: ordinary ops too), and writes them out
+as ONE plain NumPy function, each op by the one-line `lowering` template in its class (function.py).
+
+As Tangent (Google, 2017) wrote readable derivative source and jax.make_jaxpr prints the derivative program:
+here the names are the model's (parameters, scopes, tensor names) and the steps recorded under
+tr.scope("t=k") that repeat the same ops are rolled into `for t in range(T):` loops, as min-char-rnn's lossFun.
+"""
+from __future__ import annotations
+
+import inspect
+import keyword
+import re
+import string
+from typing import Any, Optional
+
+import numpy as np
+
+from . import engine
+from .engine import Function, _state
+from .tensor import Tensor
+
+__all__ = ["trace", "Program"]
+
+
+class Program:
+    """A traced function as NumPy code: `source` (one function importing only numpy) and
+    `loss, grads = prog(*args)` (grads: parameter name -> ndarray), reading the parameters' current values."""
+
+    def __init__(self, source: str, name: str, params: dict, arg_specs: list) -> None:
+        self.source, self.params = source, params
+        self._arg_specs = arg_specs  # (name, shape, dtype) per argument, as traced
+        namespace: dict = {"np": np}
+        exec(compile(source, f"<tr.trace {name}>", "exec"), namespace)  # compiled once
+        self._fn = namespace[name]
+
+    def __call__(self, *args: Any) -> tuple:
+        specs = self._arg_specs
+        if len(args) != len(specs):
+            raise TypeError(f"trace: the program takes {len(specs)} arguments "
+                            f"({', '.join(s[0] for s in specs)}), got {len(args)}")
+        arrays = []
+        for (name, shape, dtype), x in zip(specs, args):
+            x = np.asarray(x.data if isinstance(x, Tensor) else x)
+            if x.shape != shape:
+                raise ValueError(f"trace: argument {name} has shape {x.shape}, the program was traced "
+                                 f"for shape {shape}; trace again for other shapes")
+            if x.dtype != dtype and not (x.dtype.kind in "iu" and dtype.kind in "iu"):
+                raise TypeError(f"trace: argument {name} has dtype {x.dtype}, the program was traced for {dtype}")
+            arrays.append(x)
+        values = {}
+        for name, p in self.params.items():
+            values[name] = p.data
+        loss, grads = self._fn(values, *arrays)
+        return loss, {k: np.asarray(g) for k, g in grads.items()}
+
+    def __repr__(self) -> str:
+        return f"<tr.trace Program: {self.source.count(chr(10))} lines>"
+
+
+# ---- recording -------------------------------------------------------------------------------------------
+class _Rec:
+    """One applied op: its class, node (ctx), input tensors, keywords, output, scope, and in the backward the
+    forward node whose rule recorded it."""
+    __slots__ = ("i", "cls", "ctx", "inputs", "kw", "out", "scope", "node", "step")
+
+    def __init__(self, i, cls, ctx, inputs, kw, out, scope, node):
+        self.i, self.cls, self.ctx, self.inputs, self.kw, self.out = i, cls, ctx, inputs, kw, out
+        self.scope, self.node, self.step = scope, node, None
+
+
+class _Tape:
+    def __init__(self) -> None:
+        self.recs: list = []
+        self.node = None          # the forward node whose backward is running
+        self.grad_of: dict = {}   # id(forward node) -> the gradient tensor its backward received
+
+    def __call__(self, cls, ctx, inputs, kwargs, out) -> None:
+        self.recs.append(_Rec(len(self.recs), cls, ctx, inputs, kwargs, out, _state.scope, self.node))
+
+
+def _key(t: Tensor) -> int:
+    """A value's identity: its node for an op's output (any tensor standing for it), else the tensor."""
+    return id(t._ctx) if t._ctx is not None else id(t)
+
+
+def _watch_backward(tape: _Tape, classes) -> list:
+    """Wrap each class's backward so the tape knows which node's rule records the ops (undone by the caller)."""
+    undo = []
+    for cls in classes:
+        owner = next(c for c in cls.__mro__ if "backward" in c.__dict__)
+        if any(o is owner for o, _ in undo):
+            continue
+        rule = owner.__dict__["backward"]
+
+        def backward(ctx, g, _rule=rule.__func__):
+            tape.node = ctx
+            if isinstance(g, Tensor):
+                tape.grad_of[id(ctx)] = g
+            return _rule(ctx, g)
+        undo.append((owner, rule))
+        owner.backward = staticmethod(backward)
+    return undo
+
+
+def _engine_backward(loss: Tensor, leaves: list) -> list:
+    """The gradients of loss by the engine's backward with create_graph=True: tensors whose ops are recorded."""
+    import tinygrad_rnn
+    grad = getattr(tinygrad_rnn, "grad", None)
+    if grad is None or "create_graph" not in inspect.signature(grad).parameters:
+        raise NotImplementedError("trace: the engine has no create_graph backward (tr.grad(..., create_graph=True)) "
+                                  "to record the gradient ops from")
+    return list(grad(loss, leaves, create_graph=True, allow_unused=True))
+
+
+def trace(fn: Any, *example_args: Any, params: Optional[dict] = None, name: str = "step",
+          _forward_only: bool = False) -> Program:
+    """Run fn(*example_args) once (a scalar Tensor out) and return a Program: fn's forward and the engine's
+    backward for every parameter (params: name -> Tensor; default every leaf that requires a gradient)."""
+    args, arg_names, int_args = [], _arg_names(fn, len(example_args)), {}
+    for a, an in zip(example_args, arg_names):
+        if isinstance(a, Tensor):
+            args.append(a)
+        else:
+            x = np.asarray(a)
+            if x.dtype.kind in "iub":
+                int_args[an] = x
+                args.append(x)
+            elif x.dtype.kind == "f":
+                args.append(Tensor(x))
+            else:
+                raise TypeError(f"trace: argument {an} has dtype {x.dtype}; give arrays of numbers or Tensors")
+    tape = _Tape()
+    if _state.tape is not None:
+        raise RuntimeError("trace: already tracing (trace inside trace)")
+    _state.tape = tape
+    try:
+        loss = fn(*args)
+        if not isinstance(loss, Tensor) or loss.size != 1:
+            raise TypeError(f"trace: fn must return a one-entry Tensor (a loss), got "
+                            f"{type(loss).__name__ if not isinstance(loss, Tensor) else loss.shape}")
+        n_forward = len(tape.recs)
+        if params is None:
+            params = _leaves_needing_grad(tape.recs, args)
+        params = dict(params)
+        for pn, p in params.items():
+            if not isinstance(p, Tensor) or not p.requires_grad or p._ctx is not None:
+                raise TypeError(f"trace: params[{pn!r}] must be a leaf Tensor with requires_grad=True")
+        grads = [None] * len(params)
+        if not _forward_only and params and loss.requires_grad:
+            undo = _watch_backward(tape, {r.cls for r in tape.recs})
+            try:
+                grads = _engine_backward(loss, list(params.values()))
+            finally:
+                for owner, rule in undo:
+                    owner.backward = rule
+    finally:
+        _state.tape = None
+    builder = _Builder(tape, n_forward, loss, params, grads, args, arg_names, int_args, name)
+    value = loss.data
+    expected = {pn: (None if g is None else np.asarray(g.data)) for pn, g in zip(params, grads)}
+    specs = [(an, np.shape(a.data if isinstance(a, Tensor) else a),
+              np.asarray(a.data if isinstance(a, Tensor) else a).dtype) for a, an in zip(args, arg_names)]
+    failure = None
+    for rolled in (True, False):  # the rolled program is checked against the engine; if it differs, unrolled
+        try:
+            prog = Program(builder.source(rolled), name, params, specs)
+            got, got_grads = prog(*args)
+        except Exception as e:  # noqa: BLE001 -- a rolling that went wrong: the straight program instead
+            failure = f"{type(e).__name__}: {e}"
+            if _DEBUG:
+                raise
+            continue
+        failure = _compare(value, expected, got, got_grads)
+        if failure is None:
+            return prog
+    raise RuntimeError(f"trace: the generated program does not reproduce the engine ({failure})")
+
+
+_DEBUG = False
+
+
+def _compare(value, expected, got, got_grads) -> Optional[str]:
+    if not np.allclose(got, value, rtol=1e-9, atol=1e-12, equal_nan=True):
+        return f"loss {float(np.asarray(got))} instead of {float(value)}"
+    for pn, g in expected.items():
+        if g is not None and not np.allclose(got_grads[pn], g, rtol=1e-9, atol=1e-12, equal_nan=True):
+            return f"gradient of {pn} differs"
+    return None
+
+
+def _arg_names(fn: Any, n: int) -> list:
+    try:
+        names = [p.name for p in inspect.signature(fn).parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        names = []
+    names = [_ident(x) for x in names[:n]]
+    names += [f"x{i}" for i in range(len(names), n)]
+    return names if len(set(names)) == n else [f"x{i}" for i in range(n)]
+
+
+def _leaves_needing_grad(recs: list, args: list) -> dict:
+    found, taken, arg_ids = {}, set(), {id(a) for a in args}
+    for r in recs:
+        for t in r.inputs:
+            if t._ctx is None and t.requires_grad and id(t) not in arg_ids and id(t) not in taken:
+                taken.add(id(t))
+                base = _ident(t.name) if t.name else f"p{len(found)}"
+                nm, n = base, 2
+                while nm in found:
+                    nm, n = f"{base}_{n}", n + 1
+                found[nm] = t
+    return found
+
+
+def _ident(s: str) -> str:
+    s = re.sub(r"\W", "_", str(s)).strip("_") or "v"
+    return s if not s[0].isdigit() else "v" + s
+
+
+_STEP = re.compile(r"(?:^|/)t=(\d+)(?:/|$)")
+
+
+def _step_of(scope: str) -> Optional[int]:
+    m = _STEP.search(scope or "")
+    return int(m.group(1)) if m else None
+
+
+_DEFAULT_NAMES = {"Affine": "a", "MatMul": "mm", "Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div",
+                  "GetItem": "part", "ColumnGather": "xw", "CrossEntropy": "loss", "Stack": "stacked",
+                  "Concat": "joined", "Transpose": "tr", "Reshape": "resh"}
+
+
+# ---- lowering: a template's fields as parts (text, input references, slots for values that may follow t) --
+class _In:
+    __slots__ = ("i",)
+
+    def __init__(self, i):
+        self.i = i
+
+
+class _Slot:
+    """A value in a line that may be written several ways: literally, as `t`, or as an argument's row."""
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+_OUT, _TMP, _LIST, _REST = object(), object(), object(), object()
+
+
+def _value_parts(v: Any, index: bool = False) -> list:
+    if isinstance(v, (bool, np.bool_)) or v is None or isinstance(v, str):
+        return [repr(v if not isinstance(v, np.bool_) else bool(v))]
+    if isinstance(v, (int, np.integer)):
+        return [_Slot(int(v))]
+    if isinstance(v, (float, np.floating)):
+        return [repr(float(v))]
+    if isinstance(v, np.ndarray):
+        return [_Slot(v)]
+    if v is Ellipsis:
+        return ["..."]
+    if isinstance(v, slice):
+        if index:
+            return [("" if v.start is None else str(v.start)) + ":" + ("" if v.stop is None else str(v.stop))
+                    + ("" if v.step is None else ":" + str(v.step))]
+        return [f"slice({v.start!r}, {v.stop!r}, {v.step!r})"]
+    if isinstance(v, np.dtype):
+        return [f"np.{v.name}"]
+    if isinstance(v, (tuple, list)):
+        parts: list = ["" if index else ("(" if isinstance(v, tuple) else "[")]
+        for n, x in enumerate(v):
+            if n:
+                parts.append(", ")
+            parts += _value_parts(x, index)
+        if not index:
+            parts.append("," if isinstance(v, tuple) and len(v) == 1 else "")
+            parts.append(")" if isinstance(v, tuple) else "]")
+        if index and isinstance(v, tuple) and len(v) == 0:
+            parts = ["()"]
+        return parts
+    raise TypeError(f"trace: cannot write a value of type {type(v).__name__} into the program")
+
+
+class _Fields(string.Formatter):
+    pass
+
+
+def _defaults(cls: type) -> dict:
+    try:
+        return {k: p.default for k, p in inspect.signature(cls.forward).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    except (TypeError, ValueError):
+        return {}
+
+
+def _template_parts(rec: _Rec) -> list:
+    """The op's lowering template as a list of lines, each a list of parts."""
+    template = getattr(rec.cls, "lowering", None)
+    if template is None:
+        hint = "; use the op-level model (fused=False)" if rec.cls.__name__.endswith("Step") or \
+            rec.cls.__name__ == "StackRows" else "; give its class a `lowering` template"
+        raise TypeError(f"trace: {rec.cls.__name__} has no NumPy lowering{hint}")
+    kw = {**_defaults(rec.cls), **rec.kw}
+    lines = []
+    for row in template.split("\n"):
+        parts: list = []
+        for literal, field, _spec, conv in _Fields().parse(row):
+            if literal:
+                parts.append(literal)
+            if field is None:
+                continue
+            if field == "y":
+                parts.append(_OUT)
+            elif field == "tmp":
+                parts.append(_TMP)
+            elif field in ("a", "b", "c"):
+                parts.append(_In("abc".index(field)))
+            elif field == "list":
+                parts.append(_LIST)
+            elif field == "rest":
+                parts.append(_REST)
+            else:
+                if field.startswith("ctx."):
+                    v = getattr(rec.ctx, field[4:])
+                elif field.startswith("kw[") and field.endswith("]"):
+                    v = kw.get(field[3:-1])
+                else:
+                    raise ValueError(f"trace: {rec.cls.__name__}.lowering has an unknown field {{{field}}}")
+                if conv == "i":
+                    parts += _value_parts(v, index=True)
+                elif conv == "T":
+                    parts += [".T"] if v is None or tuple(v) == tuple(range(len(v)))[::-1] else \
+                        [".transpose("] + _value_parts(tuple(v)) + [")"]
+                elif conv == "k":
+                    parts += [] if v is None else ["["] + _value_parts(np.asarray(v).reshape(-1)) + ["]"]
+                else:
+                    parts += _value_parts(v)
+        lines.append(parts)
+    return lines
+
+
+# ---- the program ------------------------------------------------------------------------------------------
+class _Builder:
+    def __init__(self, tape, n_forward, loss, params, grads, args, arg_names, int_args, fname):
+        self.tape, self.fname, self.int_args = tape, fname, int_args
+        self.recs = tape.recs
+        self.n_forward = n_forward
+        self.loss_key = _key(loss)
+        self.params = params
+        self.grad_keys = {pn: (None if g is None else _key(g)) for pn, g in zip(params, grads)}
+        self.grad_tensors = dict(zip(params, grads))
+        self.args, self.arg_names = args, arg_names
+        self.producer = {}
+        for r in self.recs:
+            self.producer[_key(r.out)] = r
+        self.leaf_names = {}
+        pnames = _param_names(list(params))
+        for pn, p in params.items():
+            self.leaf_names[id(p)] = pnames[pn]
+        self.pnames = pnames
+        for a, an in zip(args, arg_names):
+            if isinstance(a, Tensor):
+                self.leaf_names[_key(a)] = an
+        self.const_tensors = {}
+        # the recs the outputs need
+        roots = [self.loss_key] + [k for k in self.grad_keys.values() if k is not None]
+        need, stack = set(), list(roots)
+        while stack:
+            k = stack.pop()
+            r = self.producer.get(k)
+            if r is None or r.i in need:
+                continue
+            need.add(r.i)
+            stack += [_key(t) for t in r.inputs]
+        self.needed = [r for r in self.recs if r.i in need]
+        self.roots = set(roots)
+        self.consumers: dict = {}
+        for r in self.needed:
+            for t in r.inputs:
+                self.consumers.setdefault(_key(t), []).append(r)
+        self.parts = {r.i: _template_parts(r) for r in self.needed}
+        # a value's readable base name
+        self.grad_names = {}
+        for pn, k in self.grad_keys.items():
+            if k is not None and k not in self.leaf_names:
+                self.grad_names.setdefault(k, "d" + pnames[pn])
+        self.d_of = {}  # key of a gradient tensor -> the base name of the value it is the gradient of
+        for r in self.recs[:n_forward]:
+            g = tape.grad_of.get(id(r.out._ctx)) if r.out._ctx is not None else None
+            if g is not None:
+                self.d_of.setdefault(_key(g), self.base(r, forward_only=True))
+
+    # names
+    def base(self, r: _Rec, forward_only: bool = False) -> str:
+        k = _key(r.out)
+        if not forward_only:
+            if k in self.grad_names:
+                return self.grad_names[k]
+            if k == self.loss_key and r.i < self.n_forward:
+                return "loss"
+            if k in self.d_of:
+                return "d" + self.d_of[k]
+        name = r.out.name
+        if name:
+            return _ident(re.sub(r"\(\d+\)$", "", name))
+        b = _DEFAULT_NAMES.get(r.cls.__name__, r.cls.__name__.lower())
+        return b if r.i < self.n_forward or forward_only else "d_" + b
+
+    def source(self, rolled: bool) -> str:
+        return _Writer(self, rolled).write()
+
+
+def _param_names(names: list) -> dict:
+    """'cell.W_hh' -> 'W_hh' where the last part is unique and longer than a letter, else 'out_W'."""
+    last = [n.split(".")[-1] for n in names]
+    out = {}
+    for n, l in zip(names, last):
+        out[n] = _ident(l if last.count(l) == 1 and len(l) > 1 else n)
+    return out
+
+
+class _Writer:
+    """Writes one program: naming, loop rolling, lines."""
+
+    def __init__(self, b: _Builder, rolled: bool):
+        self.b, self.rolled = b, rolled
+        self.taken: set = set(["np", "t", "T", "params", "len", "range", "reversed", b.fname] + b.arg_names)
+        self.names: dict = {}       # key -> source text naming the value (outside loops)
+        self.lines: list = []
+        self.loops: dict = {}       # phase -> loop info, for references from the other phase
+
+    def fresh(self, base: str) -> str:
+        if keyword.iskeyword(base):  # the LSTM's gate i kept per step: "is" -> "i_s"
+            base = base[:-1] + "_s" if base.endswith("s") else base + "_"
+        name, n = base, 2
+        while name in self.taken:
+            name, n = f"{base}_{n}", n + 1
+        self.taken.add(name)
+        return name
+
+    # values as text
+    def slot_choices(self, v: Any, k: Optional[int], in_loop: bool) -> list:
+        """(policy, text) ways to write v at step k, most meaningful first."""
+        out = []
+        for an, arr in self.b.int_args.items():
+            if isinstance(v, np.ndarray) and v.shape == arr.shape and np.array_equal(v, arr):
+                out.append(("whole:" + an, an))
+            if k is not None and arr.ndim >= 1 and 0 <= k < len(arr) and np.shape(v) == arr[k].shape \
+                    and np.array_equal(v, arr[k]):
+                out.append(("row:" + an, f"{an}[t]" if in_loop else f"{an}[{k}]"))
+        if isinstance(v, int) and k is not None and v == k and in_loop:
+            out.append(("t", "t"))
+        out.append(("lit", _literal(v)))
+        return out
+
+    def const_choices(self, t: Tensor, k: Optional[int], in_loop: bool) -> list:
+        x = t.data
+        out = []
+        if x.ndim >= 1 and x.dtype.kind == "f" and self.b.int_args and k is not None:
+            V = x.shape[-1]
+            for an, arr in self.b.int_args.items():
+                if arr.ndim >= 1 and 0 <= k < len(arr) and arr[k].shape == x.shape[:-1] and \
+                        0 <= arr[k].min() and arr[k].max() < V and np.array_equal(x, np.eye(V, dtype=x.dtype)[arr[k]]):
+                    dt = "" if x.dtype == np.float64 else f", dtype=np.{x.dtype.name}"
+                    out.append(("onehot:" + an, f"np.eye({V}{dt})[{an}[t]]" if in_loop
+                                else f"np.eye({V}{dt})[{an}[{k}]]"))
+        if x.ndim and x.size and not x.any():
+            dt = "" if x.dtype == np.float64 else f", dtype=np.{x.dtype.name}"
+            out.append(("lit", f"np.zeros({x.shape}{dt})"))
+        elif x.ndim == 0:
+            out.append(("lit", repr(x.item()) if x.dtype != np.float64 else repr(float(x))))
+        else:
+            out.append(("lit", _literal(x)))
+        return out
+
+
+def _literal(v: Any) -> str:
+    if isinstance(v, np.ndarray):
+        if v.ndim == 0:
+            return repr(v.item())
+        dt = "" if v.dtype in (np.float64, np.int64) else f", dtype=np.{v.dtype.name}"
+        return f"np.array({v.tolist()!r}{dt})"
+    return repr(v)
+
+
+def _range_text(lo: int, hi: int, T: int) -> str:
+    """range bounds written relative to T where they sit near its end, so the text does not change with T."""
+    def end(n: int) -> str:
+        return "T" if n == T else f"T - {T - n}" if n > T // 2 else str(n)
+    return f"range({end(hi)})" if lo == 0 else f"range({end(lo)}, {end(hi)})"
+
+
+def _write(self: _Writer) -> str:
+    b = self.b
+    body = self.lines
+    for pn, p in b.params.items():
+        nm = b.pnames[pn]
+        self.taken.add(nm)
+        self.names[id(p)] = nm
+        body.append(f"{nm} = params[{pn!r}]")
+    for a, an in zip(b.args, b.arg_names):
+        if isinstance(a, Tensor):
+            self.names[_key(a)] = an
+    self.tensor_of = {}
+    for r in b.needed:
+        for t in r.inputs:
+            self.tensor_of.setdefault(_key(t), t)
+    fwd = [r for r in b.needed if r.i < b.n_forward]
+    bwd = [r for r in b.needed if r.i >= b.n_forward]
+    steps = [_step_of(r.scope) for r in fwd]
+    self.T = max([s for s in steps if s is not None], default=-1) + 1
+    self.T_written = False
+    body.append("# forward")
+    self.phase(fwd, +1, "forward")
+    if bwd:
+        body.append("# backward: the engine's own rules, recorded as ops (create_graph=True)")
+        self.phase(bwd, -1, "backward")
+    grads = []
+    for pn, k in b.grad_keys.items():
+        if k is None:
+            grads.append(f"{pn!r}: np.zeros_like({b.pnames[pn]})")
+        else:
+            grads.append(f"{pn!r}: {self.text(k, None)}")
+    body.append(f"return {self.text(b.loss_key, None)}, {{" + ", ".join(grads) + "}")
+    out, indent = [f"def {b.fname}({', '.join(['params'] + b.arg_names)}):",
+                   '    """Traced by tinygrad_rnn.trace: the forward, then the backward the engine derived."""'], 1
+    for line in body:
+        if line == "<in>":
+            indent += 1
+        elif line == "<out>":
+            indent -= 1
+        else:
+            out.append("    " * indent + line)
+    return "import numpy as np\n\n\n" + "\n".join(out) + "\n"
+
+
+_Writer.write = _write
+
+
+def _text(self: _Writer, key: int, k: Optional[int]) -> str:
+    """A value's name outside loops."""
+    if key in self.names:
+        return self.names[key]
+    t = self.tensor_of.get(key)
+    if t is not None and t._ctx is None and key not in self.b.producer:
+        return self.const_choices(t, k, False)[0][1]
+    raise KeyError(f"trace: value used before it is written ({key})")
+
+
+_Writer.text = _text
+
+
+def _items(self: _Writer, r: _Rec, k: Optional[int], ref) -> list:
+    """The rec's lowering as a flat list of items: ("s", text), ("o",), ("tmp",), ("nl",),
+    ("r", reference, key), ("slot", {policy: text}, key)."""
+    inputs = [ref(_key(t), t, k) for t in r.inputs]
+    items: list = [("cls", r.cls.__name__)]
+    for n, parts in enumerate(self.b.parts[r.i]):
+        if n:
+            items.append(("nl",))
+        for p in parts:
+            if isinstance(p, str):
+                items.append(("s", p))
+            elif p is _OUT:
+                items.append(("o",))
+            elif p is _TMP:
+                items.append(("tmp",))
+            elif isinstance(p, _In):
+                items.append(inputs[p.i])
+            elif p is _LIST:
+                items.append(("s", "["))
+                for m, x in enumerate(inputs):
+                    items += [("s", ", ")] if m else []
+                    items.append(x)
+                items.append(("s", "]"))
+            elif p is _REST:
+                for x in inputs[3:]:
+                    items += [("s", " + "), x]
+            elif isinstance(p, _Slot):
+                items.append(("slot", dict(self.slot_choices(p.value, k, True)), None))
+    return items
+
+
+_Writer.items = _items
+
+
+def _render(self: _Writer, r: _Rec, items: list, out_text: str, reftext) -> list:
+    lines, cur, tmp = [], "", None
+    for it in items:
+        kind = it[0]
+        if kind == "s":
+            cur += it[1]
+        elif kind == "o":
+            cur += out_text
+        elif kind == "tmp":
+            if tmp is None:
+                tmp = self.fresh("rows")
+            cur += tmp
+        elif kind == "nl":
+            lines.append(cur)
+            cur = ""
+        elif kind == "r":
+            cur += reftext(it[1], it[2])
+        elif kind == "slot":
+            cur += next(iter(it[1].values()))
+    lines.append(cur)
+    lines[0] += f"  # {r.cls.__name__}"
+    return lines
+
+
+_Writer.render = _render
+
+
+def _compress_list(line: str) -> str:
+    """[os[0], os[1], …, os[T-1]] as a comprehension, so the text does not grow with T."""
+    def repl(m):
+        entries = re.findall(r"(\w+)\[(\d+)\]", m.group(1))
+        names = {n for n, _ in entries}
+        idx = [int(i) for _, i in entries]
+        if len(entries) < 3 or len(names) != 1 or idx != list(range(idx[0], idx[0] + len(idx))) or \
+                ", ".join(f"{n}[{i}]" for n, i in entries) != m.group(1):
+            return m.group(0)
+        return f"[{names.pop()}[t] for t in {{RANGE{idx[0]},{idx[-1] + 1}}}]"
+    return re.sub(r"\[((?:\w+\[\d+\], )+\w+\[\d+\])\]", repl, line)
+
+
+def _phase(self: _Writer, recs: list, d: int, label: str) -> None:
+    b, body = self.b, self.lines
+    if not recs:
+        return
+    in_phase = {r.i for r in recs}
+    for r in recs:
+        scope = r.scope if d > 0 else getattr(r.node, "scope", "") if r.node is not None else ""
+        r.step = _step_of(scope)
+    if not self.rolled:  # straight: every op in the order it ran
+        for r in recs:
+            self.emit(r, r.step)
+        return
+    if self.rolled:  # an op outside any step whose every use lies in step k belongs to step k
+        for r in reversed(recs):
+            k = _key(r.out)
+            if r.step is not None or k in b.roots:
+                continue
+            cons = b.consumers.get(k, [])
+            if cons and all(c.i in in_phase for c in cons) and len({c.step for c in cons}) == 1 \
+                    and cons[0].step is not None:
+                r.step = cons[0].step
+    by_step: dict = {}
+    for r in recs:
+        if r.step is not None:
+            by_step.setdefault(r.step, []).append(r)
+    dep, pre, post = set(), [], []
+    for r in recs:
+        if r.step is not None or any(_key(t) in dep for t in r.inputs):
+            dep.add(_key(r.out))
+            if r.step is None:
+                post.append(r)
+        else:
+            pre.append(r)
+    run, init, state = self.find_run(by_step, d, label)
+    for r in pre:
+        self.emit(r, None)
+    order = sorted(by_step, reverse=d < 0)
+    if run is None:
+        for k in order:
+            for r in by_step[k]:
+                self.emit(r, k)
+    else:
+        a, z = run
+        for k in order:
+            if not a <= k <= z and (k < a if d > 0 else k > z):
+                for r in by_step[k]:
+                    self.emit(r, k)
+        self.emit_loop(by_step, run, init, state, d, label)
+        for k in order:
+            if not a <= k <= z and (k > z if d > 0 else k < a):
+                for r in by_step[k]:
+                    self.emit(r, k)
+    for r in post:
+        self.emit(r, None)
+
+
+_Writer.phase = _phase
+
+
+def _emit(self: _Writer, r: _Rec, k: Optional[int]) -> None:
+    """One op outside loops: its value gets a name of its own (h_3 for step t=2, as the book's h(3))."""
+    items = self.items(r, k, lambda key, t, k: self.ref_outside(key, t, k))
+    for n, it in enumerate(items):  # outside loops a slot is written literally or as an argument's row
+        if it[0] == "slot":
+            items[n] = ("slot", {"x": self.slot_text(it, k)}, None)
+    base = self.b.base(r)
+    name = self.fresh(base if k is None or base in ("loss",) else f"{base}_{k + 1}")
+    for line in self.render(r, items, name, lambda ref, key: self.text(key, k)):
+        self.lines.append(_expand_range(_compress_list(line), self.T))
+    self.names[_key(r.out)] = name
+
+
+_Writer.emit = _emit
+
+
+def _expand_range(line: str, T: int) -> str:
+    return re.sub(r"\{RANGE(\d+),(\d+)\}", lambda m: _range_text(int(m.group(1)), int(m.group(2)), T), line)
+
+
+def _ref_outside(self: _Writer, key: int, t: Tensor, k: Optional[int]) -> tuple:
+    if key not in self.b.producer and key not in self.names and t._ctx is None:
+        return ("slot", dict(self.const_choices(t, k, True)), key)
+    return ("r", ("val", key), key)
+
+
+_Writer.ref_outside = _ref_outside
+
+
+def _slot_text(self: _Writer, it: tuple, k: Optional[int]) -> str:
+    if it[2] is not None:  # a constant tensor
+        return self.const_choices(self.tensor_of[it[2]], k, False)[0][1]
+    for policy, text in it[1].items():  # in-loop choices at step k: take the first that reads well here
+        if policy == "t":
+            continue
+        if policy.startswith("row:"):
+            return f"{policy[4:]}[{k}]"
+        return text
+    return ""
+
+
+_Writer.slot_text = _slot_text
+
+
+def _unify(state: list, items: list, k: int, init: Optional[dict] = None, run: tuple = ()) -> Optional[list]:
+    """The items of two steps as one loop body, or None: text and references must agree, a slot keeps the
+    ways of writing it that fit both; with `init`, a reference to a step outside the run is the loop's start
+    value (lossFun's hs[-1] = hprev), recorded in init."""
+    if len(state) != len(items):
+        return None
+    new = []
+    for s, it in zip(state, items):
+        if s[0] == "slot" and it[0] == "slot":
+            allowed = {p: x for p, x in s[1].items() if it[1].get(p) == x}
+            if not allowed:
+                return None
+            new.append(("slot", allowed, s[2]))
+        elif s[0] == "r" and it[0] == "r" and s[1] == it[1]:
+            new.append(s)
+        elif s[0] not in ("r", "slot") and s == it:
+            new.append(s)
+        elif init is not None and s[0] == "r" and s[1][0] == "step" and not run[0] <= k + s[1][2] <= run[1] \
+                and it[0] in ("r", "slot") and it[2] is not None:
+            where = (s[1][1], k + s[1][2])
+            if init.setdefault(where, it[2]) != it[2]:
+                return None
+            new.append(s)
+        else:
+            return None
+    return new
+
+
+def _find_run(self: _Writer, by_step: dict, d: int, label: str) -> tuple:
+    """The longest stretch of consecutive steps with the same ops: (first, last) step, start values, body."""
+    b = self.b
+    steps = sorted(by_step)
+    if len(steps) < 2:
+        return None, {}, None
+    pos = {_key(r.out): (k, j) for k in steps for j, r in enumerate(by_step[k])}
+    fwd = self.loops.get("forward") if d < 0 else None
+
+    def ref(key, t, k):
+        if key in pos:
+            ks, j = pos[key]
+            return ("r", ("step", j, ks - k), key)
+        if fwd is not None and key in fwd["pos"]:
+            ks, j = fwd["pos"][key]
+            return ("r", ("fwd", j, ks - k), key)
+        if fwd is not None and key in fwd["init"]:
+            j, idx = fwd["init"][key]
+            return ("r", ("fwd", j, idx - k), key)
+        if key not in b.producer and key not in self.names and t._ctx is None:
+            return ("slot", dict(self.const_choices(t, k, True)), key)
+        return ("r", ("val", key), key)
+
+    sigs = {k: [it for r in by_step[k] for it in self.items(r, k, ref)] for k in steps}
+    runs, start, state = [], steps[0], sigs[steps[0]]
+    for prev, k in zip(steps, steps[1:]):
+        new = _unify(state, sigs[k], k) if k == prev + 1 else None
+        if new is None:
+            runs.append((start, prev, state))
+            start, state = k, sigs[k]
+        else:
+            state = new
+    runs.append((start, steps[-1], state))
+    a, z, state = max(runs, key=lambda x: x[1] - x[0])
+    init: dict = {}
+    first = a - 1 if d > 0 else z + 1
+    if first in by_step:
+        run = (min(a, first), max(z, first))
+        new = _unify(state, sigs[first], first, init, run)
+        if new is not None:
+            a, z, state = run[0], run[1], new
+        else:
+            init = {}
+    if z - a < 1:
+        return None, {}, None
+    return (a, z), init, state
+
+
+_Writer.find_run = _find_run
+
+
+def _emit_loop(self: _Writer, by_step: dict, run: tuple, init: dict, state: list, d: int, label: str) -> None:
+    """The run of steps as one loop: a value used only inside its step is a plain local, one read by the next
+    step alone (or after the loop at its last step) one variable carried along (dh_next, dW_hh), any other is
+    kept per step in a dict (hs[t]), as lossFun does."""
+    b, body = self.b, self.lines
+    a, z = run
+    first, last = (a, z) if d > 0 else (z, a)
+    n = len(by_step[last])
+    rec_pos = {r.i: (k, j) for k in range(a, z + 1) for j, r in enumerate(by_step[k])}
+    kind = {}
+    for j in range(n):
+        local = plain = True
+        for k in range(a, z + 1):
+            key = _key(by_step[k][j].out)
+            uses = [rec_pos.get(c.i) for c in b.consumers.get(key, [])] + ([None] if key in b.roots else [])
+            for cp in uses:
+                if cp is not None and cp[0] == k:
+                    continue
+                local = False
+                if cp is not None and cp[0] == k + d and cp[1] <= j:
+                    continue
+                if k == last and cp is None:
+                    continue
+                plain = False
+        kind[j] = "local" if local else "plain" if plain else "dict"
+    for (j, idx) in init:
+        if kind[j] == "plain" and idx != first - d:
+            kind[j] = "dict"
+    name = {}
+    for j in range(n):
+        base = b.base(by_step[last][j])
+        if kind[j] == "dict":
+            base += "s"
+        elif kind[j] == "plain" and d < 0 and _key(by_step[last][j].out) not in b.roots:
+            base += "_next"
+        name[j] = self.fresh(base)
+    if not self.T_written:
+        body.append(f"T = {self.T}  # time steps")
+        self.T_written = True
+    for j in range(n):
+        if kind[j] == "dict":
+            body.append(f"{name[j]} = {{}}")
+    for (j, idx), key in init.items():
+        value = self.text(key, idx)
+        body.append(f"{name[j]} = {value}" if kind[j] == "plain" else f"{name[j]}[{idx}] = {value}")
+    rng = _range_text(a, z + 1, self.T)
+    body.append(f"for t in {rng}:" if d > 0 else f"for t in reversed({rng}):")
+    body.append("<in>")
+    fwd = self.loops.get("forward")
+
+    def reftext(ref, key):
+        if ref[0] == "step":
+            _, j, off = ref
+            if kind[j] != "dict":
+                return name[j]
+            return f"{name[j]}[t{off:+d}]" if off else f"{name[j]}[t]"
+        if ref[0] == "fwd":
+            _, j, off = ref
+            if fwd is None or fwd["kind"][j] != "dict":
+                raise KeyError("trace: a forward value the backward loop reads is not kept per step")
+            return f"{fwd['name'][j]}[t{off:+d}]" if off else f"{fwd['name'][j]}[t]"
+        return self.text(key, None)
+
+    splits, cur = [], []
+    for it in state:
+        if it[0] == "cls" and cur:
+            splits.append(cur)
+            cur = []
+        cur.append(it)
+    splits.append(cur)
+    for j, items in enumerate(splits):
+        out = f"{name[j]}[t]" if kind[j] == "dict" else name[j]
+        body += self.render(by_step[last][j], items, out, reftext)
+    body.append("<out>")
+    positions = {}
+    for k in range(a, z + 1):
+        for j, r in enumerate(by_step[k]):
+            positions[_key(r.out)] = (k, j)
+            if kind[j] == "dict":
+                self.names[_key(r.out)] = f"{name[j]}[{k}]"
+            elif k == last:
+                self.names[_key(r.out)] = name[j]
+    for (j, idx), key in init.items():
+        if kind[j] == "dict":
+            self.names.setdefault(key, f"{name[j]}[{idx}]")
+    self.loops[label] = {"pos": positions, "init": {key: where for where, key in init.items()},
+                         "kind": kind, "name": name}
+
+
+_Writer.emit_loop = _emit_loop
