@@ -8,6 +8,7 @@ tr.scope("t=k") that repeat the same ops are rolled into `for t in range(T):` lo
 """
 from __future__ import annotations
 
+import ast
 import inspect
 import keyword
 import re
@@ -62,21 +63,22 @@ class Program:
 class _Rec:
     """One applied op: its class, node (ctx), input tensors, keywords, output, scope, and in the backward the
     forward node whose rule recorded it."""
-    __slots__ = ("i", "cls", "ctx", "inputs", "kw", "out", "scope", "node", "step")
+    __slots__ = ("i", "cls", "ctx", "inputs", "kw", "out", "scope", "node", "rule", "step")
 
-    def __init__(self, i, cls, ctx, inputs, kw, out, scope, node):
+    def __init__(self, i, cls, ctx, inputs, kw, out, scope, node, rule):
         self.i, self.cls, self.ctx, self.inputs, self.kw, self.out = i, cls, ctx, inputs, kw, out
-        self.scope, self.node, self.step = scope, node, None
+        self.scope, self.node, self.rule, self.step = scope, node, rule, None
 
 
 class _Tape:
     def __init__(self) -> None:
         self.recs: list = []
-        self.node = None          # the forward node whose backward is running
+        self.node = None          # the forward node whose backward ran last
+        self.rule = False         # inside that backward (else: the engine summing a value's gradients)
         self.grad_of: dict = {}   # id(forward node) -> the gradient tensor its backward received
 
     def __call__(self, cls, ctx, inputs, kwargs, out) -> None:
-        self.recs.append(_Rec(len(self.recs), cls, ctx, inputs, kwargs, out, _state.scope, self.node))
+        self.recs.append(_Rec(len(self.recs), cls, ctx, inputs, kwargs, out, _state.scope, self.node, self.rule))
 
 
 def _key(t: Tensor) -> int:
@@ -94,10 +96,13 @@ def _watch_backward(tape: _Tape, classes) -> list:
         rule = owner.__dict__["backward"]
 
         def backward(ctx, g, _rule=rule.__func__):
-            tape.node = ctx
+            tape.node, tape.rule = ctx, True
             if isinstance(g, Tensor):
                 tape.grad_of[id(ctx)] = g
-            return _rule(ctx, g)
+            try:
+                return _rule(ctx, g)
+            finally:
+                tape.rule = False
         undo.append((owner, rule))
         owner.backward = staticmethod(backward)
     return undo
@@ -174,6 +179,8 @@ def trace(fn: Any, *example_args: Any, params: Optional[dict] = None, name: str 
         failure = _compare(value, expected, got, got_grads)
         if failure is None:
             return prog
+        if _DEBUG:
+            print(prog.source, failure)
     raise RuntimeError(f"trace: the generated program does not reproduce the engine ({failure})")
 
 
@@ -227,6 +234,8 @@ def _step_of(scope: str) -> Optional[int]:
     return int(m.group(1)) if m else None
 
 
+_VIEWS = ("GetItem", "Reshape", "Transpose", "BroadcastTo", "ColumnGather")  # outputs that may share memory
+
 _DEFAULT_NAMES = {"Affine": "a", "MatMul": "mm", "Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div",
                   "GetItem": "part", "ColumnGather": "xw", "CrossEntropy": "loss", "Stack": "stacked",
                   "Concat": "joined", "Transpose": "tr", "Reshape": "resh"}
@@ -254,8 +263,8 @@ _OUT, _TMP, _LIST, _REST = object(), object(), object(), object()
 def _value_parts(v: Any, index: bool = False) -> list:
     if isinstance(v, (bool, np.bool_)) or v is None or isinstance(v, str):
         return [repr(v if not isinstance(v, np.bool_) else bool(v))]
-    if isinstance(v, (int, np.integer)):
-        return [_Slot(int(v))]
+    if isinstance(v, (int, np.integer)):  # an index may follow t or an argument's row; a size or an axis may not
+        return [_Slot(int(v))] if index else [str(int(v))]
     if isinstance(v, (float, np.floating)):
         return [repr(float(v))]
     if isinstance(v, np.ndarray):
@@ -388,7 +397,7 @@ class _Builder:
             if k is not None and k not in self.leaf_names:
                 self.grad_names.setdefault(k, "d" + pnames[pn])
         self.d_of = {}  # key of a gradient tensor -> the base name of the value it is the gradient of
-        for r in self.recs[:n_forward]:
+        for r in reversed(self.recs[:n_forward]):  # a gradient passed on unchanged is named for the later op
             g = tape.grad_of.get(id(r.out._ctx)) if r.out._ctx is not None else None
             if g is not None:
                 self.d_of.setdefault(_key(g), self.base(r, forward_only=True))
@@ -411,6 +420,21 @@ class _Builder:
 
     def source(self, rolled: bool) -> str:
         return _Writer(self, rolled).write()
+
+    def owned(self, key: int) -> bool:
+        """The value is an array of its own that nothing else reads through (not a view, a leaf, a constant)."""
+        r = self.producer.get(key)
+        return r is not None and r.cls.__name__ not in _VIEWS
+
+    def inplace(self, r: _Rec) -> Optional[int]:
+        """The accumulated sum an engine Add may add into in place (the key), or None."""
+        if r.cls.__name__ != "Add" or r.rule or r.i < self.n_forward:
+            return None
+        acc = _key(r.inputs[0])
+        if self.owned(acc) and self.consumers.get(acc) == [r] and r.inputs[0].shape == r.out.shape \
+                and r.inputs[0].dtype == r.out.dtype and acc not in self.roots:
+            return acc
+        return None
 
 
 def _param_names(names: list) -> dict:
@@ -527,7 +551,7 @@ def _write(self: _Writer) -> str:
     body.append(f"return {self.text(b.loss_key, None)}, {{" + ", ".join(grads) + "}")
     out, indent = [f"def {b.fname}({', '.join(['params'] + b.arg_names)}):",
                    '    """Traced by tinygrad_rnn.trace: the forward, then the backward the engine derived."""'], 1
-    for line in body:
+    for line in _simplify(body):
         if line == "<in>":
             indent += 1
         elif line == "<out>":
@@ -538,6 +562,67 @@ def _write(self: _Writer) -> str:
 
 
 _Writer.write = _write
+
+
+def _simplify(body: list) -> list:
+    """Statements to lines: a temporary used once right after is written into its use (ast drops the spare
+    parentheses), a scatter into a running sum adds in place, and each line says which op made it."""
+    out: list = []
+    pending: dict = {}  # name -> index in out of a statement that may be written into its one use
+    scatters: dict = {}
+    for st in body:
+        if isinstance(st, str):
+            pending.clear()
+            scatters.clear()
+            out.append(st)
+            continue
+        st = dict(st, labels=[st["label"]])
+        if st.get("inplace") in scatters:  # dW_xh += zeros with a column added -> dW_xh[:, x] += column
+            j = scatters.pop(st["inplace"])
+            index, values, basic = out[j]["scatter"]
+            st["lines"] = [f"{st['target']}[{index}] += {values}" if basic else
+                           f"np.add.at({st['target']}, np.s_[{index}], {values})"]
+            st["labels"] = out[j]["labels"] + st["labels"]
+            out[j] = None
+        changed = False
+        for name in list(pending):
+            uses = sum(len(re.findall(rf"(?<![\w.]){name}\b", line)) for line in st["lines"])
+            if uses != 1:
+                continue
+            j = pending.pop(name)
+            expr = out[j]["lines"][0].split(" = ", 1)[1]
+            st["lines"] = [re.sub(rf"(?<![\w.]){name}\b", lambda m: f"({expr})", line) for line in st["lines"]]
+            st["labels"] = out[j]["labels"] + st["labels"]
+            out[j], changed = None, True
+        if changed:
+            st["lines"] = [_tidy(line) for line in st["lines"]]
+        target = st["target"]
+        for name in list(pending):  # a name assigned again: what read its old value cannot move past here
+            if name == target or re.search(rf"(?<![\w.]){re.escape(target)}\b", out[pending[name]]["lines"][0]):
+                del pending[name]
+        out.append(st)
+        if st["inline"]:
+            pending[target] = len(out) - 1
+        if st["scatter"] is not None and re.fullmatch(r"\w+", target):
+            scatters[target] = len(out) - 1
+    lines = []
+    for st in out:
+        if st is None or isinstance(st, str):
+            if st is not None:
+                lines.append(st)
+            continue
+        labels = list(dict.fromkeys(st["labels"]))
+        lines.append(f"{st['lines'][0]}  # {', '.join(labels)}")
+        lines += st["lines"][1:]
+    return lines
+
+
+def _tidy(line: str) -> str:
+    """The line with only the parentheses Python needs."""
+    try:
+        return ast.unparse(ast.parse(line))
+    except SyntaxError:
+        return line
 
 
 def _text(self: _Writer, key: int, k: Optional[int]) -> str:
@@ -587,8 +672,10 @@ def _items(self: _Writer, r: _Rec, k: Optional[int], ref) -> list:
 _Writer.items = _items
 
 
-def _render(self: _Writer, r: _Rec, items: list, out_text: str, reftext) -> list:
+def _render(self: _Writer, r: _Rec, items: list, out_text: str, reftext) -> dict:
+    """The op as a statement: its lines, the name it assigns, and a label for the comment."""
     lines, cur, tmp = [], "", None
+    inputs_text = []
     for it in items:
         kind = it[0]
         if kind == "s":
@@ -603,12 +690,44 @@ def _render(self: _Writer, r: _Rec, items: list, out_text: str, reftext) -> list
             lines.append(cur)
             cur = ""
         elif kind == "r":
-            cur += reftext(it[1], it[2])
+            text = reftext(it[1], it[2])
+            inputs_text.append(text)
+            cur += text
         elif kind == "slot":
             cur += next(iter(it[1].values()))
     lines.append(cur)
-    lines[0] += f"  # {r.cls.__name__}"
-    return lines
+    b = self.b
+    label = r.cls.__name__ if r.i < b.n_forward else \
+        f"{r.node.name}.backward" if r.rule and r.node is not None else "sum of uses"
+    stmt = {"target": out_text, "lines": lines, "label": label, "inline": False, "scatter": None}
+    key = _key(r.out)
+    cons = b.consumers.get(key, [])
+    if len(lines) == 1 and lines[0].startswith(out_text + " = ") and re.fullmatch(r"\w+", out_text) \
+            and len(cons) == 1 and key not in b.roots and not r.out.name and key not in b.d_of \
+            and [_key(t) for t in cons[0].inputs].count(key) == 1 and \
+            sum(1 for line in b.parts[cons[0].i] for p in line if isinstance(p, _In) and
+                _key(cons[0].inputs[p.i]) == key) <= 1:
+        stmt["inline"] = True
+    if r.cls.__name__ == "ScatterAdd" and len(cons) == 1 and key not in b.roots and re.fullmatch(r"\w+", out_text):
+        parts = _scatter_parts(lines[-1])
+        index = r.ctx.index if isinstance(r.ctx.index, tuple) else (r.ctx.index,)
+        if parts is not None:
+            stmt["scatter"] = (*parts, not any(isinstance(x, np.ndarray) for x in index))
+    if b.inplace(r) is not None and len(inputs_text) == 2 and inputs_text[0] == out_text:
+        stmt["lines"] = [f"{out_text} += {inputs_text[1]}"]  # the sum is ours alone: add in place
+        stmt["inplace"] = inputs_text[1]
+    return stmt
+
+
+def _scatter_parts(line: str) -> Optional[tuple]:
+    """(index, values) of ScatterAdd's line `np.add.at(y, np.s_[index], values)`."""
+    try:
+        call = ast.parse(line).body[0].value
+        index = call.args[1].slice
+        parts = index.elts if isinstance(index, ast.Tuple) else [index]
+        return ", ".join(ast.unparse(x) for x in parts), ast.unparse(call.args[2])
+    except (SyntaxError, AttributeError, IndexError):
+        return None
 
 
 _Writer.render = _render
@@ -693,9 +812,14 @@ def _emit(self: _Writer, r: _Rec, k: Optional[int]) -> None:
         if it[0] == "slot":
             items[n] = ("slot", {"x": self.slot_text(it, k)}, None)
     base = self.b.base(r)
-    name = self.fresh(base if k is None or base in ("loss",) else f"{base}_{k + 1}")
-    for line in self.render(r, items, name, lambda ref, key: self.text(key, k)):
-        self.lines.append(_expand_range(_compress_list(line), self.T))
+    acc = self.b.inplace(r)
+    if acc is not None and re.fullmatch(r"\w+", self.names.get(acc, "")):
+        name = self.names[acc]  # the running sum keeps its name: dW_hh += …
+    else:
+        name = self.fresh(base if k is None or base in ("loss",) else f"{base}_{k + 1}")
+    stmt = self.render(r, items, name, lambda ref, key: self.text(key, k))
+    stmt["lines"] = [_expand_range(_compress_list(line), self.T) for line in stmt["lines"]]
+    self.lines.append(stmt)
     self.names[_key(r.out)] = name
 
 
@@ -792,6 +916,8 @@ def _find_run(self: _Writer, by_step: dict, d: int, label: str) -> tuple:
             state = new
     runs.append((start, steps[-1], state))
     a, z, state = max(runs, key=lambda x: x[1] - x[0])
+    if _DEBUG:
+        print(label, [(r[0], r[1]) for r in runs], {k: len(v) for k, v in sigs.items()})
     init: dict = {}
     first = a - 1 if d > 0 else z + 1
     if first in by_step:
@@ -881,7 +1007,7 @@ def _emit_loop(self: _Writer, by_step: dict, run: tuple, init: dict, state: list
     splits.append(cur)
     for j, items in enumerate(splits):
         out = f"{name[j]}[t]" if kind[j] == "dict" else name[j]
-        body += self.render(by_step[last][j], items, out, reftext)
+        body.append(self.render(by_step[last][j], items, out, reftext))
     body.append("<out>")
     positions = {}
     for k in range(a, z + 1):

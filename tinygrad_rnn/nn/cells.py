@@ -43,7 +43,7 @@ class ColumnGather(Function):
     """y = W[:, idx]^T, i.e. W x for one-hot x;  dL/dW[:, idx] += g^T  (repeated idx add up);
     dy = dW[:, idx]^T"""
     __slots__ = ("idx", "vocab")
-    lowering = "{y} = {a}[:, {ctx.idx}].T"
+    lowering = "{y} = {a}[:, {ctx.idx!i}].T"
     batched_jvp = True  # takes tangents (K, *shape), as every built-in op
 
     @staticmethod
