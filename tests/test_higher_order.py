@@ -161,3 +161,14 @@ def test_third_derivative_equals_pytorch(name):
     tts = torch.autograd.grad(sum((h * torch.tensor(u)).sum() for h, u in zip(ths, U)), txs)
     for mine, theirs in zip(ts, tts):
         np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["broadcast_to", "scatter_add"])
+def test_the_ops_of_create_graph_have_forward_mode_rules(name):
+    torch = pytest.importorskip("torch")
+    _, make, f, tf = next(op for op in OPS if op[0] == name)
+    rng = np.random.default_rng(2)
+    (x,), v = make(rng), rng.standard_normal(make(rng)[0].shape)
+    _, dy = tr.jvp(f, (x,), (v,))
+    np.testing.assert_allclose(dy, torch.func.jvp(tf, (torch.tensor(x),), (torch.tensor(v),))[1].numpy(),
+                               rtol=1e-12, atol=1e-12)

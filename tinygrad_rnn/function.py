@@ -1004,7 +1004,8 @@ class ScatterAdd(Function):
 
     @staticmethod
     def jvp(ctx, dv):
-        picked = np.arange(int(np.prod(ctx.shape))).reshape(ctx.shape)[ctx.index]  # entries' positions, as GetItem
-        dy = np.zeros((len(dv), picked.size), dv.dtype)
+        size = int(np.prod(ctx.shape))
+        picked = np.arange(size).reshape(ctx.shape)[ctx.index]  # the entries' positions, as GetItem's jvp
+        dy = np.zeros((len(dv), size), dv.dtype)
         np.add.at(dy, (slice(None), picked.reshape(-1)), dv.reshape(len(dv), -1))
         return dy.reshape(dv.shape[:1] + ctx.shape)
