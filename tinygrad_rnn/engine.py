@@ -8,6 +8,14 @@ are linked as themselves. Backward visits nodes newest first from a heap of crea
 PyTorch's engine does: no recursion, any depth. Forward mode (jax.jvp, torch.func.jvp) needs no graph:
 each op pushes its tangent on as it runs.
 
+Gradients of gradients (create_graph=True, as PyTorch's): the same backward, but the gradient flowing
+is a Tensor and each op's rule runs on Tensors (g, and its saved arrays as Tensors of the graph), so
+the rule records ordinary ops and the result can be differentiated again. A Function may take part
+when its backward is written with operators and function.py's rules' namespace instead of np.*: it
+says so with the class attribute `differentiable_backward = True` and names what it saved with
+`saves` (one entry per saved array: input index i, "y" for its output, None for a constant such as a
+mask). Any other Function refuses under create_graph, naming itself.
+
 The engine does not import the Tensor class built on top of it (tensor.py): tensor.py hands it over
 with use_tensor_class, and the ops (function.py) build on the engine alone.
 """
@@ -22,7 +30,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 __all__ = ["Function", "SparseGrad", "OuterGrad", "no_grad", "scope", "detect_anomaly", "is_grad_enabled",
-           "jvp", "run_backward", "use_tensor_class"]
+           "jvp", "grad", "run_backward", "use_tensor_class"]
 
 Tensor: Any = None  # the class of the values ops take and make; tensor.py sets it (use_tensor_class)
 
@@ -115,6 +123,11 @@ class Function:
     # (K, *output.shape), as the built-in ops do (RTRL pushes one direction per parameter entry).
     # False (a rule of one's own): jvp sees one direction at a time, shaped like the inputs.
     batched_jvp = False
+    # True: backward is written with operators and function.py's rules' namespace, so under create_graph it
+    # runs on Tensors and is differentiated again; `saves` then says what each saved array is (input index,
+    # "y" the output, None a constant). False (an ndarray backward of one's own): create_graph refuses it.
+    differentiable_backward = False
+    saves: Optional[tuple] = None
     requires_grad = True  # read as a tensor's, by the backward runner: a node exists because a gradient is wanted
     _version = 0  # a node's output is never edited in place (see Tensor._bump_version): read as a leaf's
 
@@ -133,6 +146,12 @@ class Function:
 
     def save_for_backward(self, *arrays: Any) -> None:
         self.saved_tensors = arrays
+
+    def input_tensor(self, i: int, value: np.ndarray) -> "Tensor":
+        """Under create_graph: input i as a Tensor of the graph holding `value` (its value, which a rule that
+        did not save it recomputes): the leaf itself, or a tensor standing for the input's node."""
+        parent = self.inputs[i]
+        return _graph_tensor(value, parent) if isinstance(parent, Function) else parent
 
     def may_reuse_saved(self) -> bool:
         """True inside a backward after which the saved arrays are freed (no retain_graph): the backward
@@ -397,6 +416,209 @@ def run_backward(root: "Tensor", seed: np.ndarray, retain_graph: bool) -> None:
         _state.consumable = False
 
 
+def _graph_tensor(value: np.ndarray, node: "Function") -> "Tensor":
+    """A tensor of the graph standing for node's output with its value (the node keeps none): what a
+    create_graph backward's rule reads for a saved input or output, so its ops link to that node."""
+    t = Tensor.__new__(Tensor)
+    t.data, t._grad, t.requires_grad, t._ctx = value, None, True, node
+    t._name, t._version, t._tangent = None, 0, _node_tangents.get(node)
+    return t
+
+
+def _saved_as_tensors(ctx: Function) -> tuple:
+    """ctx's saved arrays as create_graph's rule reads them: a saved input is that input (a leaf) or a tensor
+    standing for its node, a saved output one standing for ctx itself, a constant (saves None) stays an array."""
+    saved = ctx.saved_tensors
+    if not saved:
+        return saved
+    saves = ctx.saves
+    if saves is None or len(saves) != len(saved):
+        raise RuntimeError(f"{ctx.name}: differentiable_backward is set but `saves` does not say what each of its "
+                           f"{len(saved)} saved arrays is (input index, \"y\" for the output, None for a constant)")
+    out = []
+    for role, array in zip(saves, saved):
+        if role is None:
+            out.append(array)
+        elif role == "y":
+            out.append(_graph_tensor(array, ctx))
+        else:
+            out.append(ctx.input_tensor(role, array))
+    return tuple(out)
+
+
+def _refuse(ctx: Function) -> None:
+    instead = getattr(ctx, "create_graph_hint", None) or (
+        "write it with operators and function.py's rules' namespace and set differentiable_backward = True")
+    raise RuntimeError(f"{ctx.name}: its backward works on ndarrays, so it cannot be differentiated again "
+                       f"(create_graph=True); {instead}")
+
+
+def run_backward_graph(roots: Sequence, seeds: Sequence, wanted: Sequence = (), retain_graph: bool = True,
+                       to_leaves: bool = False) -> dict:
+    """create_graph=True: send Tensor gradients from roots back, each op's rule running on Tensors of the graph.
+
+    Returns {t's node, or id(t) for a leaf: dL/dt as a Tensor with its own graph} for each t in wanted;
+    with to_leaves (t.backward(create_graph=True)) also adds each leaf's into its .grad as an ndarray.
+    Only the nodes that lead to a wanted tensor run, unless to_leaves.
+    """
+    wanted_nodes = {t._ctx for t in wanted if t._ctx is not None}
+    wanted_leaves = {id(t) for t in wanted if t._ctx is None}
+    useful = None if to_leaves else _leading_to(roots, wanted_nodes, wanted_leaves)
+    found: dict = {}
+    grads: dict = {}
+    waiting: list = []
+
+    def send(parent: Any, g: Any) -> None:  # add g into parent's pending gradient (a leaf's: into found)
+        if isinstance(parent, Function):
+            pending = grads.get(parent)
+            if pending is None:
+                push(waiting, (-parent.seq, parent))
+            grads[parent] = g if pending is None else pending + g
+        else:
+            key = id(parent)
+            if to_leaves:
+                _accumulate(parent, np.asarray(g.data))
+            if key in wanted_leaves:
+                found[key] = g if key not in found else found[key] + g
+
+    pop, push = heapq.heappop, heapq.heappush
+    for root, seed in zip(roots, seeds):
+        send(root._ctx if root._ctx is not None else root, seed)
+    previous, _state.grad_enabled = _state.grad_enabled, True  # the rules' ops are recorded
+    try:
+        while waiting:
+            ctx = pop(waiting)[1]
+            grad = grads.pop(ctx)
+            if ctx in wanted_nodes:
+                found[ctx] = grad
+            if ctx._retain:
+                ctx._grad = grad.data.copy() if ctx._grad is None else ctx._grad + grad.data
+            if ctx.saved_tensors is _FREED:
+                raise RuntimeError(
+                    f"backward: trying to go through the graph a second time, but the arrays {ctx.name} "
+                    "saved were freed by the first backward; call backward(retain_graph=True) the first time")
+            if not ctx.differentiable_backward:
+                _refuse(ctx)
+            inputs = ctx.inputs
+            for parent in inputs:
+                if parent._version > ctx.seq:
+                    _check_not_stale(ctx, parent)
+            if useful is not None and not any(isinstance(p, Function) and p in useful or id(p) in wanted_leaves
+                                              for p in inputs):
+                continue
+            arrays = ctx.saved_tensors
+            ctx.saved_tensors = _saved_as_tensors(ctx)
+            try:
+                input_grads = _as_grad_tuple(ctx.backward(ctx, grad), ctx)
+            finally:
+                ctx.saved_tensors = arrays
+            if not retain_graph and arrays:
+                ctx.saved_tensors = _FREED
+            for parent, g in zip(inputs, input_grads):
+                if g is None or not parent.requires_grad:
+                    continue
+                if useful is not None and not (isinstance(parent, Function) and parent in useful
+                                               or id(parent) in wanted_leaves):
+                    continue
+                if not isinstance(g, Tensor):
+                    raise RuntimeError(f"{ctx.name}.backward returned a {type(g).__name__} under create_graph; "
+                                       "a differentiable backward returns Tensors (use the rules' namespace)")
+                if _state.anomaly:
+                    _check_finite(g.data, ctx)
+                like = parent.data if not isinstance(parent, Function) else parent._out_like
+                if g.shape != like.shape:
+                    g = _fit_tensor(g, like.shape, ctx)
+                send(parent, g)
+    finally:
+        _state.grad_enabled = previous
+    return found
+
+
+def _fit_tensor(g: "Tensor", shape: tuple, ctx: Function) -> "Tensor":
+    """A Tensor gradient summed over broadcast axes back to shape (_fit_shape of create_graph)."""
+    from .function import sum_to  # the rules' namespace lies above the engine
+    try:
+        fitted = sum_to(g, shape)
+    except (ValueError, IndexError):
+        fitted = None
+    if fitted is None or fitted.shape != shape:
+        raise RuntimeError(f"{ctx.name}.backward returned a gradient of shape {g.shape} "
+                           f"for an input of shape {shape}")
+    return fitted
+
+
+def _leading_to(roots: Sequence, nodes: set, leaves: set) -> set:
+    """The nodes reachable from roots from which a node in `nodes` or a leaf in `leaves` (ids) is reachable."""
+    seen, stack = set(), [r._ctx for r in roots if r._ctx is not None]
+    while stack:
+        ctx = stack.pop()
+        if ctx not in seen:
+            seen.add(ctx)
+            stack.extend([p for p in ctx.inputs if isinstance(p, Function)])
+    useful = set()
+    for ctx in sorted(seen, key=lambda c: c.seq):  # inputs before their users
+        if ctx in nodes or any(p in useful if isinstance(p, Function) else id(p) in leaves for p in ctx.inputs):
+            useful.add(ctx)
+    return useful
+
+
+def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: Optional[bool] = None,
+         create_graph: bool = False, allow_unused: bool = False) -> tuple:
+    """d(outputs)/d(inputs) as torch.autograd.grad: a tuple with one gradient per input, no .grad touched.
+
+    outputs, inputs: a Tensor or a sequence of them (inputs may be intermediates, h_t say); grad_outputs
+    the seeds (default 1 for scalar outputs). create_graph=True returns Tensors with their own graph, to be
+    differentiated again; retain_graph defaults to create_graph. An input the outputs do not reach raises,
+    naming it, unless allow_unused=True (then None).
+    """
+    outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+    single = isinstance(inputs, Tensor)
+    inputs = (inputs,) if single else tuple(inputs)
+    if grad_outputs is None:
+        grad_outputs = (None,) * len(outputs)
+    elif isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = (grad_outputs,)
+    grad_outputs = tuple(grad_outputs)
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    for k, t in enumerate((*outputs, *inputs)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: {'outputs' if k < len(outputs) else 'inputs'} must be Tensors, "
+                            f"got {type(t).__name__}")
+    for k, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: input {k}{_named(t)} does not require grad")
+    seeds = []
+    for out, seed in zip(outputs, grad_outputs):
+        if not out.requires_grad:
+            raise RuntimeError("grad: an output does not require grad and has no graph")
+        if seed is None:
+            if out.size != 1:
+                raise RuntimeError(f"grad: a non-scalar output of shape {out.shape} needs grad_outputs")
+            seed = np.ones_like(out.data)
+        if not isinstance(seed, Tensor):
+            seed = np.asarray(seed, dtype=out.dtype)
+            if seed.shape != out.shape:
+                raise ValueError(f"grad: grad_outputs has shape {seed.shape} but the output has shape {out.shape}")
+            seed = Tensor(seed)
+        seeds.append(seed)
+    retain = create_graph if retain_graph is None else retain_graph
+    found = run_backward_graph(outputs, seeds, inputs, retain_graph=retain)
+    result = []
+    for k, t in enumerate(inputs):
+        g = found.get(id(t) if t._ctx is None else t._ctx)
+        if g is None and not allow_unused:
+            raise RuntimeError(f"grad: input {k}{_named(t)} is not used by the outputs (allow_unused=True gives None)")
+        if g is not None and not create_graph:
+            g = g.detach()
+        result.append(g)
+    return tuple(result)
+
+
+def _named(t: Any) -> str:
+    return f" ({t.name!r}, shape {t.shape})" if t.name else f" (shape {t.shape})"
+
+
 class _OuterSum:
     """A leaf's OuterGrad terms u^T v, kept until they hold _OUTER_ROWS rows and then summed into .grad
     with one (H, N) @ (N, D) product: one matrix product instead of T outer products, and memory
@@ -536,6 +758,11 @@ def _push_tangent(cls: type, ctx: Function, inputs: tuple, out: Tensor) -> None:
         raise RuntimeError(f"{cls.__name__}.jvp returned a tangent of shape {shape} "
                            f"for an output of shape {out.shape}") from None
     out._tangent = (_state.forward, t_out)
+    if out._ctx is not None:  # kept for the node too: a create_graph backward inside jvp (hvp) reads it
+        _node_tangents[out._ctx] = out._tangent
+
+
+_node_tangents: dict = {}  # node -> its output's (token, tangent), inside forward mode only
 
 
 @contextlib.contextmanager
@@ -551,6 +778,7 @@ def _forward_mode(seeds: Sequence[tuple]) -> Iterator[None]:
         yield
     finally:
         _state.forward = None
+        _node_tangents.clear()
         for t, _ in seeds:
             t._tangent = None
 

@@ -166,22 +166,44 @@ def trace(fn: Any, *example_args: Any, params: Optional[dict] = None, name: str 
     expected = {pn: (None if g is None else np.asarray(g.data)) for pn, g in zip(params, grads)}
     specs = [(an, np.shape(a.data if isinstance(a, Tensor) else a),
               np.asarray(a.data if isinstance(a, Tensor) else a).dtype) for a, an in zip(args, arg_names)]
+    checks = [(args, value, expected)]
+    if int_args:  # the characters may change: check the program on others too (a step number is not a character)
+        checks.append(_other_characters(fn, args, arg_names, int_args, params))
     failure = None
-    for rolled in (True, False):  # the rolled program is checked against the engine; if it differs, unrolled
-        try:
-            prog = Program(builder.source(rolled), name, params, specs)
-            got, got_grads = prog(*args)
+    orders = [list(int_args), list(int_args)[::-1]] if len(int_args) > 1 else [list(int_args)]
+    tries = [(rolled, rows_first, order) for rolled in (True, False) for order in orders for rows_first in (True, False)]
+    for rolled, rows_first, order in tries:
+        builder.int_args = {an: int_args[an] for an in order}  # which argument a value equal to two is read from
+        try:  # the rolled program, checked against the engine; if it differs, the straight one
+            prog = Program(builder.source(rolled, rows_first), name, params, specs)
+            for check_args, check_value, check_grads in checks:
+                got, got_grads = prog(*check_args)
+                failure = _compare(check_value, check_grads, got, got_grads)
+                if failure is not None:
+                    break
         except Exception as e:  # noqa: BLE001 -- a rolling that went wrong: the straight program instead
             failure = f"{type(e).__name__}: {e}"
             if _DEBUG:
+                print(builder.source(rolled, rows_first))
                 raise
             continue
-        failure = _compare(value, expected, got, got_grads)
         if failure is None:
             return prog
         if _DEBUG:
             print(prog.source, failure)
     raise RuntimeError(f"trace: the generated program does not reproduce the engine ({failure})")
+
+
+def _other_characters(fn, args: list, arg_names: list, int_args: dict, params: dict) -> tuple:
+    """The same call with every entry of each integer argument changed (a -> a + 1, wrapping within the values
+    it holds, so they stay valid), and the engine's loss and gradients there (first order: tr.grad)."""
+    import tinygrad_rnn
+    other = [(a + 1 + n) % (a.max() + 1) if an in int_args and a.size and a.min() >= 0 else a
+             for n, (a, an) in enumerate(zip(args, arg_names))]
+    loss = fn(*other)
+    grads = tinygrad_rnn.grad(loss, list(params.values()), allow_unused=True) if params and loss.requires_grad \
+        else [None] * len(params)
+    return other, loss.data, {pn: (None if g is None else np.asarray(g.data)) for pn, g in zip(params, grads)}
 
 
 _DEBUG = False
@@ -331,6 +353,8 @@ def _template_parts(rec: _Rec) -> list:
                 parts.append(_LIST)
             elif field == "rest":
                 parts.append(_REST)
+            elif field == "dtype":
+                parts.append(f"np.{rec.out.dtype.name}")
             else:
                 if field.startswith("ctx."):
                     v = getattr(rec.ctx, field[4:])
@@ -396,6 +420,11 @@ class _Builder:
         for pn, k in self.grad_keys.items():
             if k is not None and k not in self.leaf_names:
                 self.grad_names.setdefault(k, "d" + pnames[pn])
+        self.node_args = {}  # id(forward node) -> the integer arguments its op took as keywords (targets)
+        for r in self.recs[:n_forward]:
+            names = [an for an, arr in int_args.items() for v in r.kw.values() if v is arr]
+            if names and r.out._ctx is not None:
+                self.node_args[id(r.out._ctx)] = names
         self.d_of = {}  # key of a gradient tensor -> the base name of the value it is the gradient of
         for r in reversed(self.recs[:n_forward]):  # a gradient passed on unchanged is named for the later op
             g = tape.grad_of.get(id(r.out._ctx)) if r.out._ctx is not None else None
@@ -412,14 +441,31 @@ class _Builder:
                 return "loss"
             if k in self.d_of:
                 return "d" + self.d_of[k]
+            end = self.sum_end(k)  # a share of a sum of gradients: named for the sum
+            if end is not None:
+                return end
         name = r.out.name
         if name:
             return _ident(re.sub(r"\(\d+\)$", "", name))
         b = _DEFAULT_NAMES.get(r.cls.__name__, r.cls.__name__.lower())
         return b if r.i < self.n_forward or forward_only else "d_" + b
 
-    def source(self, rolled: bool) -> str:
-        return _Writer(self, rolled).write()
+    def source(self, rolled: bool, rows_first: bool = True) -> str:
+        return _Writer(self, rolled, rows_first).write()
+
+    def sum_end(self, key: int) -> Optional[str]:
+        """The name of the gradient a running sum of the engine ends in (dW_hh, dh), following its Adds."""
+        seen = 0
+        while seen < 100000:
+            if key in self.grad_names:
+                return self.grad_names[key]
+            if key in self.d_of and seen:
+                return "d" + self.d_of[key]
+            cons = self.consumers.get(key, [])
+            if len(cons) != 1 or cons[0].cls.__name__ != "Add" or cons[0].rule or cons[0].i < self.n_forward:
+                return None
+            key, seen = _key(cons[0].out), seen + 1
+        return None
 
     def owned(self, key: int) -> bool:
         """The value is an array of its own that nothing else reads through (not a view, a leaf, a constant)."""
@@ -449,8 +495,9 @@ def _param_names(names: list) -> dict:
 class _Writer:
     """Writes one program: naming, loop rolling, lines."""
 
-    def __init__(self, b: _Builder, rolled: bool):
-        self.b, self.rolled = b, rolled
+    def __init__(self, b: _Builder, rolled: bool, rows_first: bool = True):
+        self.b, self.rolled, self.rows_first = b, rolled, rows_first
+        self.slot_value: dict = {}
         self.taken: set = set(["np", "t", "T", "params", "len", "range", "reversed", b.fname] + b.arg_names)
         self.names: dict = {}       # key -> source text naming the value (outside loops)
         self.lines: list = []
@@ -468,9 +515,9 @@ class _Writer:
     # values as text
     def slot_choices(self, v: Any, k: Optional[int], in_loop: bool) -> list:
         """(policy, text) ways to write v at step k, most meaningful first."""
-        out = []
+        out = [("whole:" + an, an) for an, arr in self.b.int_args.items() if v is arr]
         for an, arr in self.b.int_args.items():
-            if isinstance(v, np.ndarray) and v.shape == arr.shape and np.array_equal(v, arr):
+            if isinstance(v, np.ndarray) and v.shape == arr.shape and np.array_equal(v, arr) and v is not arr:
                 out.append(("whole:" + an, an))
             if k is not None and arr.ndim >= 1 and 0 <= k < len(arr) and np.shape(v) == arr[k].shape \
                     and np.array_equal(v, arr[k]):
@@ -481,8 +528,22 @@ class _Writer:
         return out
 
     def const_choices(self, t: Tensor, k: Optional[int], in_loop: bool) -> list:
+        out = self._const_choices(t, k, in_loop)
+        prefer = getattr(self, "prefer", ())  # a rule's constant is read from its op's own argument (targets)
+        return sorted(out, key=lambda c: 0 if c[0].split(":")[-1] in prefer else 1)
+
+    def _const_choices(self, t: Tensor, k: Optional[int], in_loop: bool) -> list:
         x = t.data
         out = []
+        if x.ndim >= 1 and x.dtype.kind == "f" and self.b.int_args:  # one-hot rows of an argument (targets)
+            V = x.shape[-1]
+            dt = "" if x.dtype == np.float64 else f", dtype=np.{x.dtype.name}"
+            for an, arr in self.b.int_args.items():
+                flat = x.shape[:-1] == (arr.size,) and arr.ndim > 1
+                if (arr.shape == x.shape[:-1] or flat) and arr.size and 0 <= arr.min() and arr.max() < V and \
+                        np.array_equal(x, np.eye(V, dtype=x.dtype)[arr.reshape(x.shape[:-1])]):
+                    rows = f"{an}.reshape(-1)" if flat else an
+                    out.append(("onehot:" + an, f"np.eye({V}{dt})[{rows}]"))
         if x.ndim >= 1 and x.dtype.kind == "f" and self.b.int_args and k is not None:
             V = x.shape[-1]
             for an, arr in self.b.int_args.items():
@@ -577,15 +638,18 @@ def _simplify(body: list) -> list:
             out.append(st)
             continue
         st = dict(st, labels=[st["label"]])
-        if st.get("inplace") in scatters:  # dW_xh += zeros with a column added -> dW_xh[:, x] += column
+        parts = _scatter_parts(out[scatters[st["inplace"]]]["lines"][-1]) if st.get("inplace") in scatters else None
+        if parts is not None:  # dW_xh += zeros with a column added -> dW_xh[:, x] += column
             j = scatters.pop(st["inplace"])
-            index, values, basic = out[j]["scatter"]
+            (index, values), basic = parts, out[j]["scatter"]
             st["lines"] = [f"{st['target']}[{index}] += {values}" if basic else
                            f"np.add.at({st['target']}, np.s_[{index}], {values})"]
             st["labels"] = out[j]["labels"] + st["labels"]
             out[j] = None
         changed = False
         for name in list(pending):
+            if "inplace" in st and name == st["target"]:
+                continue  # the running sum added into is not an expression to write out
             uses = sum(len(re.findall(rf"(?<![\w.]){name}\b", line)) for line in st["lines"])
             if uses != 1:
                 continue
@@ -600,6 +664,7 @@ def _simplify(body: list) -> list:
         for name in list(pending):  # a name assigned again: what read its old value cannot move past here
             if name == target or re.search(rf"(?<![\w.]){re.escape(target)}\b", out[pending[name]]["lines"][0]):
                 del pending[name]
+        scatters.pop(target, None)  # changed since: no longer the zeros with one scatter
         out.append(st)
         if st["inline"]:
             pending[target] = len(out) - 1
@@ -641,6 +706,7 @@ _Writer.text = _text
 def _items(self: _Writer, r: _Rec, k: Optional[int], ref) -> list:
     """The rec's lowering as a flat list of items: ("s", text), ("o",), ("tmp",), ("nl",),
     ("r", reference, key), ("slot", {policy: text}, key)."""
+    self.prefer = self.b.node_args.get(id(r.node), ()) if r.node is not None else ()
     inputs = [ref(_key(t), t, k) for t in r.inputs]
     items: list = [("cls", r.cls.__name__)]
     for n, parts in enumerate(self.b.parts[r.i]):
@@ -665,7 +731,9 @@ def _items(self: _Writer, r: _Rec, k: Optional[int], ref) -> list:
                 for x in inputs[3:]:
                     items += [("s", " + "), x]
             elif isinstance(p, _Slot):
-                items.append(("slot", dict(self.slot_choices(p.value, k, True)), None))
+                choices = dict(self.slot_choices(p.value, k, True))
+                self.slot_value[id(choices)] = p.value
+                items.append(("slot", choices, None))
     return items
 
 
@@ -709,10 +777,8 @@ def _render(self: _Writer, r: _Rec, items: list, out_text: str, reftext) -> dict
                 _key(cons[0].inputs[p.i]) == key) <= 1:
         stmt["inline"] = True
     if r.cls.__name__ == "ScatterAdd" and len(cons) == 1 and key not in b.roots and re.fullmatch(r"\w+", out_text):
-        parts = _scatter_parts(lines[-1])
         index = r.ctx.index if isinstance(r.ctx.index, tuple) else (r.ctx.index,)
-        if parts is not None:
-            stmt["scatter"] = (*parts, not any(isinstance(x, np.ndarray) for x in index))
+        stmt["scatter"] = not any(isinstance(x, np.ndarray) for x in index)  # basic: `+=` adds each entry once
     if b.inplace(r) is not None and len(inputs_text) == 2 and inputs_text[0] == out_text:
         stmt["lines"] = [f"{out_text} += {inputs_text[1]}"]  # the sum is ours alone: add in place
         stmt["inplace"] = inputs_text[1]
@@ -842,13 +908,11 @@ _Writer.ref_outside = _ref_outside
 def _slot_text(self: _Writer, it: tuple, k: Optional[int]) -> str:
     if it[2] is not None:  # a constant tensor
         return self.const_choices(self.tensor_of[it[2]], k, False)[0][1]
-    for policy, text in it[1].items():  # in-loop choices at step k: take the first that reads well here
-        if policy == "t":
-            continue
-        if policy.startswith("row:"):
-            return f"{policy[4:]}[{k}]"
-        return text
-    return ""
+    choices = [(p, x) for p, x in it[1].items() if p != "t"]  # outside a loop: no t
+    if not self.rows_first and isinstance(self.slot_value.get(id(it[1])), int):
+        choices = [c for c in choices if c[0] == "lit"] or choices  # a step number, not a character
+    policy, text = choices[0]
+    return f"{policy[4:]}[{k}]" if policy.startswith("row:") else text
 
 
 _Writer.slot_text = _slot_text
@@ -968,8 +1032,8 @@ def _emit_loop(self: _Writer, by_step: dict, run: tuple, init: dict, state: list
         base = b.base(by_step[last][j])
         if kind[j] == "dict":
             base += "s"
-        elif kind[j] == "plain" and d < 0 and _key(by_step[last][j].out) not in b.roots:
-            base += "_next"
+        elif kind[j] == "plain" and d < 0 and base not in b.grad_names.values():
+            base += "_next"  # carried to the step before: lossFun's dhnext
         name[j] = self.fresh(base)
     if not self.T_written:
         body.append(f"T = {self.T}  # time steps")
@@ -979,6 +1043,8 @@ def _emit_loop(self: _Writer, by_step: dict, run: tuple, init: dict, state: list
             body.append(f"{name[j]} = {{}}")
     for (j, idx), key in init.items():
         value = self.text(key, idx)
+        if kind[j] == "plain" and not (b.owned(key) and len(b.consumers.get(key, [])) == 1):
+            value += ".copy()"  # the loop adds into it in place: an array of its own
         body.append(f"{name[j]} = {value}" if kind[j] == "plain" else f"{name[j]}[{idx}] = {value}")
     rng = _range_text(a, z + 1, self.T)
     body.append(f"for t in {rng}:" if d > 0 else f"for t in reversed({rng}):")
