@@ -422,9 +422,12 @@ class _Builder:
                 self.grad_names.setdefault(k, "d" + pnames[pn])
         self.node_args = {}  # id(forward node) -> the integer arguments its op took as keywords (targets)
         for r in self.recs[:n_forward]:
-            names = [an for an, arr in int_args.items() for v in r.kw.values() if v is arr]
-            if names and r.out._ctx is not None:
-                self.node_args[id(r.out._ctx)] = names
+            k = _step_of(r.scope)
+            names = [an for an, arr in int_args.items() for v in r.kw.values() if v is arr or _is_row(v, arr, k)]
+            if names:
+                self.node_args[r.i] = names
+                if r.out._ctx is not None:
+                    self.node_args[id(r.out._ctx)] = names
         self.d_of = {}  # key of a gradient tensor -> the base name of the value it is the gradient of
         for r in reversed(self.recs[:n_forward]):  # a gradient passed on unchanged is named for the later op
             g = tape.grad_of.get(id(r.out._ctx)) if r.out._ctx is not None else None
@@ -571,6 +574,15 @@ def _literal(v: Any) -> str:
     return repr(v)
 
 
+def _is_row(v: Any, arr: np.ndarray, k: Optional[int]) -> bool:
+    """v is row k of the integer argument arr (a character id at step k, or a batch's)."""
+    if k is None or arr.ndim == 0 or not 0 <= k < len(arr) or isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, (int, np.integer)) or isinstance(v, np.ndarray):
+        return np.shape(v) == arr[k].shape and np.array_equal(v, arr[k])
+    return False
+
+
 def _range_text(lo: int, hi: int, T: int) -> str:
     """range bounds written relative to T where they sit near its end, so the text does not change with T."""
     def end(n: int) -> str:
@@ -706,7 +718,10 @@ _Writer.text = _text
 def _items(self: _Writer, r: _Rec, k: Optional[int], ref) -> list:
     """The rec's lowering as a flat list of items: ("s", text), ("o",), ("tmp",), ("nl",),
     ("r", reference, key), ("slot", {policy: text}, key)."""
-    self.prefer = self.b.node_args.get(id(r.node), ()) if r.node is not None else ()
+    # the integer arguments this op (or, in the backward, the op it differentiates) took: characters may be
+    # read from those, any other number is written as it is (or as t)
+    self.prefer = self.b.node_args.get(id(r.node) if r.i >= self.b.n_forward else r.i, ()) if \
+        r.node is not None or r.i < self.b.n_forward else ()
     inputs = [ref(_key(t), t, k) for t in r.inputs]
     items: list = [("cls", r.cls.__name__)]
     for n, parts in enumerate(self.b.parts[r.i]):
@@ -909,7 +924,8 @@ def _slot_text(self: _Writer, it: tuple, k: Optional[int]) -> str:
     if it[2] is not None:  # a constant tensor
         return self.const_choices(self.tensor_of[it[2]], k, False)[0][1]
     choices = [(p, x) for p, x in it[1].items() if p != "t"]  # outside a loop: no t
-    if not self.rows_first and isinstance(self.slot_value.get(id(it[1])), int):
+    if isinstance(self.slot_value.get(id(it[1])), int) and (not self.rows_first or not any(
+            p.split(":")[-1] in self.prefer for p, _ in choices)):
         choices = [c for c in choices if c[0] == "lit"] or choices  # a step number, not a character
     policy, text = choices[0]
     return f"{policy[4:]}[{k}]" if policy.startswith("row:") else text
@@ -982,11 +998,23 @@ def _find_run(self: _Writer, by_step: dict, d: int, label: str) -> tuple:
     a, z, state = max(runs, key=lambda x: x[1] - x[0])
     if _DEBUG:
         print(label, [(r[0], r[1]) for r in runs], {k: len(v) for k, v in sigs.items()})
+        if len(steps) > 3:
+            for k1 in steps[:-1]:
+                k2 = k1 + 1
+                for n, (x, y) in enumerate(zip(sigs[k1], sigs[k2])):
+                    if _unify([x], [y], k2) is None:
+                        print("DIFF", k1, k2, n, x, y, [it for it in sigs[k1][max(0, n - 12):n] if it[0] == "cls"])
+                        break
     init: dict = {}
     first = a - 1 if d > 0 else z + 1
     if first in by_step:
         run = (min(a, first), max(z, first))
         new = _unify(state, sigs[first], first, init, run)
+        if _DEBUG and new is None:
+            for n, (x, y) in enumerate(zip(state, sigs[first])):
+                if _unify([x], [y], first, {}, run) is None:
+                    print("EXT FAIL", first, n, x, y)
+                    break
         if new is not None:
             a, z, state = run[0], run[1], new
         else:
