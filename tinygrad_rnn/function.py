@@ -16,7 +16,7 @@ engine passes g and the saved values as Tensors of the graph (`saves` says which
 input, or the output "y"; None marks a constant such as a mask), so the same rule records ops and its
 result can be differentiated again, to any order.
 `lowering` is the op as a line of NumPy for tr.trace's program (tracer.py): {y} the output, {a} {b} {c}
-the inputs, {ctx.…} the node's fields, {kw[…]} the op's keywords, {dtype} the output's dtype.
+the inputs, {ctx.…} the node's fields, {kw[…]} the op's keywords, {dtype} the output's dtype, {dot} a @ b.
 """
 from __future__ import annotations
 
@@ -320,7 +320,7 @@ class Neg(Function):
 class MatMul(Function):
     """y = a @ b;  dL/da = g @ b^T,  dL/db = a^T @ g;  dy = da @ b + a @ db  (1-D operands as in np.matmul)"""
     __slots__ = ()
-    lowering = "{y} = {a} @ {b}"
+    lowering = "{y} = {dot}"
     batched_jvp = True
     differentiable_backward = True
     saves = (0, 1)

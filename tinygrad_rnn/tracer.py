@@ -355,6 +355,10 @@ def _template_parts(rec: _Rec) -> list:
                 parts.append(_REST)
             elif field == "dtype":
                 parts.append(f"np.{rec.out.dtype.name}")
+            elif field == "dot":  # a @ b; an outer product (inner size 1) by np.dot, which is 4x faster there
+                a, b = rec.inputs[0], rec.inputs[1]
+                outer = a.ndim == 2 and b.ndim == 2 and a.shape[1] == 1
+                parts += ["np.dot(", _In(0), ", ", _In(1), ")"] if outer else [_In(0), " @ ", _In(1)]
             else:
                 if field.startswith("ctx."):
                     v = getattr(rec.ctx, field[4:])
@@ -684,6 +688,10 @@ def _simplify(body: list) -> list:
             scatters[target] = len(out) - 1
     lines = []
     for st in out:
+        if st is not None and not isinstance(st, str) and st["scatter"] and "np.add.at(" in st["lines"][-1]:
+            parts = _scatter_parts(st["lines"][-1])  # a basic index takes each entry once: += in place
+            if parts is not None:
+                st["lines"][-1] = f"{st['target']}[{parts[0]}] += {parts[1]}"
         if st is None or isinstance(st, str):
             if st is not None:
                 lines.append(st)
@@ -1056,7 +1064,12 @@ def _emit_loop(self: _Writer, by_step: dict, run: tuple, init: dict, state: list
         if kind[j] == "plain" and idx != first - d:
             kind[j] = "dict"
     name = {}
+    pos_last = {_key(r.out): j for j, r in enumerate(by_step[last])}
     for j in range(n):
+        acc = b.inplace(by_step[last][j])
+        if kind[j] == "local" and acc in pos_last and kind[pos_last[acc]] == "local":
+            name[j] = name[pos_last[acc]]  # a sum of this step's shares, added up in one array
+            continue
         base = b.base(by_step[last][j])
         if kind[j] == "dict":
             base += "s"
