@@ -9,6 +9,7 @@ tr.scope("t=k") that repeat the same ops are rolled into `for t in range(T):` lo
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import keyword
 import re
@@ -183,14 +184,9 @@ def trace(fn: Any, *example_args: Any, params: Optional[dict] = None, name: str 
                     break
         except Exception as e:  # noqa: BLE001 -- a rolling that went wrong: the straight program instead
             failure = f"{type(e).__name__}: {e}"
-            if _DEBUG:
-                print(builder.source(rolled, rows_first))
-                raise
             continue
         if failure is None:
             return prog
-        if _DEBUG:
-            print(prog.source, failure)
     raise RuntimeError(f"trace: the generated program does not reproduce the engine ({failure})")
 
 
@@ -204,9 +200,6 @@ def _other_characters(fn, args: list, arg_names: list, int_args: dict, params: d
     grads = tinygrad_rnn.grad(loss, list(params.values()), allow_unused=True) if params and loss.requires_grad \
         else [None] * len(params)
     return other, loss.data, {pn: (None if g is None else np.asarray(g.data)) for pn, g in zip(params, grads)}
-
-
-_DEBUG = False
 
 
 def _compare(value, expected, got, got_grads) -> Optional[str]:
@@ -224,9 +217,12 @@ def _arg_names(fn: Any, n: int) -> list:
                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     except (TypeError, ValueError):
         names = []
-    names = [_ident(x) for x in names[:n]]
+    names = [_ident(x) + ("_" if x in _RESERVED else "") for x in names[:n]]  # the loop's t is not an argument
     names += [f"x{i}" for i in range(len(names), n)]
     return names if len(set(names)) == n else [f"x{i}" for i in range(n)]
+
+
+_RESERVED = {"t", "T", "np", "params", "len", "range", "reversed"}
 
 
 def _leaves_needing_grad(recs: list, args: list) -> dict:
@@ -319,6 +315,7 @@ class _Fields(string.Formatter):
     pass
 
 
+@functools.lru_cache(maxsize=None)
 def _defaults(cls: type) -> dict:
     try:
         return {k: p.default for k, p in inspect.signature(cls.forward).parameters.items()
@@ -402,6 +399,10 @@ class _Builder:
             if isinstance(a, Tensor):
                 self.leaf_names[_key(a)] = an
         self.const_tensors = {}
+        for r in self.recs:  # a number from numbers alone is a number (1.0 * 1.0): written as its value
+            if all(_key(t) not in self.producer and _key(t) not in self.leaf_names and t._ctx is None
+                   for t in r.inputs) and r.out._ctx is None and r.out.ndim == 0 and _key(r.out) != self.loss_key:
+                del self.producer[_key(r.out)]
         # the recs the outputs need
         roots = [self.loss_key] + [k for k in self.grad_keys.values() if k is not None]
         need, stack = set(), list(roots)
@@ -505,6 +506,7 @@ class _Writer:
     def __init__(self, b: _Builder, rolled: bool, rows_first: bool = True):
         self.b, self.rolled, self.rows_first = b, rolled, rows_first
         self.slot_value: dict = {}
+        self._const_cache: dict = {}
         self.taken: set = set(["np", "t", "T", "params", "len", "range", "reversed", b.fname] + b.arg_names)
         self.names: dict = {}       # key -> source text naming the value (outside loops)
         self.lines: list = []
@@ -535,7 +537,10 @@ class _Writer:
         return out
 
     def const_choices(self, t: Tensor, k: Optional[int], in_loop: bool) -> list:
-        out = self._const_choices(t, k, in_loop)
+        cache_key = (id(t), k, in_loop)
+        out = self._const_cache.get(cache_key)
+        if out is None:
+            out = self._const_cache[cache_key] = self._const_choices(t, k, in_loop)
         prefer = getattr(self, "prefer", ())  # a rule's constant is read from its op's own argument (targets)
         return sorted(out, key=lambda c: 0 if c[0].split(":")[-1] in prefer else 1)
 
@@ -562,6 +567,8 @@ class _Writer:
         if x.ndim and x.size and not x.any():
             dt = "" if x.dtype == np.float64 else f", dtype=np.{x.dtype.name}"
             out.append(("lit", f"np.zeros({x.shape}{dt})"))
+        elif out and x.size > 64:  # read from an argument: no need to spell out a large array
+            pass
         elif x.ndim == 0:
             out.append(("lit", repr(x.item()) if x.dtype != np.float64 else repr(float(x))))
         else:
@@ -735,7 +742,13 @@ def _items(self: _Writer, r: _Rec, k: Optional[int], ref) -> list:
     for n, parts in enumerate(self.b.parts[r.i]):
         if n:
             items.append(("nl",))
-        for p in parts:
+        for m, p in enumerate(parts):
+            if isinstance(p, _In) and m + 1 < len(parts) and isinstance(parts[m + 1], str) and \
+                    parts[m + 1][:1] in ".[" and inputs[p.i][0] == "slot":  # a number with a method: an array
+                choices = {c: (f"np.asarray({x})" if re.fullmatch(r"-?[\d.e+-]+|nan|inf", x) else x)
+                           for c, x in inputs[p.i][1].items()}
+                items.append(("slot", choices, inputs[p.i][2]))
+                continue
             if isinstance(p, str):
                 items.append(("s", p))
             elif p is _OUT:
@@ -930,7 +943,9 @@ _Writer.ref_outside = _ref_outside
 
 def _slot_text(self: _Writer, it: tuple, k: Optional[int]) -> str:
     if it[2] is not None:  # a constant tensor
-        return self.const_choices(self.tensor_of[it[2]], k, False)[0][1]
+        text = self.const_choices(self.tensor_of[it[2]], k, False)[0][1]
+        wrap = any(x.startswith("np.asarray(") for x in it[1].values())
+        return f"np.asarray({text})" if wrap and re.fullmatch(r"-?[\d.e+-]+|nan|inf", text) else text
     choices = [(p, x) for p, x in it[1].items() if p != "t"]  # outside a loop: no t
     if isinstance(self.slot_value.get(id(it[1])), int) and (not self.rows_first or not any(
             p.split(":")[-1] in self.prefer for p, _ in choices)):
@@ -1004,25 +1019,11 @@ def _find_run(self: _Writer, by_step: dict, d: int, label: str) -> tuple:
             state = new
     runs.append((start, steps[-1], state))
     a, z, state = max(runs, key=lambda x: x[1] - x[0])
-    if _DEBUG:
-        print(label, [(r[0], r[1]) for r in runs], {k: len(v) for k, v in sigs.items()})
-        if len(steps) > 3:
-            for k1 in steps[:-1]:
-                k2 = k1 + 1
-                for n, (x, y) in enumerate(zip(sigs[k1], sigs[k2])):
-                    if _unify([x], [y], k2) is None:
-                        print("DIFF", k1, k2, n, x, y, [it for it in sigs[k1][max(0, n - 12):n] if it[0] == "cls"])
-                        break
     init: dict = {}
     first = a - 1 if d > 0 else z + 1
     if first in by_step:
         run = (min(a, first), max(z, first))
         new = _unify(state, sigs[first], first, init, run)
-        if _DEBUG and new is None:
-            for n, (x, y) in enumerate(zip(state, sigs[first])):
-                if _unify([x], [y], first, {}, run) is None:
-                    print("EXT FAIL", first, n, x, y)
-                    break
         if new is not None:
             a, z, state = run[0], run[1], new
         else:
@@ -1065,10 +1066,10 @@ def _emit_loop(self: _Writer, by_step: dict, run: tuple, init: dict, state: list
             kind[j] = "dict"
     name = {}
     pos_last = {_key(r.out): j for j, r in enumerate(by_step[last])}
-    for j in range(n):
+    # the carried and kept values first: the running sums get the plain names (dW_hh), a share of one a suffix
+    for j in sorted(range(n), key=lambda j: kind[j] == "local"):
         acc = b.inplace(by_step[last][j])
         if kind[j] == "local" and acc in pos_last and kind[pos_last[acc]] == "local":
-            name[j] = name[pos_last[acc]]  # a sum of this step's shares, added up in one array
             continue
         base = b.base(by_step[last][j])
         if kind[j] == "dict":
@@ -1076,6 +1077,10 @@ def _emit_loop(self: _Writer, by_step: dict, run: tuple, init: dict, state: list
         elif kind[j] == "plain" and d < 0 and base not in b.grad_names.values():
             base += "_next"  # carried to the step before: lossFun's dhnext
         name[j] = self.fresh(base)
+    for j in range(n):  # a sum of this step's shares, added up in one array
+        acc = b.inplace(by_step[last][j])
+        if j not in name:
+            name[j] = name[pos_last[acc]]
     if not self.T_written:
         body.append(f"T = {self.T}  # time steps")
         self.T_written = True
