@@ -42,7 +42,7 @@ def number(pattern: str, out: str) -> float:
 
 def test_the_course_is_numbered_and_complete():
     numbers = {name[:2] for name in LESSONS}
-    assert numbers == {f"{n:02d}" for n in range(1, 12)}
+    assert numbers == {f"{n:02d}" for n in range(1, 12)} | {"14"}
     assert (EXAMPLES / "make_pictures.py").exists()
 
 
@@ -162,3 +162,17 @@ def test_11_padding_with_ignore_index_is_exactly_the_words_one_by_one():
     assert max(max_errors(out).values()) < 1e-12
     assert "padded positions' logits: 0.0 (exactly zero)" in out
     assert "'ca' -> 'at' (want 'at')" in out and "'hell' -> 'ello' (want 'ello')" in out
+
+
+def test_14_the_traced_step_reads_like_lossFun_equals_the_engine_and_trains():
+    out = run("14_the_engine_writes_the_code.py")
+    assert "def step(params, idx, targets):" in out and "for t in reversed(range(" in out
+    for ours in ("dh_next + do_2 @ out_W", "da = dh_2 * (1.0 - hs[t] * hs[t])", "dW_xh[:, idx[t]] += da.T",
+                 "dh_next = da @ W_hh", "ss[t] = fs[t] * ss[t - 1] + i_s[t] * gs[t]"):
+        assert ours in out, ours
+    assert max_errors(out)["traced - engine"] < 1e-12
+    lines = re.search(r"lines of code: T = 4: (\d+); T = 100: (\d+)", out)
+    assert lines[1] == lines[2]
+    losses = [float(v) for v in re.findall(r"^step +\d+ loss ([0-9.]+)", out, re.M)]
+    assert losses[-1] < 0.2 * losses[0]
+    assert "the next letters of 'hell': 'ello'" in out

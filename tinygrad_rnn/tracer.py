@@ -27,7 +27,8 @@ __all__ = ["trace", "Program"]
 
 class Program:
     """A traced function as NumPy code: `source` (one function importing only numpy) and
-    `loss, grads = prog(*args)` (grads: parameter name -> ndarray), reading the parameters' current values."""
+    `loss, grads = prog(*args)` (grads: parameter name -> ndarray), reading the parameters' current values;
+    when fn returned (loss, more tensors...), prog returns (loss, grads, (their values...))."""
 
     def __init__(self, source: str, name: str, params: dict, arg_specs: list) -> None:
         self.source, self.params = source, params
@@ -53,8 +54,8 @@ class Program:
         values = {}
         for name, p in self.params.items():
             values[name] = p.data
-        loss, grads = self._fn(values, *arrays)
-        return loss, {k: np.asarray(g) for k, g in grads.items()}
+        loss, grads, *extras = self._fn(values, *arrays)
+        return (loss, {k: np.asarray(g) for k, g in grads.items()}, *extras)
 
     def __repr__(self) -> str:
         return f"<tr.trace Program: {self.source.count(chr(10))} lines>"
@@ -142,6 +143,9 @@ def trace(fn: Any, *example_args: Any, params: Optional[dict] = None, name: str 
     _state.tape = tape
     try:
         loss = fn(*args)
+        extras: list = []
+        if isinstance(loss, tuple) and loss:  # (loss, more tensors): the program returns those too (a last state)
+            loss, extras = loss[0], _flat(loss[1:])
         if not isinstance(loss, Tensor) or loss.size != 1:
             raise TypeError(f"trace: fn must return a one-entry Tensor (a loss), got "
                             f"{type(loss).__name__ if not isinstance(loss, Tensor) else loss.shape}")
@@ -162,7 +166,7 @@ def trace(fn: Any, *example_args: Any, params: Optional[dict] = None, name: str 
                     owner.backward = rule
     finally:
         _state.tape = None
-    builder = _Builder(tape, n_forward, loss, params, grads, args, arg_names, int_args, name)
+    builder = _Builder(tape, n_forward, loss, params, grads, args, arg_names, int_args, name, extras)
     value = loss.data
     expected = {pn: (None if g is None else np.asarray(g.data)) for pn, g in zip(params, grads)}
     specs = [(an, np.shape(a.data if isinstance(a, Tensor) else a),
@@ -178,7 +182,7 @@ def trace(fn: Any, *example_args: Any, params: Optional[dict] = None, name: str 
         try:  # the rolled program, checked against the engine; if it differs, the straight one
             prog = Program(builder.source(rolled, rows_first), name, params, specs)
             for check_args, check_value, check_grads in checks:
-                got, got_grads = prog(*check_args)
+                got, got_grads = prog(*check_args)[:2]
                 failure = _compare(check_value, check_grads, got, got_grads)
                 if failure is not None:
                     break
@@ -197,9 +201,23 @@ def _other_characters(fn, args: list, arg_names: list, int_args: dict, params: d
     other = [(a + 1 + n) % (a.max() + 1) if an in int_args and a.size and a.min() >= 0 else a
              for n, (a, an) in enumerate(zip(args, arg_names))]
     loss = fn(*other)
+    loss = loss[0] if isinstance(loss, tuple) else loss
     grads = tinygrad_rnn.grad(loss, list(params.values()), allow_unused=True) if params and loss.requires_grad \
         else [None] * len(params)
     return other, loss.data, {pn: (None if g is None else np.asarray(g.data)) for pn, g in zip(params, grads)}
+
+
+def _flat(values) -> list:
+    """The tensors of a nested tuple, in order."""
+    out = []
+    for v in values:
+        if isinstance(v, (tuple, list)):
+            out += _flat(v)
+        elif isinstance(v, Tensor):
+            out.append(v)
+        else:
+            raise TypeError(f"trace: fn may return (loss, tensors...), got a {type(v).__name__} among them")
+    return out
 
 
 def _compare(value, expected, got, got_grads) -> Optional[str]:
@@ -378,8 +396,9 @@ def _template_parts(rec: _Rec) -> list:
 
 # ---- the program ------------------------------------------------------------------------------------------
 class _Builder:
-    def __init__(self, tape, n_forward, loss, params, grads, args, arg_names, int_args, fname):
+    def __init__(self, tape, n_forward, loss, params, grads, args, arg_names, int_args, fname, extras=()):
         self.tape, self.fname, self.int_args = tape, fname, int_args
+        self.extra_keys = [_key(t) for t in extras]
         self.recs = tape.recs
         self.n_forward = n_forward
         self.loss_key = _key(loss)
@@ -404,7 +423,7 @@ class _Builder:
                    for t in r.inputs) and r.out._ctx is None and r.out.ndim == 0 and _key(r.out) != self.loss_key:
                 del self.producer[_key(r.out)]
         # the recs the outputs need
-        roots = [self.loss_key] + [k for k in self.grad_keys.values() if k is not None]
+        roots = [self.loss_key] + [k for k in self.grad_keys.values() if k is not None] + self.extra_keys
         need, stack = set(), list(roots)
         while stack:
             k = stack.pop()
@@ -632,7 +651,9 @@ def _write(self: _Writer) -> str:
             grads.append(f"{pn!r}: np.zeros_like({b.pnames[pn]})")
         else:
             grads.append(f"{pn!r}: {self.text(k, None)}")
-    body.append(f"return {self.text(b.loss_key, None)}, {{" + ", ".join(grads) + "}")
+    extras = "".join(f", {self.text(k, None)}" for k in b.extra_keys)
+    body.append(f"return {self.text(b.loss_key, None)}, {{" + ", ".join(grads) + "}" +
+                (f", ({extras[2:]},)" if extras else ""))
     out, indent = [f"def {b.fname}({', '.join(['params'] + b.arg_names)}):",
                    '    """Traced by tinygrad_rnn.trace: the forward, then the backward the engine derived."""'], 1
     for line in _simplify(body):
@@ -1018,16 +1039,20 @@ def _find_run(self: _Writer, by_step: dict, d: int, label: str) -> tuple:
         else:
             state = new
     runs.append((start, steps[-1], state))
-    a, z, state = max(runs, key=lambda x: x[1] - x[0])
-    init: dict = {}
-    first = a - 1 if d > 0 else z + 1
-    if first in by_step:
-        run = (min(a, first), max(z, first))
-        new = _unify(state, sigs[first], first, init, run)
-        if new is not None:
-            a, z, state = run[0], run[1], new
-        else:
-            init = {}
+    best = None
+    for a, z, state in runs:  # each stretch, with the step before it (in the loop's order) as its start
+        init: dict = {}
+        first = a - 1 if d > 0 else z + 1
+        if first in by_step:
+            run = (min(a, first), max(z, first))
+            new = _unify(state, sigs[first], first, init, run)
+            if new is not None:
+                a, z, state = run[0], run[1], new
+            else:
+                init = {}
+        if best is None or z - a > best[1] - best[0]:
+            best = (a, z, state, init)
+    a, z, state, init = best
     if z - a < 1:
         return None, {}, None
     return (a, z), init, state
@@ -1102,12 +1127,12 @@ def _emit_loop(self: _Writer, by_step: dict, run: tuple, init: dict, state: list
             _, j, off = ref
             if kind[j] != "dict":
                 return name[j]
-            return f"{name[j]}[t{off:+d}]" if off else f"{name[j]}[t]"
+            return f"{name[j]}[t {'+-'[off < 0]} {abs(off)}]" if off else f"{name[j]}[t]"
         if ref[0] == "fwd":
             _, j, off = ref
             if fwd is None or fwd["kind"][j] != "dict":
                 raise KeyError("trace: a forward value the backward loop reads is not kept per step")
-            return f"{fwd['name'][j]}[t{off:+d}]" if off else f"{fwd['name'][j]}[t]"
+            return f"{fwd['name'][j]}[t {'+-'[off < 0]} {abs(off)}]" if off else f"{fwd['name'][j]}[t]"
         return self.text(key, None)
 
     splits, cur = [], []
