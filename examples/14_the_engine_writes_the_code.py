@@ -39,23 +39,25 @@ print(prog.source)
 
 # %%
 PAIRS = [("dy = p - onehot(y)           (fused softmax-CE)", r"d_softmax - np\.eye"),
-         ("dWhy += dy hs[t]^T", r"dout_W \+= np\.dot\(do_?\d*\.reshape"),
+         ("dWhy += dy hs[t]^T", r"dout_W_rows\[t\] = "),
          ("dby += dy", r"dout_b \+= do"),
          ("dh = Why^T dy + dhnext", r"dh_?\d* = dh_next \+ do_?\d* @ out_W"),
          ("dhraw = (1 - h*h) * dh       (eq. 10.21)", r"da = dh_?\d* \* \(1\.0 - hs\[t\] \* hs\[t\]\)"),
          ("dbh += dhraw", r"db_h \+= da"),
          ("dWxh[:, x_t] += dhraw", r"dW_xh\[:, idx\[t\]\] \+= da\.T"),
-         ("dWhh += dhraw hs[t-1]^T", r"dW_hh \+= np\.dot\(da\.reshape.*hs\[t - 1\]"),
+         ("dWhh += dhraw hs[t-1]^T", r"dW_hh_rows\[t\] = "),
          ("dhnext = Whh^T dhraw", r"dh_next = da @ W_hh")]
 lines = prog.source.splitlines()
 for theirs, pattern in PAIRS:
     ours = next(line.strip() for line in lines if re.search(pattern, line))
-    print(f"{theirs:44s} | {ours.split('  #')[0]}")
+    print(f"{theirs:44s} | {ours.split('  # ')[0]}")
+print("\nafter the loop:", next(x.strip() for x in lines if x.strip().startswith("dW_hh += np.dot(np.concat")))
 print("\nwhat the engine does differently:")
 print(" - it recomputes softmax(z) from the stacked logits for dL/dz (CrossEntropy's rule under create_graph)")
 print("   where lossFun keeps ps[t] from the forward; 1 - h*h it reads from the saved h, as lossFun does")
 print(" - its sums start at the first share, not at zeros: step T-1 and step 0 stand outside the loop")
-print(" - dWhy += dy h^T is an outer product of a (V, 1) and a (1, H) matrix, one per step, as lossFun's")
+print(" - it keeps each step's dy and sums dWhy = Σ_t dy h(t)^T after the loop as ONE matrix product")
+print("   (the engine's OuterGrad does the same), where lossFun adds one outer product per step")
 
 # %% [markdown]
 # ## 3. The program equals the engine, on other characters too

@@ -656,7 +656,7 @@ def _write(self: _Writer) -> str:
                 (f", ({extras[2:]},)" if extras else ""))
     out, indent = [f"def {b.fname}({', '.join(['params'] + b.arg_names)}):",
                    '    """Traced by tinygrad_rnn.trace: the forward, then the backward the engine derived."""'], 1
-    for line in _simplify(body):
+    for line in _batch_outer_sums(_simplify(body)):
         if line == "<in>":
             indent += 1
         elif line == "<out>":
@@ -728,6 +728,47 @@ def _simplify(body: list) -> list:
         lines.append(f"{st['lines'][0]}  # {', '.join(labels)}")
         lines += st["lines"][1:]
     return lines
+
+
+_OUTER = re.compile(r"^(\w+) \+= np\.dot\((.+?)\.reshape\(\((\d+), (\d+)\)\)\.T, (.+?)\.reshape\(\((\d+), (\d+)\)\)\)"
+                    r"(  # .*)?$|^(\w+) \+= (.+?)\.reshape\(\((\d+), (\d+)\)\)\.T @ (.+?)\.reshape\(\((\d+), (\d+)\)\)(  # .*)?$")
+
+
+def _batch_outer_sums(lines: list) -> list:
+    """A weight's gradient summed in a loop one outer product per step (dW_hh += da^T h) becomes one matrix
+    product after the loop over the rows of every step, as the engine's OuterGrad sums do: BLAS at its best."""
+    out, n = [], 0
+    while n < len(lines):
+        line = lines[n]
+        if not (line.startswith("for t in ") and n + 1 < len(lines) and lines[n + 1] == "<in>"):
+            out.append(line)
+            n += 1
+            continue
+        end = lines.index("<out>", n)
+        body = lines[n + 2:end]
+        if "<in>" in body:  # a loop inside: left as it is
+            out += lines[n:end + 1]
+            n = end + 1
+            continue
+        rng = re.search(r"range\([^()]*\)", line)[0]
+        before, after, new_body = [], [], []
+        for b in body:
+            m = _OUTER.match(b)
+            g = None if m is None else (m.groups()[:8] if m[1] else m.groups()[8:])
+            if g is None or sum(len(re.findall(rf"(?<![\w.]){g[0]}\b", x)) for x in body) != 1:
+                new_body.append(b)
+                continue
+            acc, u, _, cols_u, v, _, cols_v, comment = g
+            rows = acc + "_rows"
+            before.append(f"{rows} = {{}}")
+            label = (comment or "  # ").split("#", 1)[1].split(",")[0].strip()
+            new_body.append(f"{rows}[t] = {u}  # {label}: {acc} += {u}^T {v}, summed after the loop")
+            stack_v = f"np.concatenate([{v}.reshape(-1, {cols_v}) for t in {rng}])"
+            after.append(f"{acc} += np.dot(np.concatenate([{rows}[t].reshape(-1, {cols_u}) for t in {rng}]).T, "
+                         f"{stack_v})  # every step's outer products as one product")
+        out += before + [line, "<in>"] + new_body + ["<out>"] + after
+        n = end + 1
+    return out
 
 
 def _tidy(line: str) -> str:
