@@ -213,3 +213,18 @@ def test_cli_trace_writes_the_step(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "tinygrad_rnn", "trace", "--steps", "0"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "steps" in bad.stderr
+
+
+def test_float32_stays_float32_and_a_step_number_is_not_a_character():
+    rng = np.random.default_rng(7)
+    model = _model("lstm", 10, 6, rng, dtype=np.float32)
+    idx = np.arange(5)  # idx[t] == t at every step: the loop still reads W_x[:, idx[t]] but dstacked[t]
+    prog = _trace_charrnn(model, idx, idx[::-1].copy())
+    assert "W_x[:, idx[t]]" in prog.source and "dstacked[t]" in prog.source
+    other_idx, other_targets = rng.integers(0, 10, 5), rng.integers(0, 10, 5)
+    loss, grads = prog(other_idx, other_targets)
+    want_loss, want = _engine(model, other_idx, other_targets)
+    assert np.asarray(loss).dtype == np.float32 and all(g.dtype == np.float32 for g in grads.values())
+    assert abs(float(loss) - want_loss) < 1e-4
+    for name in want:
+        np.testing.assert_allclose(grads[name], want[name], rtol=1e-4, atol=1e-5)
