@@ -10,5 +10,5 @@ from .tensor import Tensor, concat, ones, randn, stack, where, zeros
 from . import analysis, check, func, manual, nn, viz  # tr.nn after `import tinygrad_rnn as tr`, as torch.nn
 
 __all__ = ["Tensor", "Function", "concat", "stack", "where", "no_grad", "scope", "detect_anomaly",
-           "is_grad_enabled", "zeros", "ones", "randn", "jvp", "grad", "func", "nn", "manual", "check", "viz", "analysis"]
+           "is_grad_enabled", "grad", "zeros", "ones", "randn", "jvp", "func", "nn", "manual", "check", "viz", "analysis"]
 __version__ = "0.1.0"
