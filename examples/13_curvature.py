@@ -3,14 +3,12 @@
 Near a minimum θ* gradient descent multiplies the error along each eigenvector of the Hessian H by (1 − η λ_i)
 per step: it settles for η < 2/λ_max and swings ever wider for η > 2/λ_max. λ_max by power iteration with
 tr.func.hvp (forward mode over the gradient: H never formed). Then Pascanu, Mikolov & Bengio (2013), "On the
-difficulty of training recurrent neural networks", eq. (9): Ω = Σ_k (‖(∂L/∂h_{k+1}) ∂h_{k+1}/∂h_k‖ / ‖∂L/∂h_{k+1}‖
-− 1)², made of gradients, so its gradient is a gradient of gradients (create_graph; the paper keeps only the
-"immediate" part, its eq. 10, here all of it).   python examples/13_curvature.py   (TINYGRAD_RNN_QUICK=1: shorter)
+difficulty of training recurrent neural networks", eq. (9):
+    Ω = Σ_k ( ‖(∂L/∂h_{k+1}) ∂h_{k+1}/∂h_k‖ / ‖∂L/∂h_{k+1}‖ − 1 )²,
+made of gradients, so its gradient is a gradient of gradients (create_graph; the paper keeps only its
+"immediate" part, eq. 10; here all of it).   python examples/13_curvature.py   (TINYGRAD_RNN_QUICK=1: shorter)
 """
-# %% [markdown]
-# ## 1. The hello RNN at a minimum (weight decay μ makes one exist): Adagrad, then Newton with the full H
-
-# %%
+# %% 1. The hello RNN at a minimum (weight decay μ makes one exist): Adagrad, then Newton with the full H
 import os
 
 import numpy as np
@@ -46,10 +44,7 @@ eig = np.linalg.eigvalsh(H)
 print(f"(1) at θ*: L = {loss_of(theta).item():.6f}, ‖∇L‖ = {np.linalg.norm(grad(theta)):.1e}; "
       f"H is {H.shape}, eigenvalues from {eig[0]:.4f} to {eig[-1]:.4f}: all positive, a minimum")
 
-# %% [markdown]
-# ## 2. λ_max by power iteration: v ← H v / ‖H v‖, each H v one forward-over-reverse pass
-
-# %%
+# %% 2. λ_max by power iteration: v ← H v / ‖H v‖, each H v one forward-over-reverse pass
 v = np.random.default_rng(1).standard_normal(theta.size)
 for it in range(150):
     _, Hv = tr.func.hvp(loss_of, (theta,), (v,))
@@ -58,11 +53,7 @@ print(f"(2) λ_max by power iteration with hvp = {lam:.10f}; by eigvalsh of the 
       f"max |power iteration - eigvalsh| = {abs(lam - eig[-1]):.1e}\n"
       f"max |H v by hvp - H @ v| = {np.abs(tr.func.hvp(loss_of, (theta,), (v,))[1] - H @ v).max():.1e}")
 
-# %% [markdown]
-# ## 3. Plain gradient descent at η = c · 2/λ_max, started 10⁻³ from θ* along the top eigenvector
-# Predicted: the distance to θ* is multiplied by |1 − η λ_max| = |1 − 2c| per step.
-
-# %%
+# %% 3. Plain GD at η = c · 2/λ_max from 10⁻³ off θ* along the top eigenvector: |1 − η λ_max| per step
 N, verdicts = 150, {}
 print(f"(3) {'c':>6s} {'η':>7s} {'|1-ηλ| predicted':>17s} {'measured, 20 steps':>19s} {'‖θ-θ*‖ after 150':>16s}  GD")
 for c in (0.9, 0.98, 0.995, 1.005, 1.02, 1.1):
@@ -71,20 +62,15 @@ for c in (0.9, 0.98, 0.995, 1.005, 1.02, 1.1):
         x = x - eta * grad(x)
         along.append((x - theta) @ v)                                # the swing along the top eigenvector
     rate = abs(along[20] / along[0]) ** (1 / 20)                     # per step, while still near θ*
-    verdicts[c] = "settles" if np.linalg.norm(x - theta) < 1e-3 else "oscillates"
-    flips = np.mean(np.sign(along[1:]) != np.sign(along[:-1]))  # a swing: the sign flips every step
+    verdicts[c] = "settles" if np.linalg.norm(x - theta) < 1e-3 else "oscillates"  # started at 1e-3
+    flips = np.mean(np.sign(along[1:]) != np.sign(along[:-1]))      # a swing: the sign flips every step
     print(f"    {c:6.3f} {eta:7.4f} {abs(1 - eta * lam):17.4f} {rate:19.4f} {np.linalg.norm(x - theta):16.2e}  "
           f"{verdicts[c]} (sign flips {flips:.0%} of steps)")
-settle = max(c for c, w in verdicts.items() if w == "settles")
-swing = min(c for c, w in verdicts.items() if w == "oscillates")
-print(f"measured boundary: settles at η = {settle} · 2/λ_max, oscillates at η = {swing} · 2/λ_max "
-      f"(2/λ_max = {2 / lam:.4f})")
+print(f"measured boundary: settles at η = {max(c for c in verdicts if verdicts[c] == 'settles')} · 2/λ_max, "
+      f"oscillates at {min(c for c in verdicts if verdicts[c] == 'oscillates')} · 2/λ_max (2/λ_max = {2 / lam:.4f})")
 
-# %% [markdown]
-# ## 4. Pascanu et al.'s Ω on a longer sequence (name the first character after T steps); with
+# %% 4. Pascanu et al.'s Ω on a longer sequence (name the first character after T steps); with
 # ∂h_{k+1}/∂h_k = diag(1 − h_{k+1}²) W_hh (the lecture notes) and δ_k = ∂L/∂h_k from one tr.grad(create_graph)
-
-# %%
 V, Hn, T, B = 4, 8, 20, 16
 
 
@@ -94,8 +80,7 @@ def loss_and_omega(rnn, idx):
     L = nn.cross_entropy(logits[-1], idx[0], reduction="mean")     # at the end, name the first character
     delta = tr.grad(L, [h0, *states], create_graph=True)            # δ_0 … δ_T, each (B, H)
     omega = 0
-    for k in range(T):
-        d, h = delta[k + 1], states[k]
+    for d, h in zip(delta[1:], states):                             # δ_{k+1} and h_{k+1}, k = 0 … T−1
         back = (d * (1 - h * h)) @ rnn.cell.W_hh                     # δ_{k+1} ∂h_{k+1}/∂h_k
         omega = omega + (((back * back).sum(axis=-1).sqrt() / (d * d).sum(axis=-1).sqrt() - 1) ** 2).mean()
     return L, omega, np.linalg.norm(delta[0].numpy(), axis=-1).mean()
@@ -114,13 +99,10 @@ for trial in range(3):                                               # central d
         values.append(loss_and_omega(rnn, idx)[1].item())
     exact = sum((g.numpy() * d).sum() for g, d in zip(grads, dirs))
     worst = max(worst, abs(exact - (values[0] - values[1]) / (2 * eps)) / abs(exact))
-print(f"(4) Ω = {omega.item():.4f} over T = {T} steps; its gradient by create_graph against central differences:")
-print(f"max |∇Ω·d - (Ω(θ+εd) - Ω(θ-εd))/2ε| / |∇Ω·d| over 3 directions = {worst:.1e}")
+print(f"(4) Ω = {omega.item():.4f} over T = {T} steps; its gradient by create_graph against central differences:\n"
+      f"max |∇Ω·d - (Ω(θ+εd) - Ω(θ-εd))/2ε| / |∇Ω·d| over 3 directions = {worst:.1e}")
 
-# %% [markdown]
-# ## 5. Train with and without Ω (weight α), clipped SGD: does ∂L/∂h_0 still arrive?
-
-# %%
+# %% 5. Train with and without Ω (weight α), clipped SGD: does ∂L/∂h_0 still arrive?
 STEPS, ALPHA = (40 if QUICK else 300), 1.0
 test = np.random.default_rng(99).integers(0, V, (T, B))
 print(f"(5) ‖∂L/∂h_0‖ (mean over {B} test sequences of length {T}) at the start: "

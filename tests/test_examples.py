@@ -42,7 +42,7 @@ def number(pattern: str, out: str) -> float:
 
 def test_the_course_is_numbered_and_complete():
     numbers = {name[:2] for name in LESSONS}
-    assert numbers == {f"{n:02d}" for n in range(1, 12)}
+    assert numbers == {f"{n:02d}" for n in (*range(1, 12), 13)}
     assert (EXAMPLES / "make_pictures.py").exists()
 
 
@@ -162,3 +162,19 @@ def test_11_padding_with_ignore_index_is_exactly_the_words_one_by_one():
     assert max(max_errors(out).values()) < 1e-12
     assert "padded positions' logits: 0.0 (exactly zero)" in out
     assert "'ca' -> 'at' (want 'at')" in out and "'hell' -> 'ello' (want 'ello')" in out
+
+
+def test_13_curvature_lambda_max_the_lr_boundary_and_pascanus_regularizer():
+    out = run("13_curvature.py")
+    errors = max_errors(out)
+    assert errors["power iteration - eigvalsh"] < 1e-9 and errors["H v by hvp - H @ v"] < 1e-12
+    assert errors["∇Ω·d - (Ω(θ+εd) - Ω(θ-εd))/2ε"] < 1e-6    # the create_graph gradient against differences
+    assert number(r"‖∇L‖ = ([0-9.e+-]+);", out) < 1e-10 and "all positive, a minimum" in out
+    rows = re.findall(r"^ +([0-9.]+) +[0-9.]+ +([0-9.]+) +([0-9.]+) +[0-9.e+-]+ +(settles|oscillates)", out, re.M)
+    assert len(rows) == 6
+    for c, predicted, measured, verdict in rows:                    # |1 - ηλ| per step, measured, and the verdict
+        assert abs(float(predicted) - float(measured)) < 0.02
+        assert verdict == ("settles" if float(c) < 1 else "oscillates")
+    assert "settles at η = 0.995 · 2/λ_max, oscillates at 1.005 · 2/λ_max" in out
+    dh0 = [float(v) for v in re.findall(r"with α = [0-9.]+: .*‖∂L/∂h_0‖ = ([0-9.e+-]+)", out)]
+    assert len(dh0) == 2 and dh0[1] > 1e4 * dh0[0]                  # Ω keeps the gradient arriving at h_0
