@@ -532,7 +532,7 @@ def _graph_tensor(value: np.ndarray, node: Function) -> "Tensor":
     forward mode it carries the node's tangent (hvp: forward mode over this backward)."""
     t = Tensor.__new__(Tensor)
     t.data, t._grad, t.requires_grad, t._ctx = value, None, True, node
-    t._name, t._version, t._tangent = None, 0, _node_tangents.get(node)
+    t._name, t._version, t._tangent = None, 0, None if _node_tangents is None else _node_tangents.get(node)
     return t
 
 
@@ -721,27 +721,30 @@ def _push_tangent(cls: type, ctx: Function, inputs: tuple, out: Tensor) -> None:
         raise RuntimeError(f"{cls.__name__}.jvp returned a tangent of shape {shape} "
                            f"for an output of shape {out.shape}") from None
     out._tangent = (_state.forward, t_out)
-    if out._ctx is not None:  # kept for the node too: a create_graph backward inside forward mode (hvp) reads it
+    if _node_tangents is not None and out._ctx is not None:  # for a create_graph backward inside (hvp)
         _node_tangents[out._ctx] = out._tangent
 
 
-_node_tangents: dict = {}  # node -> its output's (token, tangent), inside forward mode only
+_node_tangents: Optional[dict] = None  # node -> its output's (token, tangent), in _forward_mode(keep_nodes=True)
 
 
 @contextlib.contextmanager
-def _forward_mode(seeds: Sequence[tuple]) -> Iterator[None]:
-    """Inside, ops push tangents; `seeds` are pairs (tensor, tangent (K, *tensor.shape))."""
+def _forward_mode(seeds: Sequence[tuple], keep_nodes: bool = False) -> Iterator[None]:
+    """Inside, ops push tangents; `seeds` are pairs (tensor, tangent (K, *tensor.shape)). keep_nodes: graph
+    nodes keep their output's tangent too, until the end (tr.func's forward over reverse reads them)."""
+    global _node_tangents
     if _state.forward is not None:
         raise RuntimeError("jvp: forward mode inside forward mode (nested jvp) is not supported")
     token = object()
     for t, tangent in seeds:
         t._tangent = (token, tangent)
     _state.forward = token
+    _node_tangents = {} if keep_nodes else None
     try:
         yield
     finally:
         _state.forward = None
-        _node_tangents.clear()
+        _node_tangents = None
         for t, _ in seeds:
             t._tangent = None
 
