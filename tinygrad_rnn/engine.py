@@ -430,13 +430,10 @@ def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, i
             elif ctx._retain:  # dL/d(this op's output) kept on the node: its tensor reads it as .grad
                 value = grad.data if create_graph else grad
                 ctx._grad = value.copy() if ctx._grad is None else np.add(ctx._grad, value, out=ctx._grad)
-            if create_graph:
-                if useful is not None and ctx not in useful:
-                    continue
-                input_grads = _graph_input_grads(ctx, grad, retain_graph)
-            else:
-                input_grads = _input_grads(ctx, grad, retain_graph)
-            for parent, g in zip(ctx.inputs, input_grads):
+            if useful is not None and ctx not in useful:  # create_graph: this node leads to none of the inputs
+                continue
+            rule = _graph_input_grads if create_graph else _input_grads
+            for parent, g in zip(ctx.inputs, rule(ctx, grad, retain_graph)):
                 if g is None or not parent.requires_grad or useful is not None and parent not in useful:
                     continue
                 if anomaly:
