@@ -717,8 +717,9 @@ def test_tr_grad_returns_gradients_and_touches_no_grad():
     W = Tensor(rng.normal(size=(2, 3)), requires_grad=True, name="W")
     h = (W @ x).tanh()
     y = (h * h).sum()
-    gx, gh = tr.grad(y, [x, h], retain_graph=True)
+    gx, gh, gx_again = tr.grad(y, [x, h, x], retain_graph=True)
     assert x.grad is None and W.grad is None
+    np.testing.assert_array_equal(gx.data, gx_again.data)
     np.testing.assert_allclose(gh.data, 2 * h.data, rtol=1e-14)
     np.testing.assert_allclose(gx.data, W.data.T @ (2 * h.data * (1 - h.data ** 2)), rtol=1e-14)
     unused = Tensor(np.ones(2), requires_grad=True, name="u")

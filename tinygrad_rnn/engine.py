@@ -4,9 +4,11 @@ Early tinygrad's Function/ctx pattern (PyTorch's torch.autograd.Function): an op
 Nodes link to nodes, not to the tensors between them, as PyTorch's graph does (Node.next_functions): a
 node keeps what its backward reads (saved_tensors) and the shape of its output, so an intermediate array
 that no backward reads is freed as soon as the caller lets go of its tensor. Leaves (parameters, inputs)
-are linked as themselves. Backward visits nodes newest first from a heap of creation numbers, as
-PyTorch's engine does: no recursion, any depth. Forward mode (jax.jvp, torch.func.jvp) needs no graph:
-each op pushes its tangent on as it runs.
+are linked as themselves. Backward (run_backward) visits nodes newest first from a heap of creation
+numbers, as PyTorch's engine does: no recursion, any depth; what arrives for a node or leaf is summed by
+GradSums, the one piece that knows the kinds of gradient (dense, 0-d, sparse, outer-product factors).
+walk() is the one walk over a graph, for pictures, checks and analysis. Forward mode (jax.jvp,
+torch.func.jvp) needs no graph: each op pushes its tangent on as it runs.
 
 Gradients of gradients (create_graph=True, as PyTorch's): the same backward loop, but the gradient
 flowing is a Tensor and each op's rule runs on Tensors (g, and its saved arrays as Tensors of the
@@ -459,7 +461,7 @@ def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, i
     finally:
         _state.consumable = False
         _state.grad_enabled = grad_enabled
-    return None if wanted is None else list(wanted.values())
+    return None if wanted is None else [wanted[_vertex(t)] for t in inputs]
 
 
 def _vertex(t: Any) -> Any:
