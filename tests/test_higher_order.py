@@ -172,3 +172,63 @@ def test_the_ops_of_create_graph_have_forward_mode_rules(name):
     _, dy = tr.jvp(f, (x,), (v,))
     np.testing.assert_allclose(dy, torch.func.jvp(tf, (torch.tensor(x),), (torch.tensor(v),))[1].numpy(),
                                rtol=1e-12, atol=1e-12)
+
+
+def _second_order_problems(graph, fuzz, torch):
+    """H·v of a random graph's output by create_graph against PyTorch's and, for a smooth graph, against central
+    differences of the first derivative: sentences for each disagreement."""
+    wrt = [(name, data) for name, data, req in graph.leaves if req]
+    rng = np.random.default_rng(graph.seed + 2)
+    v = [rng.normal(size=data.shape) for _, data in wrt]
+
+    def hvp_tr(shift=0.0):
+        leaves = {name: tr.Tensor(data.copy(), requires_grad=req, name=name) for name, data, req in graph.leaves}
+        for (name, _), d in zip(wrt, v):
+            leaves[name].data += shift * d
+        y, _ = fuzz.run_tr(graph, leaves)
+        xs = [leaves[n] for n, _ in wrt]
+        gs = tr.grad(y, xs, create_graph=shift == 0.0, allow_unused=True)
+        gs = [g if g is not None else tr.Tensor(np.zeros(x.shape)) for g, x in zip(gs, xs)]
+        if shift:
+            return [g.numpy() for g in gs]
+        inner = sum((g * d).sum() for g, d in zip(gs, v))
+        if not inner.requires_grad:
+            return [np.zeros(x.shape) for x in xs]
+        hs = tr.grad(inner, xs, allow_unused=True)
+        return [np.zeros(x.shape) if h is None else h.numpy() for h, x in zip(hs, xs)]
+    mine = hvp_tr()
+    problems = []
+    leaves = {name: torch.tensor(data, requires_grad=req) for name, data, req in graph.leaves}
+    t_y, _ = fuzz.run_torch(graph, leaves, retain=False)
+    xs = [leaves[n] for n, _ in wrt]
+    t_g = torch.autograd.grad(t_y, xs, create_graph=True, allow_unused=True)
+    inner = sum((g * torch.tensor(d)).sum() for g, d in zip(t_g, v) if g is not None)
+    t_h = torch.autograd.grad(inner, xs, allow_unused=True) if torch.is_tensor(inner) and inner.requires_grad \
+        else [None] * len(xs)
+    for (name, data), h, th in zip(wrt, mine, t_h):
+        th = np.zeros(data.shape) if th is None else th.numpy(force=True)
+        if not fuzz._close(h, th, 1e-8):
+            problems.append(f"H v of {name} vs torch: {h!r} vs {th!r}")
+    if graph.smooth and not any(line.island or line.op == "detach" for line in graph.lines):  # held values: no
+        eps = 1e-5                                                                            # difference applies
+        for (name, _), h, up, down in zip(wrt, mine, hvp_tr(eps), hvp_tr(-eps)):
+            if not fuzz._close(h, (up - down) / (2 * eps), 1e-4):
+                problems.append(f"H v of {name} vs differences of the gradient: {h!r} vs {(up - down) / (2 * eps)!r}")
+    return problems
+
+
+def test_random_graphs_second_derivatives_agree_with_pytorch_and_differences():
+    """The differential test's generator (tests/fuzz.py), second order: 270 random graphs over the public ops."""
+    torch = pytest.importorskip("torch")
+    import fuzz
+    checked = 0
+    for seed in range(300):
+        if seed % 10 == 0:
+            continue  # the model cases: CharRNN's HVP has its own test (test_func.py)
+        graph = fuzz.make_graph(seed)
+        if any(line.op == "cube" for line in graph.lines):
+            continue  # a user's Function with an ndarray backward: it refuses create_graph (test_func.py)
+        problems = _second_order_problems(graph, fuzz, torch)
+        assert not problems, graph.source() + "\n" + "\n".join(problems[:3])
+        checked += 1
+    assert checked >= 150

@@ -11,6 +11,6 @@ from .tracer import Program, trace
 from . import analysis, check, func, manual, nn, viz  # tr.nn after `import tinygrad_rnn as tr`, as torch.nn
 
 __all__ = ["Tensor", "Function", "concat", "stack", "where", "no_grad", "scope", "detect_anomaly",
-           "is_grad_enabled", "zeros", "ones", "randn", "jvp", "grad", "func", "trace", "Program", "nn", "manual",
+           "is_grad_enabled", "grad", "zeros", "ones", "randn", "jvp", "func", "trace", "Program", "nn", "manual",
            "check", "viz", "analysis"]
 __version__ = "0.1.0"

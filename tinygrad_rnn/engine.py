@@ -4,17 +4,19 @@ Early tinygrad's Function/ctx pattern (PyTorch's torch.autograd.Function): an op
 Nodes link to nodes, not to the tensors between them, as PyTorch's graph does (Node.next_functions): a
 node keeps what its backward reads (saved_tensors) and the shape of its output, so an intermediate array
 that no backward reads is freed as soon as the caller lets go of its tensor. Leaves (parameters, inputs)
-are linked as themselves. Backward visits nodes newest first from a heap of creation numbers, as
-PyTorch's engine does: no recursion, any depth. Forward mode (jax.jvp, torch.func.jvp) needs no graph:
-each op pushes its tangent on as it runs.
+are linked as themselves. Backward (run_backward) visits nodes newest first from a heap of creation
+numbers, as PyTorch's engine does: no recursion, any depth; what arrives for a node or leaf is summed by
+GradSums, the one piece that knows the kinds of gradient (dense, 0-d, sparse, outer-product factors).
+walk() is the one walk over a graph, for pictures, checks and analysis. Forward mode (jax.jvp,
+torch.func.jvp) needs no graph: each op pushes its tangent on as it runs.
 
-Gradients of gradients (create_graph=True, as PyTorch's): the same backward, but the gradient flowing
-is a Tensor and each op's rule runs on Tensors (g, and its saved arrays as Tensors of the graph), so
-the rule records ordinary ops and the result can be differentiated again. A Function may take part
-when its backward is written with operators and function.py's rules' namespace instead of np.*: it
-says so with the class attribute `differentiable_backward = True` and names what it saved with
-`saves` (one entry per saved array: input index i, "y" for its output, None for a constant such as a
-mask). Any other Function refuses under create_graph, naming itself.
+Gradients of gradients (create_graph=True, as PyTorch's): the same backward loop, but the gradient
+flowing is a Tensor and each op's rule runs on Tensors (g, and its saved arrays as Tensors of the
+graph), so the rule records ordinary ops and the result can be differentiated again, to any order.
+A Function takes part when its backward is written with operators and function.py's rules' namespace
+instead of np.*: it says so with the class attribute `differentiable_backward = True`, and names what
+it saved with `saves` (one entry per saved array: input index i, "y" for its output, None for a
+constant such as a mask). Any other Function refuses under create_graph, naming itself.
 
 The engine does not import the Tensor class built on top of it (tensor.py): tensor.py hands it over
 with use_tensor_class, and the ops (function.py) build on the engine alone.
@@ -24,13 +26,13 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
-import sys
+import weakref
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
 __all__ = ["Function", "SparseGrad", "OuterGrad", "no_grad", "scope", "detect_anomaly", "is_grad_enabled",
-           "jvp", "grad", "run_backward", "use_tensor_class"]
+           "jvp", "run_backward", "grad", "walk", "GradSums", "use_tensor_class"]
 
 Tensor: Any = None  # the class of the values ops take and make; tensor.py sets it (use_tensor_class)
 
@@ -175,11 +177,12 @@ class Function:
         """A tensor standing for the one this op made, with its name, shape, dtype and .grad (a retained
         gradient lives on the node, see retain_grad); an output over 64 bytes (8 float64 numbers) reads NaN:
         the graph does not keep values (PyTorch's neither), they are the caller's while it holds the tensor."""
-        out = self._ghost
+        out = None if self._ghost is None else self._ghost()
         if out is None:
-            out = self._ghost = Tensor.__new__(Tensor)
+            out = Tensor.__new__(Tensor)
             out.data, out._grad, out.requires_grad, out._ctx = self._out_like, None, True, self
             out._name, out._version, out._tangent = self._out_name, 0, None
+            self._ghost = weakref.ref(out)  # one stand-in while anyone holds it; a weak link: no node<->tensor cycle
         return out
 
     @classmethod
@@ -300,357 +303,332 @@ class OuterGrad:
 
 
 
-def run_backward(root: "Tensor", seed: np.ndarray, retain_graph: bool) -> None:
-    """Send gradients from root to the leaves, latest-created node first (as PyTorch's engine does).
+# ---- backward -------------------------------------------------------------------------------------
+class GradSums:
+    """dL/dv for every node and leaf v that backward has reached, summed over v's uses as their shares
+    arrive (PyTorch's InputBuffer). The one place that knows what an op's backward may send an input:
 
-    Nodes are numbered at creation, after their inputs, so taking the highest number waiting
-    means every use of a node has already sent its gradient to it: a topological order from a
-    heap, with no recursion and no separate sort. Without retain_graph, each node's saved arrays
-    are freed once it has run; the nodes themselves stay, small, for pictures of the graph.
+    add(v, g, like): g is a Tensor under create_graph (summed by ops, so the sum has its graph), or an ndarray (of v's shape, 0-d included, or larger by broadcasting: summed back;
+    another dtype: cast to v's), a SparseGrad (a lone one stays sparse until a second share or pop, so T
+    row slices of T states never densify at once) or an OuterGrad (its factors kept, _OUTER_ROWS rows at
+    most, then summed in one product). pop(v, like) returns (array of v's shape and dtype, owned): owned
+    means made here, so the caller may keep it or add into it; a first dense share is held as it came (it
+    may be another input's too) and the sum becomes an array of our own when a second share is added.
     """
-    if root._ctx is None:  # a leaf is its own gradient
-        _accumulate(root, seed)
-        return
-    first = root._ctx
-    grads = {first: seed}  # node -> pending dL/d(its output), summed over the output's uses
-    mine = set()           # nodes whose pending gradient is an array made here: later uses add in place
-    outer_sums: dict = {}  # id(leaf) -> _OuterSum of its OuterGrad terms
-    waiting = [(-first.seq, first)]
-    anomaly = _state.anomaly
-    _state.consumable = not retain_graph
-    pop, push, refcount, ndarray = heapq.heappop, heapq.heappush, sys.getrefcount, np.ndarray  # local: hot loop
+    __slots__ = ("pending", "owned", "outer")
+
+    def __init__(self) -> None:
+        self.pending: dict = {}  # v -> ndarray, or a lone SparseGrad
+        self.owned: set = set()  # v whose pending array is ours: later shares add into it in place
+        self.outer: dict = {}    # v -> [OuterGrad terms, their rows]
+
+    def add(self, v: Any, g: Any, like: np.ndarray, op: Optional[Function] = None) -> bool:
+        """Add one share g of dL/dv (like: an array of v's shape and dtype); True if it is v's first."""
+        first = v not in self.pending and v not in self.outer
+        kind = type(g)
+        if kind is OuterGrad:
+            terms = self.outer.get(v)
+            if terms is None:
+                terms = self.outer[v] = [[], 0]
+            terms[0].append(g)
+            terms[1] += g.u.size // g.u.shape[-1]
+            if terms[1] >= _OUTER_ROWS:  # bounded memory however long the sequence
+                self._add_dense(v, self._outer_sum(v, like), like, True)
+        elif kind is SparseGrad:
+            pending = self.pending.get(v)
+            if pending is None:
+                self.pending[v] = g
+            else:
+                g.add_to(self._own(v, like))
+        else:
+            if kind is not np.ndarray or g.shape != like.shape or g.dtype != like.dtype:
+                if kind is Tensor:  # create_graph: a share with its own graph, summed by the graph's Add
+                    g = g if g.shape == like.shape else _fit_tensor(g, like.shape, op)
+                    pending = self.pending.get(v)
+                    self.pending[v] = g if pending is None else pending + g
+                    return first
+                g = _fit(g, like, op)
+            self._add_dense(v, g, like, False)
+        return first
+
+    def pop(self, v: Any, like: np.ndarray) -> tuple[np.ndarray, bool]:
+        """v's summed gradient, and whether the array is ours; v is forgotten."""
+        if v in self.outer:
+            self._add_dense(v, self._outer_sum(v, like), like, True)
+        pending = self.pending.pop(v)
+        owned = v in self.owned
+        self.owned.discard(v)
+        if type(pending) is SparseGrad:
+            return pending.dense(like), True
+        return pending, owned
+
+    def waiting(self) -> list:
+        """Every v with a share not yet popped."""
+        return [*self.pending, *[v for v in self.outer if v not in self.pending]]
+
+    def _add_dense(self, v: Any, g: np.ndarray, like: np.ndarray, ours: bool) -> None:
+        pending = self.pending.get(v)
+        if pending is None:
+            self.pending[v] = g
+            if ours:
+                self.owned.add(v)
+        elif v in self.owned:
+            np.add(pending, g, out=pending)  # out=, not +: a 0-d sum stays an array (pending + g is a scalar)
+        elif type(pending) is SparseGrad:
+            buffer = g if ours else g.copy()
+            pending.add_to(buffer)
+            self.pending[v] = buffer
+            self.owned.add(v)
+        else:
+            self.pending[v] = np.add(pending, g, out=np.empty(like.shape, like.dtype))
+            self.owned.add(v)
+
+    def _own(self, v: Any, like: np.ndarray) -> np.ndarray:
+        """v's pending sum as an array of our own, to add a share into."""
+        pending = self.pending[v]
+        if v not in self.owned:
+            pending = self.pending[v] = pending.dense(like) if type(pending) is SparseGrad else pending.copy()
+            self.owned.add(v)
+        return pending
+
+    def _outer_sum(self, v: Any, like: np.ndarray) -> np.ndarray:
+        """sum_k u_k^T v_k of v's OuterGrad terms, as one (H, N) @ (N, D) product instead of N outer products."""
+        terms = self.outer.pop(v)[0]
+        if len(terms) == 1:
+            total = terms[0].dense()
+        else:
+            rows = [g.rows() for g in terms]
+            total = np.dot(np.concatenate([u for u, _ in rows]).T, np.concatenate([w for _, w in rows]))
+        return total.astype(like.dtype, copy=False)
+
+
+_OUTER_ROWS = 512  # rows of OuterGrad factors collected before one product
+
+
+def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, inputs: Optional[Sequence] = None,
+                 create_graph: bool = False):
+    """Send dL/d(root) (the seeds) to every leaf, latest-created node first (as PyTorch's engine does).
+
+    Nodes are numbered at creation, after their inputs, so taking the highest number waiting means every
+    use of a node has already sent its share: a topological order from a heap, no recursion, no sort.
+    Leaves' .grad get their gradients added (+=); with `inputs` (tr.grad) those tensors' gradients are
+    returned instead, and no .grad is touched. Without retain_graph a node's saved arrays are freed once it
+    has run; the nodes stay, small, for pictures of the graph. With create_graph the seeds and gradients are
+    Tensors and each rule runs on Tensors (_graph_input_grads), recording the ops of a graph of their own;
+    only the nodes that lead to `inputs` run then (another node's rule may not be differentiable).
+    """
+    sums, waiting, anomaly = GradSums(), [], _state.anomaly
+    useful = None if not (create_graph and inputs) else _leading_to(roots, inputs)
+    for root, seed in zip(roots, seeds):
+        if sums.add(_vertex(root), seed, root.data) and root._ctx is not None:
+            heapq.heappush(waiting, (-root._ctx.seq, root._ctx))
+    wanted = None if inputs is None else {_vertex(t): None for t in inputs}
+    grad_enabled, _state.consumable = _state.grad_enabled, not retain_graph
     try:
+        _state.grad_enabled = grad_enabled or create_graph  # create_graph: the rules' ops are recorded
         while waiting:
-            ctx = pop(waiting)[1]
-            grad = grads.pop(ctx)
-            mine.discard(ctx)
-            if type(grad) is SparseGrad:  # its only share was a slice's: the zeros are built now, when they are needed
-                grad = grad.dense(ctx._out_like)
-            if ctx._retain:  # dL/d(this op's output), kept on the node: its tensor reads it as .grad
-                ctx._grad = grad.copy() if ctx._grad is None else ctx._grad + grad
-            if ctx.saved_tensors is _FREED:
-                raise RuntimeError(
-                    f"backward: trying to go through the graph a second time, but the arrays {ctx.name} "
-                    "saved were freed by the first backward; call backward(retain_graph=True) the first time")
-            inputs, seq = ctx.inputs, ctx.seq
-            for parent in inputs:  # an input edited in place since this op saved it: stale arrays
-                if parent._version > seq:
-                    _check_not_stale(ctx, parent)
-            input_grads = ctx.backward(ctx, grad)
-            del grad
-            if type(input_grads) is not tuple or len(input_grads) != len(inputs):
-                input_grads = _as_grad_tuple(input_grads, ctx)
-            else:  # a tuple of our own, so one the op keeps (its saved arrays, say) counts as a holder below
-                input_grads = (*input_grads,)
-            if not retain_graph and ctx.saved_tensors:
-                ctx.saved_tensors = _FREED
-            for parent, g in zip(inputs, input_grads):
-                if g is None or not parent.requires_grad:
+            ctx = heapq.heappop(waiting)[1]
+            grad, owned = sums.pop(ctx, ctx._out_like)
+            if wanted is not None:
+                if ctx in wanted:
+                    wanted[ctx] = grad if owned or create_graph else grad.copy()
+            elif ctx._retain:  # dL/d(this op's output) kept on the node: its tensor reads it as .grad
+                value = grad.data if create_graph else grad
+                ctx._grad = value.copy() if ctx._grad is None else np.add(ctx._grad, value, out=ctx._grad)
+            if useful is not None and ctx not in useful:  # create_graph: this node leads to none of the inputs
+                continue
+            rule = _graph_input_grads if create_graph else _input_grads
+            for parent, g in zip(ctx.inputs, rule(ctx, grad, retain_graph)):
+                if g is None or not parent.requires_grad or useful is not None and parent not in useful:
                     continue
-                leaf = not isinstance(parent, Function)
-                like = parent.data if leaf else parent._out_like
-                fresh = False  # g is an array made here, that nobody else holds
-                if type(g) is not ndarray or g.shape != like.shape:
-                    if type(g) is OuterGrad:
-                        if anomaly:
-                            _check_finite(g.u, ctx)
-                            _check_finite(g.v, ctx)
-                        if leaf:  # the point of it: one product for many terms, see _OuterSum
-                            total = outer_sums.get(id(parent))
-                            if total is None:
-                                total = outer_sums[id(parent)] = _OuterSum(parent)
-                            total.add(g)
-                            continue
-                        g, fresh = g.dense(), True
-                    elif type(g) is SparseGrad:
-                        if anomaly:
-                            _check_finite(g.values, ctx)
-                        if leaf:  # the point of it: add into .grad, no dense zeros
-                            if parent._grad is None:
-                                parent._grad = np.zeros_like(parent.data)
-                            g.add_to(parent._grad)
-                            continue
-                        pending = grads.get(parent)
-                        if pending is None:  # the first share: kept sparse until a second arrives or the node
-                            grads[parent] = g  # runs, so T row slices of T (…, 2H) states never densify at once
-                            push(waiting, (-parent.seq, parent))
-                            continue
-                        if type(pending) is SparseGrad:  # a kept share meets a second: one sum of our own
-                            pending = grads[parent] = pending.dense(like)
-                            mine.add(parent)
-                        if parent in mine:  # a slice's share into the sum we own: no zeros of its own
-                            g.add_to(pending)
-                            continue
-                        g, fresh = g.dense(like), True
-                    else:
-                        g = _fit_shape(np.asarray(g), like.shape, ctx)
                 if anomaly:
                     _check_finite(g, ctx)
-                if leaf:
-                    if parent._grad is not None:
-                        parent._grad += g  # +=, never =: every use of a leaf adds its share
-                    elif refcount(g) <= _SOLE_OWNER and g.base is None and g.dtype == parent.data.dtype:
-                        parent._grad = g  # nobody else holds g: take it instead of copying (as PyTorch does)
-                    else:
-                        parent._grad = g.astype(parent.data.dtype)  # a copy: g may also be another input's
-                else:
-                    pending = grads.get(parent)
-                    if pending is None:
-                        grads[parent] = g
-                        if fresh:
-                            mine.add(parent)
-                        push(waiting, (-parent.seq, parent))
-                    else:
-                        if type(pending) is SparseGrad:  # a kept slice's share: densified into a sum we own
-                            pending = grads[parent] = pending.dense(like)
-                            mine.add(parent)
-                        if parent in mine and pending.dtype == g.dtype:
-                            pending += g  # into the buffer we own, in place
-                        else:
-                            grads[parent] = pending + g
-                            mine.add(parent)
-            del input_grads, g
-        for total in outer_sums.values():
-            total.flush()
+                node = isinstance(parent, Function)
+                if sums.add(parent, g, parent._out_like if node else parent.data, ctx) and node:
+                    heapq.heappush(waiting, (-parent.seq, parent))
+        for leaf in sums.waiting():  # every node has run: what is left are leaves
+            g, owned = sums.pop(leaf, leaf.data)
+            if create_graph:
+                if wanted is not None:
+                    if leaf in wanted:
+                        wanted[leaf] = g
+                    continue
+                g, owned = g.data, False  # t.backward(create_graph=True): .grad stays an ndarray
+            if wanted is not None:
+                if leaf in wanted:
+                    wanted[leaf] = g if owned else g.copy()
+            elif leaf._grad is None:
+                leaf._grad = g if owned else g.copy()
+            else:
+                leaf._grad += g  # +=, never =: gradients accumulate over backward calls, as PyTorch's
     finally:
         _state.consumable = False
+        _state.grad_enabled = grad_enabled
+    return None if wanted is None else [wanted[_vertex(t)] for t in inputs]
 
 
-def _graph_tensor(value: np.ndarray, node: "Function") -> "Tensor":
-    """A tensor of the graph standing for node's output with its value (the node keeps none): what a
-    create_graph backward's rule reads for a saved input or output, so its ops link to that node."""
+def _vertex(t: Any) -> Any:
+    """A tensor's place in the graph: its op's node, or itself for a leaf."""
+    return t if t._ctx is None else t._ctx
+
+
+def _input_grads(ctx: Function, grad: np.ndarray, retain_graph: bool) -> tuple:
+    """ctx's backward on dL/d(its output): one gradient (or None) per input. Its saved arrays are freed
+    afterwards unless retain_graph; stale (edited in place) or already freed ones raise."""
+    if ctx.saved_tensors is _FREED:
+        raise RuntimeError(
+            f"backward: trying to go through the graph a second time, but the arrays {ctx.name} "
+            "saved were freed by the first backward; call backward(retain_graph=True) the first time")
+    for parent in ctx.inputs:  # an input edited in place since this op saved it: stale arrays
+        if parent._version > ctx.seq:
+            _check_not_stale(ctx, parent)
+    input_grads = ctx.backward(ctx, grad)
+    if type(input_grads) is not tuple or len(input_grads) != len(ctx.inputs):
+        input_grads = _as_grad_tuple(input_grads, ctx)
+    if not retain_graph and ctx.saved_tensors:
+        ctx.saved_tensors = _FREED
+    return input_grads
+
+
+def _graph_input_grads(ctx: Function, grad: "Tensor", retain_graph: bool) -> tuple:
+    """create_graph's _input_grads: ctx's rule on Tensors, its saved arrays handed to it as Tensors of the graph
+    (a saved input is that input, a saved output ctx's own, see _saved_as_tensors); an ndarray rule refuses."""
+    if not ctx.differentiable_backward:
+        instead = getattr(ctx, "create_graph_hint", None) or (
+            "write it with operators and function.py's rules' namespace and set differentiable_backward = True")
+        raise RuntimeError(f"{ctx.name}: its backward works on ndarrays, so it cannot be differentiated again "
+                           f"(create_graph=True); {instead}")
+    arrays = ctx.saved_tensors
+    if arrays is not _FREED and arrays:
+        for parent in ctx.inputs:  # stale arrays are found on the arrays themselves, before they become Tensors
+            if parent._version > ctx.seq:
+                _check_not_stale(ctx, parent)
+        ctx.saved_tensors = _saved_as_tensors(ctx, arrays)
+    try:
+        input_grads = _input_grads(ctx, grad, True)
+    finally:
+        ctx.saved_tensors = arrays
+    if not retain_graph and arrays:
+        ctx.saved_tensors = _FREED
+    for g in input_grads:
+        if g is not None and not isinstance(g, Tensor):
+            raise RuntimeError(f"{ctx.name}.backward returned a {type(g).__name__} under create_graph; "
+                               "a differentiable backward returns Tensors (see function.py's rules' namespace)")
+    return input_grads
+
+
+def _saved_as_tensors(ctx: Function, arrays: tuple) -> tuple:
+    """ctx's saved arrays as its rule reads them under create_graph, by `saves`: input i as that input (a leaf)
+    or a tensor standing for its node, "y" one standing for ctx's output, None (a constant) the array itself."""
+    saves = ctx.saves
+    if saves is None or len(saves) != len(arrays):
+        raise RuntimeError(f"{ctx.name}: differentiable_backward is set but `saves` does not say what each of its "
+                           f"{len(arrays)} saved arrays is (an input index, \"y\" for the output, None for a constant)")
+    return tuple([a if role is None else _graph_tensor(a, ctx) if role == "y" else ctx.input_tensor(role, a)
+                  for role, a in zip(saves, arrays)])
+
+
+def _graph_tensor(value: np.ndarray, node: Function) -> "Tensor":
+    """A tensor of the graph standing for node's output, holding its value (the node keeps none): what a
+    create_graph rule reads for a saved input or output, so the ops it records link to that node. Inside
+    forward mode it carries the node's tangent (hvp: forward mode over this backward)."""
     t = Tensor.__new__(Tensor)
     t.data, t._grad, t.requires_grad, t._ctx = value, None, True, node
-    t._name, t._version, t._tangent = None, 0, _node_tangents.get(node)
+    t._name, t._version, t._tangent = None, 0, None if _node_tangents is None else _node_tangents.get(node)
     return t
 
 
-def _saved_as_tensors(ctx: Function) -> tuple:
-    """ctx's saved arrays as create_graph's rule reads them: a saved input is that input (a leaf) or a tensor
-    standing for its node, a saved output one standing for ctx itself, a constant (saves None) stays an array."""
-    saved = ctx.saved_tensors
-    if not saved:
-        return saved
-    saves = ctx.saves
-    if saves is None or len(saves) != len(saved):
-        raise RuntimeError(f"{ctx.name}: differentiable_backward is set but `saves` does not say what each of its "
-                           f"{len(saved)} saved arrays is (input index, \"y\" for the output, None for a constant)")
-    out = []
-    for role, array in zip(saves, saved):
-        if role is None:
-            out.append(array)
-        elif role == "y":
-            out.append(_graph_tensor(array, ctx))
-        else:
-            out.append(ctx.input_tensor(role, array))
-    return tuple(out)
+def _leading_to(roots: Sequence, inputs: Sequence) -> set:
+    """The vertices behind roots from which one of inputs can be reached (itself included)."""
+    targets = {_vertex(t) for t in inputs}
+    useful: set = set()
+    for root in roots:
+        for v in walk(root):  # inputs before the ops that use them
+            if v in targets or isinstance(v, Function) and any(p in useful for p in v.inputs):
+                useful.add(v)
+    return useful
 
 
-def _refuse(ctx: Function) -> None:
-    instead = getattr(ctx, "create_graph_hint", None) or (
-        "write it with operators and function.py's rules' namespace and set differentiable_backward = True")
-    raise RuntimeError(f"{ctx.name}: its backward works on ndarrays, so it cannot be differentiated again "
-                       f"(create_graph=True); {instead}")
-
-
-def run_backward_graph(roots: Sequence, seeds: Sequence, wanted: Sequence = (), retain_graph: bool = True,
-                       to_leaves: bool = False) -> dict:
-    """create_graph=True: send Tensor gradients from roots back, each op's rule running on Tensors of the graph.
-
-    Returns {t's node, or id(t) for a leaf: dL/dt as a Tensor with its own graph} for each t in wanted;
-    with to_leaves (t.backward(create_graph=True)) also adds each leaf's into its .grad as an ndarray.
-    Only the nodes that lead to a wanted tensor run, unless to_leaves.
-    """
-    wanted_nodes = {t._ctx for t in wanted if t._ctx is not None}
-    wanted_leaves = {id(t) for t in wanted if t._ctx is None}
-    useful = None if to_leaves else _leading_to(roots, wanted_nodes, wanted_leaves)
-    found: dict = {}
-    grads: dict = {}
-    waiting: list = []
-
-    def send(parent: Any, g: Any) -> None:  # add g into parent's pending gradient (a leaf's: into found)
-        if isinstance(parent, Function):
-            pending = grads.get(parent)
-            if pending is None:
-                push(waiting, (-parent.seq, parent))
-            grads[parent] = g if pending is None else pending + g
-        else:
-            key = id(parent)
-            if to_leaves:
-                _accumulate(parent, np.asarray(g.data))
-            if key in wanted_leaves:
-                found[key] = g if key not in found else found[key] + g
-
-    pop, push = heapq.heappop, heapq.heappush
-    for root, seed in zip(roots, seeds):
-        send(root._ctx if root._ctx is not None else root, seed)
-    previous, _state.grad_enabled = _state.grad_enabled, True  # the rules' ops are recorded
-    try:
-        while waiting:
-            ctx = pop(waiting)[1]
-            grad = grads.pop(ctx)
-            if ctx in wanted_nodes:
-                found[ctx] = grad
-            if ctx._retain:
-                ctx._grad = grad.data.copy() if ctx._grad is None else ctx._grad + grad.data
-            if ctx.saved_tensors is _FREED:
-                raise RuntimeError(
-                    f"backward: trying to go through the graph a second time, but the arrays {ctx.name} "
-                    "saved were freed by the first backward; call backward(retain_graph=True) the first time")
-            if not ctx.differentiable_backward:
-                _refuse(ctx)
-            inputs = ctx.inputs
-            for parent in inputs:
-                if parent._version > ctx.seq:
-                    _check_not_stale(ctx, parent)
-            if useful is not None and not any(isinstance(p, Function) and p in useful or id(p) in wanted_leaves
-                                              for p in inputs):
-                continue
-            arrays = ctx.saved_tensors
-            ctx.saved_tensors = _saved_as_tensors(ctx)
-            try:
-                input_grads = _as_grad_tuple(ctx.backward(ctx, grad), ctx)
-            finally:
-                ctx.saved_tensors = arrays
-            if not retain_graph and arrays:
-                ctx.saved_tensors = _FREED
-            for parent, g in zip(inputs, input_grads):
-                if g is None or not parent.requires_grad:
-                    continue
-                if useful is not None and not (isinstance(parent, Function) and parent in useful
-                                               or id(parent) in wanted_leaves):
-                    continue
-                if not isinstance(g, Tensor):
-                    raise RuntimeError(f"{ctx.name}.backward returned a {type(g).__name__} under create_graph; "
-                                       "a differentiable backward returns Tensors (use the rules' namespace)")
-                if _state.anomaly:
-                    _check_finite(g.data, ctx)
-                like = parent.data if not isinstance(parent, Function) else parent._out_like
-                if g.shape != like.shape:
-                    g = _fit_tensor(g, like.shape, ctx)
-                send(parent, g)
-    finally:
-        _state.grad_enabled = previous
-    return found
-
-
-def _fit_tensor(g: "Tensor", shape: tuple, ctx: Function) -> "Tensor":
-    """A Tensor gradient summed over broadcast axes back to shape (_fit_shape of create_graph)."""
-    from .function import sum_to  # the rules' namespace lies above the engine
+def _fit_tensor(g: "Tensor", shape: tuple, op: Optional[Function]) -> "Tensor":
+    """A Tensor share summed back over broadcast axes to shape (create_graph's _fit), by the graph's ops."""
+    from .function import sum_to  # the rules' namespace sits on the engine: imported when first needed
     try:
         fitted = sum_to(g, shape)
     except (ValueError, IndexError):
         fitted = None
     if fitted is None or fitted.shape != shape:
-        raise RuntimeError(f"{ctx.name}.backward returned a gradient of shape {g.shape} "
-                           f"for an input of shape {shape}")
+        who = "backward: the seed is a gradient" if op is None else f"{op.name}.backward returned a gradient"
+        raise RuntimeError(f"{who} of shape {g.shape} for an input of shape {shape}")
     return fitted
 
 
-def _leading_to(roots: Sequence, nodes: set, leaves: set) -> set:
-    """The nodes reachable from roots from which a node in `nodes` or a leaf in `leaves` (ids) is reachable."""
-    seen, stack = set(), [r._ctx for r in roots if r._ctx is not None]
+def walk(root: Any) -> list:
+    """Every vertex of the graph behind root, each once, inputs before the ops that use them: op nodes
+    (Function) and leaf tensors, in a stable order (first inputs first). An explicit stack: any depth.
+    It reads the nodes' links only: no tensors are made, so a walk leaves no reference cycles behind."""
+    order, seen, stack = [], set(), [(_vertex(root), False)]
     while stack:
-        ctx = stack.pop()
-        if ctx not in seen:
-            seen.add(ctx)
-            stack.extend([p for p in ctx.inputs if isinstance(p, Function)])
-    useful = set()
-    for ctx in sorted(seen, key=lambda c: c.seq):  # inputs before their users
-        if ctx in nodes or any(p in useful if isinstance(p, Function) else id(p) in leaves for p in ctx.inputs):
-            useful.add(ctx)
-    return useful
+        v, expanded = stack.pop()
+        if expanded:
+            order.append(v)
+        elif id(v) not in seen:
+            seen.add(id(v))
+            stack.append((v, True))
+            if isinstance(v, Function):  # reversed, so the first input is visited first
+                stack.extend((p, False) for p in reversed(v.inputs) if id(p) not in seen)
+    return order
 
 
 def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: Optional[bool] = None,
          create_graph: bool = False, allow_unused: bool = False) -> tuple:
-    """d(outputs)/d(inputs) as torch.autograd.grad: a tuple with one gradient per input, no .grad touched.
+    """The gradients of outputs with respect to inputs, returned (no .grad touched), as torch.autograd.grad.
 
-    outputs, inputs: a Tensor or a sequence of them (inputs may be intermediates, h_t say); grad_outputs
-    the seeds (default 1 for scalar outputs). create_graph=True returns Tensors with their own graph, to be
-    differentiated again; retain_graph defaults to create_graph. An input the outputs do not reach raises,
-    naming it, unless allow_unused=True (then None).
+    outputs, inputs: a Tensor or a sequence of them; grad_outputs: one seed per output (None: 1.0 for a
+    one-entry output). An input the outputs do not depend on raises, unless allow_unused (then None).
+    create_graph=True returns Tensors with a graph of their own, to be differentiated again (inputs may be
+    intermediates, h_t say); retain_graph defaults to create_graph.
     """
-    outputs = (outputs,) if isinstance(outputs, Tensor) else tuple(outputs)
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     single = isinstance(inputs, Tensor)
-    inputs = (inputs,) if single else tuple(inputs)
-    if grad_outputs is None:
-        grad_outputs = (None,) * len(outputs)
-    elif isinstance(grad_outputs, (Tensor, np.ndarray)):
-        grad_outputs = (grad_outputs,)
-    grad_outputs = tuple(grad_outputs)
+    inputs = [inputs] if single else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    grad_outputs = list(grad_outputs)
     if len(grad_outputs) != len(outputs):
         raise ValueError(f"grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
-    for k, t in enumerate((*outputs, *inputs)):
+    for k, t in enumerate([*outputs, *inputs]):
         if not isinstance(t, Tensor):
-            raise TypeError(f"grad: {'outputs' if k < len(outputs) else 'inputs'} must be Tensors, "
-                            f"got {type(t).__name__}")
+            raise TypeError(f"grad: outputs and inputs must be Tensors, got a {type(t).__name__}")
+    seeds = []
+    for k, (out, seed) in enumerate(zip(outputs, grad_outputs)):
+        if not out.requires_grad:
+            raise RuntimeError(f"grad: output {k} does not require grad and has no graph")
+        if seed is None:
+            if out.data.size != 1:
+                raise RuntimeError(f"grad: output {k} has shape {out.shape}; a non-scalar output needs "
+                                   "grad_outputs")
+            seed = np.ones_like(out.data)
+        if not (create_graph and isinstance(seed, Tensor)):  # a Tensor seed keeps its graph under create_graph
+            seed = np.asarray(seed.data if isinstance(seed, Tensor) else seed, dtype=out.dtype)
+        if seed.shape != out.shape:
+            raise ValueError(f"grad: grad_outputs[{k}] has shape {seed.shape} but output {k} has shape {out.shape}")
+        seeds.append(Tensor(seed) if create_graph and not isinstance(seed, Tensor) else seed)
     for k, t in enumerate(inputs):
         if not t.requires_grad:
-            raise RuntimeError(f"grad: input {k}{_named(t)} does not require grad")
-    seeds = []
-    for out, seed in zip(outputs, grad_outputs):
-        if not out.requires_grad:
-            raise RuntimeError("grad: an output does not require grad and has no graph")
-        if seed is None:
-            if out.size != 1:
-                raise RuntimeError(f"grad: a non-scalar output of shape {out.shape} needs grad_outputs")
-            seed = np.ones_like(out.data)
-        if not isinstance(seed, Tensor):
-            seed = np.asarray(seed, dtype=out.dtype)
-            if seed.shape != out.shape:
-                raise ValueError(f"grad: grad_outputs has shape {seed.shape} but the output has shape {out.shape}")
-            seed = Tensor(seed)
-        seeds.append(seed)
+            raise RuntimeError(f"grad: input {k}{_called(t)} does not require grad")
     retain = create_graph if retain_graph is None else retain_graph
-    found = run_backward_graph(outputs, seeds, inputs, retain_graph=retain)
+    found = run_backward(outputs, seeds, bool(retain), inputs, create_graph)
     result = []
-    for k, t in enumerate(inputs):
-        g = found.get(id(t) if t._ctx is None else t._ctx)
+    for k, (t, g) in enumerate(zip(inputs, found)):
         if g is None and not allow_unused:
-            raise RuntimeError(f"grad: input {k}{_named(t)} is not used by the outputs (allow_unused=True gives None)")
-        if g is not None and not create_graph:
-            g = g.detach()
-        result.append(g)
+            raise RuntimeError(f"grad: input {k}{_called(t)} is not used by the outputs' graph "
+                               "(allow_unused=True returns None for it)")
+        result.append(None if g is None else g if create_graph else Tensor(g))
     return tuple(result)
 
 
-def _named(t: Any) -> str:
-    return f" ({t.name!r}, shape {t.shape})" if t.name else f" (shape {t.shape})"
-
-
-class _OuterSum:
-    """A leaf's OuterGrad terms u^T v, kept until they hold _OUTER_ROWS rows and then summed into .grad
-    with one (H, N) @ (N, D) product: one matrix product instead of T outer products, and memory
-    bounded however long the sequence."""
-    __slots__ = ("leaf", "terms", "n")
-
-    def __init__(self, leaf: Tensor) -> None:
-        self.leaf, self.terms, self.n = leaf, [], 0
-
-    def add(self, g: OuterGrad) -> None:
-        self.terms.append(g)
-        self.n += g.u.size // g.u.shape[-1]
-        if self.n >= _OUTER_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.terms:
-            return
-        if len(self.terms) == 1:
-            total = self.terms[0].dense()
-        else:  # sum_t u_t^T v_t as one (H, N) @ (N, D) product
-            rows = [g.rows() for g in self.terms]
-            total = np.dot(np.concatenate([u for u, _ in rows]).T, np.concatenate([v for _, v in rows]))
-        self.terms, self.n = [], 0
-        leaf = self.leaf
-        if leaf._grad is None:
-            leaf._grad = total.astype(leaf.data.dtype, copy=False)  # a fresh array of our own: no copy
-        else:
-            leaf._grad += total
-
-
-_OUTER_ROWS = 512  # rows an _OuterSum collects before one product
+def _called(t: Any) -> str:
+    return f" ({t.name!r})" if t.name else ""
 
 
 def _check_not_stale(ctx: Function, parent: Any) -> None:
@@ -677,11 +655,15 @@ def _as_grad_tuple(input_grads: Any, ctx: Function) -> tuple:
     return tuple(input_grads)
 
 
-def _check_finite(g: np.ndarray, ctx: Function) -> None:
-    if not np.isfinite(g).all():
-        where = f" created in scope {ctx.scope!r}" if ctx.scope else " created outside any scope"
-        raise RuntimeError(f"detect_anomaly: the backward of {ctx.name}{where} produced "
-                           f"{'NaN' if np.isnan(g).any() else 'inf'} in its input gradient")
+def _check_finite(g: Any, ctx: Function) -> None:
+    """detect_anomaly's check of one gradient an op's backward sent (dense, sparse, outer factors, a Tensor)."""
+    parts = (g.u, g.v) if type(g) is OuterGrad else (g.values,) if type(g) is SparseGrad else \
+        (g.data,) if isinstance(g, Tensor) else (np.asarray(g),)
+    for part in parts:
+        if not np.isfinite(part).all():
+            where = f" created in scope {ctx.scope!r}" if ctx.scope else " created outside any scope"
+            raise RuntimeError(f"detect_anomaly: the backward of {ctx.name}{where} produced "
+                               f"{'NaN' if np.isnan(part).any() else 'inf'} in its input gradient")
 
 
 def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
@@ -695,34 +677,17 @@ def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     return grad
 
 
-def _fit_shape(g: np.ndarray, shape: tuple, ctx: Function) -> np.ndarray:
+def _fit(g: Any, like: np.ndarray, op: Optional[Function]) -> np.ndarray:
+    """g summed back to like's shape (over the axes broadcasting added) and cast to its dtype, as an array."""
+    g = np.asarray(g)
     try:
-        fitted = _unbroadcast(g, shape)
+        fitted = _unbroadcast(g, like.shape)
     except (ValueError, IndexError):  # fewer axes than the input, or ones that cannot be summed away
         fitted = None
-    if fitted is None or fitted.shape != shape:
-        raise RuntimeError(f"{ctx.name}.backward returned a gradient of shape {g.shape} "
-                           f"for an input of shape {shape}")
-    return np.asarray(fitted)  # summing to shape () gives a NumPy scalar; .grad is always an array
-
-
-def _count_sole_owner_refs() -> int:
-    """References to a gradient that only the backward loop holds (the tuple, the loop variable,
-    getrefcount's argument), measured on this interpreter in the same loop shape."""
-    for _, g in zip((None,), (np.empty(1),)):
-        return sys.getrefcount(g)
-
-
-_SOLE_OWNER = _count_sole_owner_refs()
-
-
-def _accumulate(tensor: Tensor, g: np.ndarray) -> None:
-    """tensor.grad += g, never =: a tensor used twice gets both contributions."""
-    if tensor._grad is None:
-        # copy: g may be shared with another input (add sends the same array to both sides)
-        tensor._grad = g.copy() if g.dtype == tensor.data.dtype else g.astype(tensor.data.dtype)
-    else:
-        tensor._grad += g
+    if fitted is None or np.shape(fitted) != like.shape:
+        who = "backward: the seed is a gradient" if op is None else f"{op.name}.backward returned a gradient"
+        raise RuntimeError(f"{who} of shape {g.shape} for an input of shape {like.shape}")
+    return np.asarray(fitted, dtype=like.dtype)  # summing to shape () gives a NumPy scalar: an array again
 
 
 # ---- forward mode ----------------------------------------------------------------------------------
@@ -758,27 +723,30 @@ def _push_tangent(cls: type, ctx: Function, inputs: tuple, out: Tensor) -> None:
         raise RuntimeError(f"{cls.__name__}.jvp returned a tangent of shape {shape} "
                            f"for an output of shape {out.shape}") from None
     out._tangent = (_state.forward, t_out)
-    if out._ctx is not None:  # kept for the node too: a create_graph backward inside jvp (hvp) reads it
+    if _node_tangents is not None and out._ctx is not None:  # for a create_graph backward inside (hvp)
         _node_tangents[out._ctx] = out._tangent
 
 
-_node_tangents: dict = {}  # node -> its output's (token, tangent), inside forward mode only
+_node_tangents: Optional[dict] = None  # node -> its output's (token, tangent), in _forward_mode(keep_nodes=True)
 
 
 @contextlib.contextmanager
-def _forward_mode(seeds: Sequence[tuple]) -> Iterator[None]:
-    """Inside, ops push tangents; `seeds` are pairs (tensor, tangent (K, *tensor.shape))."""
+def _forward_mode(seeds: Sequence[tuple], keep_nodes: bool = False) -> Iterator[None]:
+    """Inside, ops push tangents; `seeds` are pairs (tensor, tangent (K, *tensor.shape)). keep_nodes: graph
+    nodes keep their output's tangent too, until the end (tr.func's forward over reverse reads them)."""
+    global _node_tangents
     if _state.forward is not None:
         raise RuntimeError("jvp: forward mode inside forward mode (nested jvp) is not supported")
     token = object()
     for t, tangent in seeds:
         t._tangent = (token, tangent)
     _state.forward = token
+    _node_tangents = {} if keep_nodes else None
     try:
         yield
     finally:
         _state.forward = None
-        _node_tangents.clear()
+        _node_tangents = None
         for t, _ in seeds:
             t._tangent = None
 

@@ -110,7 +110,7 @@ def hvp(fn: Callable, primals: Sequence, tangents: Sequence) -> tuple:
         if v.shape != x.shape:
             raise ValueError(f"hvp: tangent {k} has shape {v.shape} but its primal has shape {x.shape}")
         seeds.append((x, v[None]))  # one direction
-    with engine._forward_mode(seeds):
+    with engine._forward_mode(seeds, keep_nodes=True):
         out = _output("hvp", fn(*xs))
         if out.size != 1:
             raise RuntimeError(f"hvp: fn must return a scalar, got shape {out.shape}")
@@ -154,7 +154,7 @@ def jacfwd(fn: Callable, argnums: int = 0) -> Callable:
         args, (k,), _ = _variables("jacfwd", args, argnums)
         x = args[k]
         eye = np.eye(x.size, dtype=x.dtype).reshape((x.size,) + x.shape)  # direction i moves entry i
-        with engine._forward_mode([(x, eye)]):
+        with engine._forward_mode([(x, eye)], keep_nodes=True):
             out = fn(*args)
             out = _output("jacfwd", out)
             t = engine._tangent_of(out)

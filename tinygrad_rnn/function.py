@@ -876,14 +876,14 @@ class Transpose(_View):
 
 class GetItem(_View):
     """y = a[index];  dL/da = zeros with g scatter-added at index (repeated indices add up);  dy = da[index]"""
-    __slots__ = ("index", "shape")
+    __slots__ = ("index",)
     lowering = "{y} = {a}[{ctx.index!i}]"
     batched_jvp = True
     differentiable_backward = True
 
     @staticmethod
     def forward(ctx, a, index=None):
-        ctx.index, ctx.shape = index, a.shape
+        ctx.index = index
         try:
             return a[index]
         except IndexError as e:
@@ -891,7 +891,10 @@ class GetItem(_View):
 
     @staticmethod
     def backward(ctx, g):
-        return (scatter_add(g, ctx.index, ctx.shape),)  # first order: into a leaf's .grad directly
+        if type(g) is np.ndarray:  # first order: a SparseGrad, added into a leaf's .grad without the zeros
+            return (SparseGrad(ctx.index, g),)
+        parent = ctx.inputs[0]  # the input's shape, read only here: a node keeps no more than it must
+        return (scatter_add(g, ctx.index, (parent._out_like if isinstance(parent, Function) else parent.data).shape),)
 
     @staticmethod
     def jvp(ctx, da):

@@ -153,8 +153,8 @@ class Tensor:
 
     def backward(self, grad: Any = None, retain_graph: Optional[bool] = None, create_graph: bool = False) -> None:
         """Accumulate dself/dleaf into every leaf's .grad, in reverse topological order. create_graph=True
-        runs the differentiable rules (as PyTorch's; .grad stays an ndarray: tr.grad returns graph Tensors);
-        retain_graph defaults to create_graph."""
+        runs the differentiable rules, as PyTorch's (.grad stays an ndarray here: tr.grad returns Tensors
+        with their graph); retain_graph defaults to create_graph."""
         if not self.requires_grad:
             raise RuntimeError("backward: this tensor does not require grad and has no graph "
                                "(was it made under no_grad, or from tensors without requires_grad=True?)")
@@ -169,10 +169,8 @@ class Tensor:
                 raise ValueError(f"backward: grad has shape {seed.shape} but the output has shape {self.shape}")
         retain = create_graph if retain_graph is None else retain_graph
         if create_graph:
-            engine.run_backward_graph((self,), (grad if isinstance(grad, Tensor) else Tensor(seed),),
-                                      retain_graph=retain, to_leaves=True)
-        else:
-            engine.run_backward(self, seed, retain)
+            seed = grad if isinstance(grad, Tensor) else Tensor(seed)
+        engine.run_backward([self], [seed], bool(retain), create_graph=create_graph)
 
     # ---- operators ----------------------------------------------------------------------------
     def _lift(self, other: Any) -> "Tensor":
