@@ -81,11 +81,11 @@ lstm = nn.CharRNN(vocab.size, 8, cell="lstm", cell_input="sigmoid", rng=np.rando
 lstm_prog = tr.trace(lambda idx, targets: nn.cross_entropy(lstm(idx)[0], targets), idx, targets,
                      params=lstm.named_parameters())
 BOOK = [(r"^\s+a = ", "pre-activations b + U x + W h of all four blocks"),
-        (r"fs\[t\] = ", "f = σ(b^f + U^f x + W^f h)          (10.40)"),
-        (r"gs\[t\] = ", "σ(b + U x + W h): the cell input     (10.41)"),
-        (r"i_s\[t\] = ", "g = σ(b^g + U^g x + W^g h)          (10.42)"),
-        (r"ss\[t\] = ", "s = f s(t-1) + g σ(...)             (10.41)"),
-        (r"os\[t\] = ", "q = σ(b^o + U^o x + W^o h)          (10.44)"),
+        (r"^\s+fs\[t\] = ", "f = σ(b^f + U^f x + W^f h)          (10.40)"),
+        (r"^\s+gs\[t\] = ", "g = σ(b^g + U^g x + W^g h)          (10.42)"),
+        (r"^\s+s_tildes\[t\] = ", "s̃ = σ(b + U x + W h), cell input    (10.41)"),
+        (r"^\s+ss\[t\] = ", "s = f s(t-1) + g s̃                  (10.41)"),
+        (r"^\s+qs\[t\] = ", "q = σ(b^o + U^o x + W^o h)          (10.44)"),
         (r"^\s+tanhs\[t\] = ", "tanh(s), kept for the backward"),
         (r"^\s+hs\[t\] = ", "h = tanh(s) q                       (10.43)")]
 lstm_lines = lstm_prog.source.splitlines()

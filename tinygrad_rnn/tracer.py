@@ -260,7 +260,8 @@ def _leaves_needing_grad(recs: list, args: list) -> dict:
 
 
 def _ident(s: str) -> str:
-    s = re.sub(r"\W", "_", str(s)).strip("_") or "v"
+    s = str(s).replace("\u0303", "_tilde")  # the book's s̃ (the LSTM's cell input) -> s_tilde
+    s = re.sub(r"\W", "_", s).strip("_") or "v"
     return s if not s[0].isdigit() else "v" + s
 
 
