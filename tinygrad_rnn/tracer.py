@@ -332,10 +332,6 @@ def _value_parts(v: Any, index: bool = False) -> list:
     raise TypeError(f"trace: cannot write a value of type {type(v).__name__} into the program")
 
 
-class _Fields(string.Formatter):
-    pass
-
-
 @functools.lru_cache(maxsize=None)
 def _defaults(cls: type) -> dict:
     try:
@@ -356,7 +352,7 @@ def _template_parts(rec: _Rec) -> list:
     lines = []
     for row in template.split("\n"):
         parts: list = []
-        for literal, field, _spec, conv in _Fields().parse(row):
+        for literal, field, _spec, conv in string.Formatter().parse(row):
             if literal:
                 parts.append(literal)
             if field is None:
@@ -597,6 +593,399 @@ class _Writer:
             out.append(("lit", _literal(x)))
         return out
 
+    def write(self) -> str:
+        b = self.b
+        body = self.lines
+        for pn, p in b.params.items():
+            nm = b.pnames[pn]
+            self.taken.add(nm)
+            self.names[id(p)] = nm
+            body.append(f"{nm} = params[{pn!r}]")
+        for a, an in zip(b.args, b.arg_names):
+            if isinstance(a, Tensor):
+                self.names[_key(a)] = an
+        self.tensor_of = {}
+        for r in b.needed:
+            for t in r.inputs:
+                self.tensor_of.setdefault(_key(t), t)
+        fwd = [r for r in b.needed if r.i < b.n_forward]
+        bwd = [r for r in b.needed if r.i >= b.n_forward]
+        steps = [_step_of(r.scope) for r in fwd]
+        self.T = max([s for s in steps if s is not None], default=-1) + 1
+        self.T_written = False
+        body.append("# forward")
+        self.phase(fwd, +1, "forward")
+        if bwd:
+            body.append("# backward: the engine's own rules, recorded as ops (create_graph=True)")
+            self.phase(bwd, -1, "backward")
+        grads = []
+        for pn, k in b.grad_keys.items():
+            if k is None:
+                grads.append(f"{pn!r}: np.zeros_like({b.pnames[pn]})")
+            else:
+                grads.append(f"{pn!r}: {self.text(k, None)}")
+        extras = "".join(f", {self.text(k, None)}" for k in b.extra_keys)
+        body.append(f"return {self.text(b.loss_key, None)}, {{" + ", ".join(grads) + "}" +
+                    (f", ({extras[2:]},)" if extras else ""))
+        out, indent = [f"def {b.fname}({', '.join(['params'] + b.arg_names)}):",
+                       '    """Traced by tinygrad_rnn.trace: the forward, then the backward the engine derived."""'], 1
+        for line in _batch_outer_sums(_simplify(body)):
+            if line == "<in>":
+                indent += 1
+            elif line == "<out>":
+                indent -= 1
+            else:
+                out.append("    " * indent + line)
+        return "import numpy as np\n\n\n" + "\n".join(out) + "\n"
+
+    def text(self, key: int, k: Optional[int]) -> str:
+        """A value's name outside loops."""
+        if key in self.names:
+            return self.names[key]
+        t = self.tensor_of.get(key)
+        if t is not None and t._ctx is None and key not in self.b.producer:
+            return self.const_choices(t, k, False)[0][1]
+        raise KeyError(f"trace: value used before it is written ({key})")
+
+    def items(self, r: _Rec, k: Optional[int], ref) -> list:
+        """The rec's lowering as a flat list of items: ("s", text), ("o",), ("tmp",), ("nl",),
+        ("r", reference, key), ("slot", {policy: text}, key)."""
+        # the integer arguments this op (or, in the backward, the op it differentiates) took: characters may be
+        # read from those, any other number is written as it is (or as t)
+        self.prefer = self.b.node_args.get(id(r.node) if r.i >= self.b.n_forward else r.i, ()) if \
+            r.node is not None or r.i < self.b.n_forward else ()
+        inputs = [ref(_key(t), t, k) for t in r.inputs]
+        items: list = [("cls", r.cls.__name__)]
+        for n, parts in enumerate(self.b.parts[r.i]):
+            if n:
+                items.append(("nl",))
+            for m, p in enumerate(parts):
+                if isinstance(p, _In) and m + 1 < len(parts) and isinstance(parts[m + 1], str) and \
+                        parts[m + 1][:1] in ".[" and inputs[p.i][0] == "slot":  # a number with a method: an array
+                    choices = {c: (f"np.asarray({x})" if re.fullmatch(r"-?[\d.e+-]+|nan|inf", x) else x)
+                               for c, x in inputs[p.i][1].items()}
+                    items.append(("slot", choices, inputs[p.i][2]))
+                    continue
+                if isinstance(p, str):
+                    items.append(("s", p))
+                elif p is _OUT:
+                    items.append(("o",))
+                elif p is _TMP:
+                    items.append(("tmp",))
+                elif isinstance(p, _In):
+                    items.append(inputs[p.i])
+                elif p is _LIST:
+                    items.append(("s", "["))
+                    for m, x in enumerate(inputs):
+                        items += [("s", ", ")] if m else []
+                        items.append(x)
+                    items.append(("s", "]"))
+                elif p is _REST:
+                    for x in inputs[3:]:
+                        items += [("s", " + "), x]
+                elif isinstance(p, _Slot):
+                    choices = dict(self.slot_choices(p.value, k, True))
+                    if isinstance(p.value, int):  # a character only where this op took that argument
+                        choices = {c: x for c, x in choices.items()
+                                   if not c.startswith("row:") or (self.rows_first and c[4:] in self.prefer)}
+                    self.slot_value[id(choices)] = p.value
+                    items.append(("slot", choices, None))
+        return items
+
+    def render(self, r: _Rec, items: list, out_text: str, reftext) -> dict:
+        """The op as a statement: its lines, the name it assigns, and a label for the comment."""
+        lines, cur, tmp = [], "", None
+        inputs_text = []
+        for it in items:
+            kind = it[0]
+            if kind == "s":
+                cur += it[1]
+            elif kind == "o":
+                cur += out_text
+            elif kind == "tmp":
+                if tmp is None:
+                    tmp = self.fresh("rows")
+                cur += tmp
+            elif kind == "nl":
+                lines.append(cur)
+                cur = ""
+            elif kind == "r":
+                text = reftext(it[1], it[2])
+                inputs_text.append(text)
+                cur += text
+            elif kind == "slot":
+                cur += next(iter(it[1].values()))
+        lines.append(cur)
+        b = self.b
+        label = r.cls.__name__ if r.i < b.n_forward else \
+            f"{r.node.name}.backward" if r.rule and r.node is not None else "sum of uses"
+        stmt = {"target": out_text, "lines": lines, "label": label, "inline": False, "scatter": None}
+        key = _key(r.out)
+        cons = b.consumers.get(key, [])
+        if len(lines) == 1 and lines[0].startswith(out_text + " = ") and re.fullmatch(r"\w+", out_text) \
+                and len(cons) == 1 and key not in b.roots and not r.out.name and key not in b.d_of \
+                and [_key(t) for t in cons[0].inputs].count(key) == 1 and \
+                sum(1 for line in b.parts[cons[0].i] for p in line if isinstance(p, _In) and
+                    _key(cons[0].inputs[p.i]) == key) <= 1:
+            stmt["inline"] = True
+        if r.cls.__name__ == "ScatterAdd" and len(cons) == 1 and key not in b.roots and re.fullmatch(r"\w+", out_text):
+            index = r.ctx.index if isinstance(r.ctx.index, tuple) else (r.ctx.index,)
+            stmt["scatter"] = not any(isinstance(x, np.ndarray) for x in index)  # basic: `+=` adds each entry once
+        if b.inplace(r) is not None and len(inputs_text) == 2 and inputs_text[0] == out_text:
+            stmt["lines"] = [f"{out_text} += {inputs_text[1]}"]  # the sum is ours alone: add in place
+            stmt["inplace"] = inputs_text[1]
+        return stmt
+
+    def phase(self, recs: list, d: int, label: str) -> None:
+        b, body = self.b, self.lines
+        if not recs:
+            return
+        in_phase = {r.i for r in recs}
+        for r in recs:
+            scope = r.scope if d > 0 else getattr(r.node, "scope", "") if r.node is not None else ""
+            r.step = _step_of(scope)
+        if not self.rolled:  # straight: every op in the order it ran
+            for r in recs:
+                self.emit(r, r.step)
+            return
+        if self.rolled:  # an op outside any step whose every use lies in step k belongs to step k
+            for r in reversed(recs):
+                k = _key(r.out)
+                if r.step is not None or k in b.roots:
+                    continue
+                cons = b.consumers.get(k, [])
+                if cons and all(c.i in in_phase for c in cons) and len({c.step for c in cons}) == 1 \
+                        and cons[0].step is not None:
+                    r.step = cons[0].step
+        by_step: dict = {}
+        for r in recs:
+            if r.step is not None:
+                by_step.setdefault(r.step, []).append(r)
+        dep, pre, post = set(), [], []
+        for r in recs:
+            if r.step is not None or any(_key(t) in dep for t in r.inputs):
+                dep.add(_key(r.out))
+                if r.step is None:
+                    post.append(r)
+            else:
+                pre.append(r)
+        run, init, state = self.find_run(by_step, d, label)
+        for r in pre:
+            self.emit(r, None)
+        order = sorted(by_step, reverse=d < 0)
+        if run is None:
+            for k in order:
+                for r in by_step[k]:
+                    self.emit(r, k)
+        else:
+            a, z = run
+            for k in order:
+                if not a <= k <= z and (k < a if d > 0 else k > z):
+                    for r in by_step[k]:
+                        self.emit(r, k)
+            self.emit_loop(by_step, run, init, state, d, label)
+            for k in order:
+                if not a <= k <= z and (k > z if d > 0 else k < a):
+                    for r in by_step[k]:
+                        self.emit(r, k)
+        for r in post:
+            self.emit(r, None)
+
+    def emit(self, r: _Rec, k: Optional[int]) -> None:
+        """One op outside loops: its value gets a name of its own (h_3 for step t=2, as the book's h(3))."""
+        items = self.items(r, k, lambda key, t, k: self.ref_outside(key, t, k))
+        for n, it in enumerate(items):  # outside loops a slot is written literally or as an argument's row
+            if it[0] == "slot":
+                items[n] = ("slot", {"x": self.slot_text(it, k)}, None)
+        base = self.b.base(r)
+        acc = self.b.inplace(r)
+        if acc is not None and re.fullmatch(r"\w+", self.names.get(acc, "")):
+            name = self.names[acc]  # the running sum keeps its name: dW_hh += …
+        else:
+            name = self.fresh(base if k is None or base in ("loss",) else f"{base}_{k + 1}")
+        stmt = self.render(r, items, name, lambda ref, key: self.text(key, k))
+        stmt["lines"] = [_expand_range(_compress_list(line), self.T) for line in stmt["lines"]]
+        self.lines.append(stmt)
+        self.names[_key(r.out)] = name
+
+    def ref_outside(self, key: int, t: Tensor, k: Optional[int]) -> tuple:
+        if key not in self.b.producer and key not in self.names and t._ctx is None:
+            return ("slot", dict(self.const_choices(t, k, True)), key)
+        return ("r", ("val", key), key)
+
+    def slot_text(self, it: tuple, k: Optional[int]) -> str:
+        if it[2] is not None:  # a constant tensor
+            text = self.const_choices(self.tensor_of[it[2]], k, False)[0][1]
+            wrap = any(x.startswith("np.asarray(") for x in it[1].values())
+            return f"np.asarray({text})" if wrap and re.fullmatch(r"-?[\d.e+-]+|nan|inf", text) else text
+        choices = [(p, x) for p, x in it[1].items() if p != "t"]  # outside a loop: no t
+        if isinstance(self.slot_value.get(id(it[1])), int) and (not self.rows_first or not any(
+                p.split(":")[-1] in self.prefer for p, _ in choices)):
+            choices = [c for c in choices if c[0] == "lit"] or choices  # a step number, not a character
+        policy, text = choices[0]
+        return f"{policy[4:]}[{k}]" if policy.startswith("row:") else text
+
+    def find_run(self, by_step: dict, d: int, label: str) -> tuple:
+        """The longest stretch of consecutive steps with the same ops: (first, last) step, start values, body."""
+        b = self.b
+        steps = sorted(by_step)
+        if len(steps) < 2:
+            return None, {}, None
+        pos = {_key(r.out): (k, j) for k in steps for j, r in enumerate(by_step[k])}
+        fwd = self.loops.get("forward") if d < 0 else None
+
+        def ref(key, t, k):
+            if key in pos:
+                ks, j = pos[key]
+                return ("r", ("step", j, ks - k), key)
+            if fwd is not None and key in fwd["pos"]:
+                ks, j = fwd["pos"][key]
+                return ("r", ("fwd", j, ks - k), key)
+            if fwd is not None and key in fwd["init"]:
+                j, idx = fwd["init"][key]
+                return ("r", ("fwd", j, idx - k), key)
+            if key not in b.producer and key not in self.names and t._ctx is None:
+                return ("slot", dict(self.const_choices(t, k, True)), key)
+            return ("r", ("val", key), key)
+
+        sigs = {k: [it for r in by_step[k] for it in self.items(r, k, ref)] for k in steps}
+        runs, start, state = [], steps[0], sigs[steps[0]]
+        for prev, k in zip(steps, steps[1:]):
+            new = _unify(state, sigs[k], k) if k == prev + 1 else None
+            if new is None:
+                runs.append((start, prev, state))
+                start, state = k, sigs[k]
+            else:
+                state = new
+        runs.append((start, steps[-1], state))
+        best = None
+        for a, z, state in runs:  # each stretch, with the step before it (in the loop's order) as its start
+            init: dict = {}
+            first = a - 1 if d > 0 else z + 1
+            if first in by_step:
+                run = (min(a, first), max(z, first))
+                new = _unify(state, sigs[first], first, init, run)
+                if new is not None:
+                    a, z, state = run[0], run[1], new
+                else:
+                    init = {}
+            if best is None or z - a > best[1] - best[0]:
+                best = (a, z, state, init)
+        a, z, state, init = best
+        if z - a < 1:
+            return None, {}, None
+        return (a, z), init, state
+
+    def emit_loop(self, by_step: dict, run: tuple, init: dict, state: list, d: int, label: str) -> None:
+        """The run of steps as one loop: a value used only inside its step is a plain local, one read by the next
+        step alone (or after the loop at its last step) one variable carried along (dh_next, dW_hh), any other is
+        kept per step in a dict (hs[t]), as lossFun does."""
+        b, body = self.b, self.lines
+        a, z = run
+        first, last = (a, z) if d > 0 else (z, a)
+        n = len(by_step[last])
+        rec_pos = {r.i: (k, j) for k in range(a, z + 1) for j, r in enumerate(by_step[k])}
+        kind = {}
+        for j in range(n):
+            local = plain = True
+            for k in range(a, z + 1):
+                key = _key(by_step[k][j].out)
+                uses = [rec_pos.get(c.i) for c in b.consumers.get(key, [])] + ([None] if key in b.roots else [])
+                for cp in uses:
+                    if cp is not None and cp[0] == k:
+                        continue
+                    local = False
+                    if cp is not None and cp[0] == k + d and cp[1] <= j:
+                        continue
+                    if k == last and cp is None:
+                        continue
+                    plain = False
+            kind[j] = "local" if local else "plain" if plain else "dict"
+        for (j, idx) in init:
+            if kind[j] == "plain" and idx != first - d:
+                kind[j] = "dict"
+        name = {}
+        pos_last = {_key(r.out): j for j, r in enumerate(by_step[last])}
+        # the carried and kept values first: the running sums get the plain names (dW_hh), a share of one a suffix
+        for j in sorted(range(n), key=lambda j: kind[j] == "local"):
+            acc = b.inplace(by_step[last][j])
+            if kind[j] == "local" and acc in pos_last and kind[pos_last[acc]] == "local":
+                continue
+            base = b.base(by_step[last][j])
+            if kind[j] == "dict":
+                base += "s"
+            elif kind[j] == "plain" and d < 0 and base not in b.grad_names.values():
+                base += "_next"  # carried to the step before: lossFun's dhnext
+            name[j] = self.fresh(base)
+        for j in range(n):  # a sum of this step's shares, added up in one array
+            acc = b.inplace(by_step[last][j])
+            if j not in name:
+                name[j] = name[pos_last[acc]]
+        if not self.T_written:
+            body.append(f"T = {self.T}  # time steps")
+            self.T_written = True
+        for j in range(n):
+            if kind[j] == "dict":
+                body.append(f"{name[j]} = {{}}")
+        for (j, idx), key in init.items():
+            value = self.text(key, idx)
+            if kind[j] == "plain" and not (b.owned(key) and len(b.consumers.get(key, [])) == 1):
+                value += ".copy()"  # the loop adds into it in place: an array of its own
+            body.append(f"{name[j]} = {value}" if kind[j] == "plain" else f"{name[j]}[{idx}] = {value}")
+        rng = _range_text(a, z + 1, self.T)
+        body.append(f"for t in {rng}:" if d > 0 else f"for t in reversed({rng}):")
+        body.append("<in>")
+        fwd = self.loops.get("forward")
+
+        def reftext(ref, key):
+            if ref[0] == "step":
+                _, j, off = ref
+                if kind[j] != "dict":
+                    return name[j]
+                return f"{name[j]}[t {'+-'[off < 0]} {abs(off)}]" if off else f"{name[j]}[t]"
+            if ref[0] == "fwd":
+                _, j, off = ref
+                if fwd is None or fwd["kind"][j] != "dict":
+                    raise KeyError("trace: a forward value the backward loop reads is not kept per step")
+                return f"{fwd['name'][j]}[t {'+-'[off < 0]} {abs(off)}]" if off else f"{fwd['name'][j]}[t]"
+            return self.text(key, None)
+
+        splits, cur = [], []
+        for it in state:
+            if it[0] == "cls" and cur:
+                splits.append(cur)
+                cur = []
+            cur.append(it)
+        splits.append(cur)
+        for j, items in enumerate(splits):
+            out = f"{name[j]}[t]" if kind[j] == "dict" else name[j]
+            body.append(self.render(by_step[last][j], items, out, reftext))
+        body.append("<out>")
+        positions = {}
+        for k in range(a, z + 1):
+            for j, r in enumerate(by_step[k]):
+                positions[_key(r.out)] = (k, j)
+                if kind[j] == "dict":
+                    self.names[_key(r.out)] = f"{name[j]}[{k}]"
+                elif k == last:
+                    self.names[_key(r.out)] = name[j]
+        for (j, idx), key in init.items():
+            if kind[j] == "dict":
+                self.names.setdefault(key, f"{name[j]}[{idx}]")
+        self.loops[label] = {"pos": positions, "init": {key: where for where, key in init.items()},
+                             "kind": kind, "name": name}
+
+
+def _scatter_parts(line: str) -> Optional[tuple]:
+    """(index, values) of ScatterAdd's line `np.add.at(y, np.s_[index], values)`."""
+    try:
+        call = ast.parse(line).body[0].value
+        index = call.args[1].slice
+        parts = index.elts if isinstance(index, ast.Tuple) else [index]
+        return ", ".join(ast.unparse(x) for x in parts), ast.unparse(call.args[2])
+    except (SyntaxError, AttributeError, IndexError):
+        return None
+
 
 def _literal(v: Any) -> str:
     if isinstance(v, np.ndarray):
@@ -621,55 +1010,6 @@ def _range_text(lo: int, hi: int, T: int) -> str:
     def end(n: int) -> str:
         return "T" if n == T else f"T - {T - n}" if n > T // 2 else str(n)
     return f"range({end(hi)})" if lo == 0 else f"range({end(lo)}, {end(hi)})"
-
-
-def _write(self: _Writer) -> str:
-    b = self.b
-    body = self.lines
-    for pn, p in b.params.items():
-        nm = b.pnames[pn]
-        self.taken.add(nm)
-        self.names[id(p)] = nm
-        body.append(f"{nm} = params[{pn!r}]")
-    for a, an in zip(b.args, b.arg_names):
-        if isinstance(a, Tensor):
-            self.names[_key(a)] = an
-    self.tensor_of = {}
-    for r in b.needed:
-        for t in r.inputs:
-            self.tensor_of.setdefault(_key(t), t)
-    fwd = [r for r in b.needed if r.i < b.n_forward]
-    bwd = [r for r in b.needed if r.i >= b.n_forward]
-    steps = [_step_of(r.scope) for r in fwd]
-    self.T = max([s for s in steps if s is not None], default=-1) + 1
-    self.T_written = False
-    body.append("# forward")
-    self.phase(fwd, +1, "forward")
-    if bwd:
-        body.append("# backward: the engine's own rules, recorded as ops (create_graph=True)")
-        self.phase(bwd, -1, "backward")
-    grads = []
-    for pn, k in b.grad_keys.items():
-        if k is None:
-            grads.append(f"{pn!r}: np.zeros_like({b.pnames[pn]})")
-        else:
-            grads.append(f"{pn!r}: {self.text(k, None)}")
-    extras = "".join(f", {self.text(k, None)}" for k in b.extra_keys)
-    body.append(f"return {self.text(b.loss_key, None)}, {{" + ", ".join(grads) + "}" +
-                (f", ({extras[2:]},)" if extras else ""))
-    out, indent = [f"def {b.fname}({', '.join(['params'] + b.arg_names)}):",
-                   '    """Traced by tinygrad_rnn.trace: the forward, then the backward the engine derived."""'], 1
-    for line in _batch_outer_sums(_simplify(body)):
-        if line == "<in>":
-            indent += 1
-        elif line == "<out>":
-            indent -= 1
-        else:
-            out.append("    " * indent + line)
-    return "import numpy as np\n\n\n" + "\n".join(out) + "\n"
-
-
-_Writer.write = _write
 
 
 def _simplify(body: list) -> list:
@@ -782,127 +1122,6 @@ def _tidy(line: str) -> str:
         return line
 
 
-def _text(self: _Writer, key: int, k: Optional[int]) -> str:
-    """A value's name outside loops."""
-    if key in self.names:
-        return self.names[key]
-    t = self.tensor_of.get(key)
-    if t is not None and t._ctx is None and key not in self.b.producer:
-        return self.const_choices(t, k, False)[0][1]
-    raise KeyError(f"trace: value used before it is written ({key})")
-
-
-_Writer.text = _text
-
-
-def _items(self: _Writer, r: _Rec, k: Optional[int], ref) -> list:
-    """The rec's lowering as a flat list of items: ("s", text), ("o",), ("tmp",), ("nl",),
-    ("r", reference, key), ("slot", {policy: text}, key)."""
-    # the integer arguments this op (or, in the backward, the op it differentiates) took: characters may be
-    # read from those, any other number is written as it is (or as t)
-    self.prefer = self.b.node_args.get(id(r.node) if r.i >= self.b.n_forward else r.i, ()) if \
-        r.node is not None or r.i < self.b.n_forward else ()
-    inputs = [ref(_key(t), t, k) for t in r.inputs]
-    items: list = [("cls", r.cls.__name__)]
-    for n, parts in enumerate(self.b.parts[r.i]):
-        if n:
-            items.append(("nl",))
-        for m, p in enumerate(parts):
-            if isinstance(p, _In) and m + 1 < len(parts) and isinstance(parts[m + 1], str) and \
-                    parts[m + 1][:1] in ".[" and inputs[p.i][0] == "slot":  # a number with a method: an array
-                choices = {c: (f"np.asarray({x})" if re.fullmatch(r"-?[\d.e+-]+|nan|inf", x) else x)
-                           for c, x in inputs[p.i][1].items()}
-                items.append(("slot", choices, inputs[p.i][2]))
-                continue
-            if isinstance(p, str):
-                items.append(("s", p))
-            elif p is _OUT:
-                items.append(("o",))
-            elif p is _TMP:
-                items.append(("tmp",))
-            elif isinstance(p, _In):
-                items.append(inputs[p.i])
-            elif p is _LIST:
-                items.append(("s", "["))
-                for m, x in enumerate(inputs):
-                    items += [("s", ", ")] if m else []
-                    items.append(x)
-                items.append(("s", "]"))
-            elif p is _REST:
-                for x in inputs[3:]:
-                    items += [("s", " + "), x]
-            elif isinstance(p, _Slot):
-                choices = dict(self.slot_choices(p.value, k, True))
-                if isinstance(p.value, int):  # a character only where this op took that argument
-                    choices = {c: x for c, x in choices.items()
-                               if not c.startswith("row:") or (self.rows_first and c[4:] in self.prefer)}
-                self.slot_value[id(choices)] = p.value
-                items.append(("slot", choices, None))
-    return items
-
-
-_Writer.items = _items
-
-
-def _render(self: _Writer, r: _Rec, items: list, out_text: str, reftext) -> dict:
-    """The op as a statement: its lines, the name it assigns, and a label for the comment."""
-    lines, cur, tmp = [], "", None
-    inputs_text = []
-    for it in items:
-        kind = it[0]
-        if kind == "s":
-            cur += it[1]
-        elif kind == "o":
-            cur += out_text
-        elif kind == "tmp":
-            if tmp is None:
-                tmp = self.fresh("rows")
-            cur += tmp
-        elif kind == "nl":
-            lines.append(cur)
-            cur = ""
-        elif kind == "r":
-            text = reftext(it[1], it[2])
-            inputs_text.append(text)
-            cur += text
-        elif kind == "slot":
-            cur += next(iter(it[1].values()))
-    lines.append(cur)
-    b = self.b
-    label = r.cls.__name__ if r.i < b.n_forward else \
-        f"{r.node.name}.backward" if r.rule and r.node is not None else "sum of uses"
-    stmt = {"target": out_text, "lines": lines, "label": label, "inline": False, "scatter": None}
-    key = _key(r.out)
-    cons = b.consumers.get(key, [])
-    if len(lines) == 1 and lines[0].startswith(out_text + " = ") and re.fullmatch(r"\w+", out_text) \
-            and len(cons) == 1 and key not in b.roots and not r.out.name and key not in b.d_of \
-            and [_key(t) for t in cons[0].inputs].count(key) == 1 and \
-            sum(1 for line in b.parts[cons[0].i] for p in line if isinstance(p, _In) and
-                _key(cons[0].inputs[p.i]) == key) <= 1:
-        stmt["inline"] = True
-    if r.cls.__name__ == "ScatterAdd" and len(cons) == 1 and key not in b.roots and re.fullmatch(r"\w+", out_text):
-        index = r.ctx.index if isinstance(r.ctx.index, tuple) else (r.ctx.index,)
-        stmt["scatter"] = not any(isinstance(x, np.ndarray) for x in index)  # basic: `+=` adds each entry once
-    if b.inplace(r) is not None and len(inputs_text) == 2 and inputs_text[0] == out_text:
-        stmt["lines"] = [f"{out_text} += {inputs_text[1]}"]  # the sum is ours alone: add in place
-        stmt["inplace"] = inputs_text[1]
-    return stmt
-
-
-def _scatter_parts(line: str) -> Optional[tuple]:
-    """(index, values) of ScatterAdd's line `np.add.at(y, np.s_[index], values)`."""
-    try:
-        call = ast.parse(line).body[0].value
-        index = call.args[1].slice
-        parts = index.elts if isinstance(index, ast.Tuple) else [index]
-        return ", ".join(ast.unparse(x) for x in parts), ast.unparse(call.args[2])
-    except (SyntaxError, AttributeError, IndexError):
-        return None
-
-
-_Writer.render = _render
-
-
 def _compress_list(line: str) -> str:
     """[os[0], os[1], …, os[T-1]] as a comprehension, so the text does not grow with T."""
     def repl(m):
@@ -916,113 +1135,8 @@ def _compress_list(line: str) -> str:
     return re.sub(r"\[((?:\w+\[\d+\], )+\w+\[\d+\])\]", repl, line)
 
 
-def _phase(self: _Writer, recs: list, d: int, label: str) -> None:
-    b, body = self.b, self.lines
-    if not recs:
-        return
-    in_phase = {r.i for r in recs}
-    for r in recs:
-        scope = r.scope if d > 0 else getattr(r.node, "scope", "") if r.node is not None else ""
-        r.step = _step_of(scope)
-    if not self.rolled:  # straight: every op in the order it ran
-        for r in recs:
-            self.emit(r, r.step)
-        return
-    if self.rolled:  # an op outside any step whose every use lies in step k belongs to step k
-        for r in reversed(recs):
-            k = _key(r.out)
-            if r.step is not None or k in b.roots:
-                continue
-            cons = b.consumers.get(k, [])
-            if cons and all(c.i in in_phase for c in cons) and len({c.step for c in cons}) == 1 \
-                    and cons[0].step is not None:
-                r.step = cons[0].step
-    by_step: dict = {}
-    for r in recs:
-        if r.step is not None:
-            by_step.setdefault(r.step, []).append(r)
-    dep, pre, post = set(), [], []
-    for r in recs:
-        if r.step is not None or any(_key(t) in dep for t in r.inputs):
-            dep.add(_key(r.out))
-            if r.step is None:
-                post.append(r)
-        else:
-            pre.append(r)
-    run, init, state = self.find_run(by_step, d, label)
-    for r in pre:
-        self.emit(r, None)
-    order = sorted(by_step, reverse=d < 0)
-    if run is None:
-        for k in order:
-            for r in by_step[k]:
-                self.emit(r, k)
-    else:
-        a, z = run
-        for k in order:
-            if not a <= k <= z and (k < a if d > 0 else k > z):
-                for r in by_step[k]:
-                    self.emit(r, k)
-        self.emit_loop(by_step, run, init, state, d, label)
-        for k in order:
-            if not a <= k <= z and (k > z if d > 0 else k < a):
-                for r in by_step[k]:
-                    self.emit(r, k)
-    for r in post:
-        self.emit(r, None)
-
-
-_Writer.phase = _phase
-
-
-def _emit(self: _Writer, r: _Rec, k: Optional[int]) -> None:
-    """One op outside loops: its value gets a name of its own (h_3 for step t=2, as the book's h(3))."""
-    items = self.items(r, k, lambda key, t, k: self.ref_outside(key, t, k))
-    for n, it in enumerate(items):  # outside loops a slot is written literally or as an argument's row
-        if it[0] == "slot":
-            items[n] = ("slot", {"x": self.slot_text(it, k)}, None)
-    base = self.b.base(r)
-    acc = self.b.inplace(r)
-    if acc is not None and re.fullmatch(r"\w+", self.names.get(acc, "")):
-        name = self.names[acc]  # the running sum keeps its name: dW_hh += …
-    else:
-        name = self.fresh(base if k is None or base in ("loss",) else f"{base}_{k + 1}")
-    stmt = self.render(r, items, name, lambda ref, key: self.text(key, k))
-    stmt["lines"] = [_expand_range(_compress_list(line), self.T) for line in stmt["lines"]]
-    self.lines.append(stmt)
-    self.names[_key(r.out)] = name
-
-
-_Writer.emit = _emit
-
-
 def _expand_range(line: str, T: int) -> str:
     return re.sub(r"\{RANGE(\d+),(\d+)\}", lambda m: _range_text(int(m.group(1)), int(m.group(2)), T), line)
-
-
-def _ref_outside(self: _Writer, key: int, t: Tensor, k: Optional[int]) -> tuple:
-    if key not in self.b.producer and key not in self.names and t._ctx is None:
-        return ("slot", dict(self.const_choices(t, k, True)), key)
-    return ("r", ("val", key), key)
-
-
-_Writer.ref_outside = _ref_outside
-
-
-def _slot_text(self: _Writer, it: tuple, k: Optional[int]) -> str:
-    if it[2] is not None:  # a constant tensor
-        text = self.const_choices(self.tensor_of[it[2]], k, False)[0][1]
-        wrap = any(x.startswith("np.asarray(") for x in it[1].values())
-        return f"np.asarray({text})" if wrap and re.fullmatch(r"-?[\d.e+-]+|nan|inf", text) else text
-    choices = [(p, x) for p, x in it[1].items() if p != "t"]  # outside a loop: no t
-    if isinstance(self.slot_value.get(id(it[1])), int) and (not self.rows_first or not any(
-            p.split(":")[-1] in self.prefer for p, _ in choices)):
-        choices = [c for c in choices if c[0] == "lit"] or choices  # a step number, not a character
-    policy, text = choices[0]
-    return f"{policy[4:]}[{k}]" if policy.startswith("row:") else text
-
-
-_Writer.slot_text = _slot_text
 
 
 def _unify(state: list, items: list, k: int, init: Optional[dict] = None, run: tuple = ()) -> Optional[list]:
@@ -1053,159 +1167,3 @@ def _unify(state: list, items: list, k: int, init: Optional[dict] = None, run: t
     return new
 
 
-def _find_run(self: _Writer, by_step: dict, d: int, label: str) -> tuple:
-    """The longest stretch of consecutive steps with the same ops: (first, last) step, start values, body."""
-    b = self.b
-    steps = sorted(by_step)
-    if len(steps) < 2:
-        return None, {}, None
-    pos = {_key(r.out): (k, j) for k in steps for j, r in enumerate(by_step[k])}
-    fwd = self.loops.get("forward") if d < 0 else None
-
-    def ref(key, t, k):
-        if key in pos:
-            ks, j = pos[key]
-            return ("r", ("step", j, ks - k), key)
-        if fwd is not None and key in fwd["pos"]:
-            ks, j = fwd["pos"][key]
-            return ("r", ("fwd", j, ks - k), key)
-        if fwd is not None and key in fwd["init"]:
-            j, idx = fwd["init"][key]
-            return ("r", ("fwd", j, idx - k), key)
-        if key not in b.producer and key not in self.names and t._ctx is None:
-            return ("slot", dict(self.const_choices(t, k, True)), key)
-        return ("r", ("val", key), key)
-
-    sigs = {k: [it for r in by_step[k] for it in self.items(r, k, ref)] for k in steps}
-    runs, start, state = [], steps[0], sigs[steps[0]]
-    for prev, k in zip(steps, steps[1:]):
-        new = _unify(state, sigs[k], k) if k == prev + 1 else None
-        if new is None:
-            runs.append((start, prev, state))
-            start, state = k, sigs[k]
-        else:
-            state = new
-    runs.append((start, steps[-1], state))
-    best = None
-    for a, z, state in runs:  # each stretch, with the step before it (in the loop's order) as its start
-        init: dict = {}
-        first = a - 1 if d > 0 else z + 1
-        if first in by_step:
-            run = (min(a, first), max(z, first))
-            new = _unify(state, sigs[first], first, init, run)
-            if new is not None:
-                a, z, state = run[0], run[1], new
-            else:
-                init = {}
-        if best is None or z - a > best[1] - best[0]:
-            best = (a, z, state, init)
-    a, z, state, init = best
-    if z - a < 1:
-        return None, {}, None
-    return (a, z), init, state
-
-
-_Writer.find_run = _find_run
-
-
-def _emit_loop(self: _Writer, by_step: dict, run: tuple, init: dict, state: list, d: int, label: str) -> None:
-    """The run of steps as one loop: a value used only inside its step is a plain local, one read by the next
-    step alone (or after the loop at its last step) one variable carried along (dh_next, dW_hh), any other is
-    kept per step in a dict (hs[t]), as lossFun does."""
-    b, body = self.b, self.lines
-    a, z = run
-    first, last = (a, z) if d > 0 else (z, a)
-    n = len(by_step[last])
-    rec_pos = {r.i: (k, j) for k in range(a, z + 1) for j, r in enumerate(by_step[k])}
-    kind = {}
-    for j in range(n):
-        local = plain = True
-        for k in range(a, z + 1):
-            key = _key(by_step[k][j].out)
-            uses = [rec_pos.get(c.i) for c in b.consumers.get(key, [])] + ([None] if key in b.roots else [])
-            for cp in uses:
-                if cp is not None and cp[0] == k:
-                    continue
-                local = False
-                if cp is not None and cp[0] == k + d and cp[1] <= j:
-                    continue
-                if k == last and cp is None:
-                    continue
-                plain = False
-        kind[j] = "local" if local else "plain" if plain else "dict"
-    for (j, idx) in init:
-        if kind[j] == "plain" and idx != first - d:
-            kind[j] = "dict"
-    name = {}
-    pos_last = {_key(r.out): j for j, r in enumerate(by_step[last])}
-    # the carried and kept values first: the running sums get the plain names (dW_hh), a share of one a suffix
-    for j in sorted(range(n), key=lambda j: kind[j] == "local"):
-        acc = b.inplace(by_step[last][j])
-        if kind[j] == "local" and acc in pos_last and kind[pos_last[acc]] == "local":
-            continue
-        base = b.base(by_step[last][j])
-        if kind[j] == "dict":
-            base += "s"
-        elif kind[j] == "plain" and d < 0 and base not in b.grad_names.values():
-            base += "_next"  # carried to the step before: lossFun's dhnext
-        name[j] = self.fresh(base)
-    for j in range(n):  # a sum of this step's shares, added up in one array
-        acc = b.inplace(by_step[last][j])
-        if j not in name:
-            name[j] = name[pos_last[acc]]
-    if not self.T_written:
-        body.append(f"T = {self.T}  # time steps")
-        self.T_written = True
-    for j in range(n):
-        if kind[j] == "dict":
-            body.append(f"{name[j]} = {{}}")
-    for (j, idx), key in init.items():
-        value = self.text(key, idx)
-        if kind[j] == "plain" and not (b.owned(key) and len(b.consumers.get(key, [])) == 1):
-            value += ".copy()"  # the loop adds into it in place: an array of its own
-        body.append(f"{name[j]} = {value}" if kind[j] == "plain" else f"{name[j]}[{idx}] = {value}")
-    rng = _range_text(a, z + 1, self.T)
-    body.append(f"for t in {rng}:" if d > 0 else f"for t in reversed({rng}):")
-    body.append("<in>")
-    fwd = self.loops.get("forward")
-
-    def reftext(ref, key):
-        if ref[0] == "step":
-            _, j, off = ref
-            if kind[j] != "dict":
-                return name[j]
-            return f"{name[j]}[t {'+-'[off < 0]} {abs(off)}]" if off else f"{name[j]}[t]"
-        if ref[0] == "fwd":
-            _, j, off = ref
-            if fwd is None or fwd["kind"][j] != "dict":
-                raise KeyError("trace: a forward value the backward loop reads is not kept per step")
-            return f"{fwd['name'][j]}[t {'+-'[off < 0]} {abs(off)}]" if off else f"{fwd['name'][j]}[t]"
-        return self.text(key, None)
-
-    splits, cur = [], []
-    for it in state:
-        if it[0] == "cls" and cur:
-            splits.append(cur)
-            cur = []
-        cur.append(it)
-    splits.append(cur)
-    for j, items in enumerate(splits):
-        out = f"{name[j]}[t]" if kind[j] == "dict" else name[j]
-        body.append(self.render(by_step[last][j], items, out, reftext))
-    body.append("<out>")
-    positions = {}
-    for k in range(a, z + 1):
-        for j, r in enumerate(by_step[k]):
-            positions[_key(r.out)] = (k, j)
-            if kind[j] == "dict":
-                self.names[_key(r.out)] = f"{name[j]}[{k}]"
-            elif k == last:
-                self.names[_key(r.out)] = name[j]
-    for (j, idx), key in init.items():
-        if kind[j] == "dict":
-            self.names.setdefault(key, f"{name[j]}[{idx}]")
-    self.loops[label] = {"pos": positions, "init": {key: where for where, key in init.items()},
-                         "kind": kind, "name": name}
-
-
-_Writer.emit_loop = _emit_loop
