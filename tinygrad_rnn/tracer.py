@@ -1077,9 +1077,14 @@ _OUTER = re.compile(r"^(\w+) \+= np\.dot\((.+?)\.reshape\(\((\d+), (\d+)\)\)\.T,
                     r"(  # .*)?$|^(\w+) \+= (.+?)\.reshape\(\((\d+), (\d+)\)\)\.T @ (.+?)\.reshape\(\((\d+), (\d+)\)\)(  # .*)?$")
 
 
+_SCATTER = re.compile(r"^np\.add\.at\((\w+), np\.s_\[:, (.+?)\], (\w+)\.T\)(  # .*)$")
+
+
 def _batch_outer_sums(lines: list) -> list:
     """A weight's gradient summed in a loop one outer product per step (dW_hh += da^T h) becomes one matrix
-    product after the loop over the rows of every step, as the engine's OuterGrad sums do: BLAS at its best."""
+    product after the loop over the rows of every step, as the engine's OuterGrad sums do: BLAS at its best;
+    a batch's column scatter (np.add.at(dW_xh, np.s_[:, idx[t]], da.T)) likewise, as the product with the
+    one-hot rows of every step (the engine's _input_grad for a batch)."""
     out, n = [], 0
     while n < len(lines):
         line = lines[n]
@@ -1096,6 +1101,16 @@ def _batch_outer_sums(lines: list) -> list:
         rng = re.search(r"range\([^()]*\)", line)[0]
         before, after, new_body = [], [], []
         for b in body:
+            m = _SCATTER.match(b)
+            if m is not None and sum(len(re.findall(rf"(?<![\w.]){m[1]}\b", x)) for x in body) == 1:
+                acc, index, u, label = m[1], m[2], m[3], m[4].split("#", 1)[1].split(",")[0].strip()
+                rows = acc + "_rows"
+                before.append(f"{rows} = {{}}")
+                new_body.append(f"{rows}[t] = {u}  # {label}: {acc}[:, {index}] += {u}^T, summed after the loop")
+                after.append(f"{acc} += np.dot(np.concatenate([{rows}[t] for t in {rng}]).T, np.eye({acc}.shape[1], "
+                             f"dtype={acc}.dtype)[np.concatenate([{index} for t in {rng}])])"
+                             "  # every step's columns as one product with the one-hot rows")
+                continue
             m = _OUTER.match(b)
             g = None if m is None else (m.groups()[:8] if m[1] else m.groups()[8:])
             if g is None or sum(len(re.findall(rf"(?<![\w.]){g[0]}\b", x)) for x in body) != 1:
