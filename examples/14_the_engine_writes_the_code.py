@@ -55,7 +55,7 @@ print("\nafter the loop:", next(x.strip() for x in lines if x.strip().startswith
 print("\nwhat the engine does differently:")
 print(" - it recomputes softmax(z) from the stacked logits for dL/dz (CrossEntropy's rule under create_graph)")
 print("   where lossFun keeps ps[t] from the forward; 1 - h*h it reads from the saved h, as lossFun does")
-print(" - its sums start at the first share, not at zeros: step T-1 and step 0 stand outside the loop")
+print(" - its sums start from zeros before the loop, as lossFun's; a sum no step adds to stays outside it")
 print(" - it keeps each step's dy and sums dWhy = Σ_t dy h(t)^T after the loop as ONE matrix product")
 print("   (the engine's OuterGrad does the same), where lossFun adds one outer product per step")
 

@@ -207,7 +207,7 @@ def test_13_curvature_lambda_max_the_lr_boundary_and_pascanus_regularizer():
 def test_14_the_traced_step_reads_like_lossFun_equals_the_engine_and_trains():
     out = run("14_the_engine_writes_the_code.py")
     assert "def step(params, idx, targets):" in out and "for t in reversed(range(" in out
-    for ours in ("dh_next + do_2 @ out_W", "da = dh_2 * (1.0 - hs[t] * hs[t])", "dW_xh[:, idx[t]] += da.T",
+    for ours in ("dh_next + do @ out_W", "da = dh_2 * (1.0 - hs[t] * hs[t])", "dW_xh[:, idx[t]] += da.T",
                  "dh_next = da @ W_hh", "ss[t] = fs[t] * ss[t - 1] + gs[t] * s_tildes[t]"):
         assert ours in out, ours
     assert max_errors(out)["traced - engine"] < 1e-12

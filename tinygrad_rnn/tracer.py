@@ -748,15 +748,17 @@ class _Writer:
             for r in recs:
                 self.emit(r, r.step)
             return
-        if self.rolled:  # an op outside any step whose every use lies in step k belongs to step k
+        if self.rolled:  # an op outside any step whose every use lies in steps belongs to the first of them
             for r in reversed(recs):
                 k = _key(r.out)
                 if r.step is not None or k in b.roots:
                     continue
                 cons = b.consumers.get(k, [])
-                if cons and all(c.i in in_phase for c in cons) and len({c.step for c in cons}) == 1 \
-                        and cons[0].step is not None:
-                    r.step = cons[0].step
+                steps = {c.step for c in cons}
+                if cons and all(c.i in in_phase for c in cons) and None not in steps:
+                    first = min(steps) if d > 0 else max(steps)  # used there and, as a carry, by the next step
+                    if steps <= {first, first + d}:
+                        r.step = first
         by_step: dict = {}
         for r in recs:
             if r.step is not None:
@@ -770,6 +772,8 @@ class _Writer:
             else:
                 pre.append(r)
         run, init, state = self.find_run(by_step, d, label)
+        for k, placement in getattr(self, "padded", {}).items():
+            by_step[k] = placement  # the loop body's positions, None where the step has no such op
         for r in pre:
             self.emit(r, None)
         order = sorted(by_step, reverse=d < 0)
@@ -874,7 +878,84 @@ class _Writer:
         a, z, state, init = best
         if z - a < 1:
             return None, {}, None
+        self.padded = {}
+        if d < 0:  # the backward's first step sums nothing yet, its last sends nothing on: loop them too (lossFun)
+            a, z, state, init = self.pad_ends(by_step, sigs, a, z, state, init, d)
         return (a, z), init, state
+
+    def pad_ends(self, by_step: dict, sigs: dict, a: int, z: int, state: list, init: dict, d: int) -> tuple:
+        """Take the steps just outside the run into it where they differ only as lossFun's ends do: at the first
+        step a sum that has no earlier share (the engine's Add missing: the loop adds to zeros there), at the last
+        an op whose value only the next step would read (computed and not used). self.padded[k] places the
+        step's ops at the loop body's positions (None where the body has an op the step has not)."""
+        tmpl = _split(state)
+        mid = by_step[(a + z) // 2]
+        if len(mid) != len(tmpl):
+            return a, z, state, init
+        first, last = z + 1, a - 1  # the backward runs from high t to low t
+        if first in by_step:
+            got = self.align(tmpl, mid, _split(sigs[first]), by_step[first], first, (a, first), init, True)
+            if got is not None:
+                tmpl, placement, init = got
+                z = first
+                self.padded[first] = placement
+        if last in by_step:
+            got = self.align(tmpl, mid, _split(sigs[last]), by_step[last], last, (last, z), init, False)
+            if got is not None:
+                tmpl, placement, init = got
+                a = last
+                self.padded[last] = placement
+        return a, z, [it for rec in tmpl for it in rec], init
+
+    def align(self, tmpl: list, mid: list, cand: list, recs: list, k: int, run: tuple, init: dict,
+              first_end: bool) -> Optional[tuple]:
+        """Step k's ops at the body's positions, or None (see pad_ends)."""
+        b = self.b
+        new_init = {w: key for w, key in init.items() if w[1] != k}
+        mapping, alias, placement, new_tmpl, js = {}, {}, [], [], 0
+
+        def translate(it):
+            if it[0] == "r" and it[1][0] == "step" and it[1][2] == 0:
+                return ("r", ("step", mapping.get(it[1][1], -1), 0), it[2])
+            return it
+        for i, t_items in enumerate(tmpl):
+            c = cand[js] if js < len(cand) else None
+            if c is not None and c[0] == t_items[0] and len(c) == len(t_items):
+                trans = [translate(it) for it in c]
+                trans = [t if t[0] == "r" and t[1][0] == "step" and t[1][2] == 0 and x[0] == "r" and
+                         x[1] == ("step", alias.get(t[1][1], -2), 0) else x for t, x in zip(t_items, trans)]
+                u = _unify(t_items, trans, k, new_init, run)
+                if u is not None:
+                    mapping[js] = i
+                    placement.append(recs[js])
+                    new_tmpl.append(u)
+                    js += 1
+                    continue
+            r = mid[i]
+            refs = [it for it in t_items if it[0] == "r"]
+            if first_end and r.cls.__name__ == "Add" and not r.rule and len(refs) == 2 and \
+                    refs[0][1][0] == "step" and refs[0][1][2] == 1 and refs[1][1][0] == "step" and refs[1][1][2] == 0:
+                where = (refs[0][1][1], k + 1)  # the sum's earlier share: none yet, zeros
+                if new_init.setdefault(where, ("zeros", r.out.shape, r.out.dtype)) != ("zeros", r.out.shape, r.out.dtype):
+                    return None
+                alias[i] = refs[1][1][1]
+                placement.append(None)
+                new_tmpl.append(t_items)
+                continue
+            uses = b.consumers.get(_key(r.out), [])
+            if not first_end and uses and all(c.step == r.step - 1 for c in uses) and _key(r.out) not in b.roots:
+                placement.append(None)  # read by the step after only: computed at the last step, not used
+                new_tmpl.append(t_items)
+                continue
+            return None
+        if js != len(cand):
+            return None
+        for (j, kk), key in init.items():  # the start values the run took from step k: now its own values
+            if kk == k:
+                at = placement[j] if placement[j] is not None or j not in alias else placement[alias[j]]
+                if at is None or _key(at.out) != key:
+                    return None
+        return new_tmpl, placement, new_init
 
     def emit_loop(self, by_step: dict, run: tuple, init: dict, state: list, d: int, label: str) -> None:
         """The run of steps as one loop: a value used only inside its step is a plain local, one read by the next
@@ -883,17 +964,21 @@ class _Writer:
         b, body = self.b, self.lines
         a, z = run
         first, last = (a, z) if d > 0 else (z, a)
-        n = len(by_step[last])
-        rec_pos = {r.i: (k, j) for k in range(a, z + 1) for j, r in enumerate(by_step[k])}
+        padded = getattr(self, "padded", {})
+        src = next(by_step[k] for k in range(a, z + 1) if k not in padded)  # a step with every op of the body
+        n = len(src)
+        rec_pos = {r.i: (k, j) for k in range(a, z + 1) for j, r in enumerate(by_step[k]) if r is not None}
         kind = {}
         for j in range(n):
             local = plain = True
             for k in range(a, z + 1):
+                if by_step[k][j] is None:
+                    continue
                 key = _key(by_step[k][j].out)
                 uses = [rec_pos.get(c.i) for c in b.consumers.get(key, [])] + ([None] if key in b.roots else [])
                 for cp in uses:
-                    if cp is not None and cp[0] == k:
-                        continue
+                    if cp is not None and (cp[0] == k or k == first and k in padded):
+                        continue  # (the padded first step's shares are read through the loop's zero-started sums)
                     local = False
                     if cp is not None and cp[0] == k + d and cp[1] <= j:
                         continue
@@ -905,20 +990,21 @@ class _Writer:
             if kind[j] == "plain" and idx != first - d:
                 kind[j] = "dict"
         name = {}
-        pos_last = {_key(r.out): j for j, r in enumerate(by_step[last])}
+        pos_last = {_key(r.out): j for j, r in enumerate(src)}
         # the carried and kept values first: the running sums get the plain names (dW_hh), a share of one a suffix
         for j in sorted(range(n), key=lambda j: kind[j] == "local"):
-            acc = b.inplace(by_step[last][j])
+            acc = b.inplace(src[j])
             if kind[j] == "local" and acc in pos_last and kind[pos_last[acc]] == "local":
                 continue
-            base = b.base(by_step[last][j])
+            roots = [by_step[last][j]] if by_step[last][j] is not None else []
+            base = b.base(roots[0] if roots else src[j])
             if kind[j] == "dict":
                 base += "s"
             elif kind[j] == "plain" and d < 0 and base not in b.grad_names.values():
                 base += "_next"  # carried to the step before: lossFun's dhnext
             name[j] = self.fresh(base)
         for j in range(n):  # a sum of this step's shares, added up in one array
-            acc = b.inplace(by_step[last][j])
+            acc = b.inplace(src[j])
             if j not in name:
                 name[j] = name[pos_last[acc]]
         if not self.T_written:
@@ -928,6 +1014,11 @@ class _Writer:
             if kind[j] == "dict":
                 body.append(f"{name[j]} = {{}}")
         for (j, idx), key in init.items():
+            if isinstance(key, tuple):  # a sum with no share yet: zeros, as lossFun's np.zeros_like
+                dt = "" if key[2] == np.float64 else f", np.{np.dtype(key[2]).name}"
+                body.append(f"{name[j]} = np.zeros({key[1]}{dt})" if kind[j] == "plain" else
+                            f"{name[j]}[{idx}] = np.zeros({key[1]}{dt})")
+                continue
             value = self.text(key, idx)
             if kind[j] == "plain" and not (b.owned(key) and len(b.consumers.get(key, [])) == 1):
                 value += ".copy()"  # the loop adds into it in place: an array of its own
@@ -959,20 +1050,23 @@ class _Writer:
         splits.append(cur)
         for j, items in enumerate(splits):
             out = f"{name[j]}[t]" if kind[j] == "dict" else name[j]
-            body.append(self.render(by_step[last][j], items, out, reftext))
+            body.append(self.render(src[j], items, out, reftext))
         body.append("<out>")
         positions = {}
         for k in range(a, z + 1):
             for j, r in enumerate(by_step[k]):
+                if r is None:
+                    continue
                 positions[_key(r.out)] = (k, j)
                 if kind[j] == "dict":
                     self.names[_key(r.out)] = f"{name[j]}[{k}]"
                 elif k == last:
                     self.names[_key(r.out)] = name[j]
         for (j, idx), key in init.items():
-            if kind[j] == "dict":
+            if kind[j] == "dict" and not isinstance(key, tuple):
                 self.names.setdefault(key, f"{name[j]}[{idx}]")
-        self.loops[label] = {"pos": positions, "init": {key: where for where, key in init.items()},
+        self.loops[label] = {"pos": positions, "init": {key: where for where, key in init.items()
+                                                        if not isinstance(key, tuple)},
                              "kind": kind, "name": name}
 
 
@@ -1152,6 +1246,16 @@ def _compress_list(line: str) -> str:
 
 def _expand_range(line: str, T: int) -> str:
     return re.sub(r"\{RANGE(\d+),(\d+)\}", lambda m: _range_text(int(m.group(1)), int(m.group(2)), T), line)
+
+
+def _split(items: list) -> list:
+    """A step's flat items as one list per op (each starts with its ("cls", name))."""
+    out: list = []
+    for it in items:
+        if it[0] == "cls":
+            out.append([])
+        out[-1].append(it)
+    return out
 
 
 def _unify(state: list, items: list, k: int, init: Optional[dict] = None, run: tuple = ()) -> Optional[list]:
