@@ -170,3 +170,13 @@ def test_hvp_of_the_charrnn_loss_equals_pytorch(cell):
     hv2 = tr.grad(sum((gi * vi).sum() for gi, vi in zip(gs, v)), params)
     for mine, theirs in zip(hv2, thv):
         np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=0, atol=1e-10)
+
+
+def test_a_plain_backward_runs_the_rules_on_ndarrays_and_records_no_op():
+    from tinygrad_rnn import engine
+    model = nn.CharRNN(5, 4, cell="lstm", rng=np.random.default_rng(0))
+    loss = nn.cross_entropy(model(np.array([0, 3, 1, 4]))[0], np.array([3, 1, 4, 2]))
+    before = next(engine._creation_order)
+    loss.backward()
+    assert next(engine._creation_order) == before + 1  # no node was made: the first-order path is all NumPy
+    assert all(type(p.grad) is np.ndarray for p in model.parameters())
