@@ -119,6 +119,9 @@ def test_other_shapes_and_dtypes_are_refused_in_one_sentence():
         prog(rng.integers(0, 5, 5), targets)
     with pytest.raises(TypeError, match="takes 2 arguments"):
         prog(idx)
+    model.cell.W_hh.data = np.zeros((4, 4))
+    with pytest.raises(ValueError, match=r"parameter cell.W_hh has shape \(4, 4\), the program was traced for \(3, 3\)"):
+        prog(idx, targets)
     x = rng.normal(size=3)
     f = tr.trace(lambda x: (x * x).sum(), x, params={})
     with pytest.raises(TypeError, match="argument x has dtype float32, the program was traced for float64"):

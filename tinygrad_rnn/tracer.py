@@ -33,6 +33,7 @@ class Program:
     def __init__(self, source: str, name: str, params: dict, arg_specs: list) -> None:
         self.source, self.params = source, params
         self._arg_specs = arg_specs  # (name, shape, dtype) per argument, as traced
+        self._param_shapes = {name: p.data.shape for name, p in params.items()}
         namespace: dict = {"np": np}
         exec(compile(source, f"<tr.trace {name}>", "exec"), namespace)  # compiled once
         self._fn = namespace[name]
@@ -53,6 +54,9 @@ class Program:
             arrays.append(x)
         values = {}
         for name, p in self.params.items():
+            if p.data.shape != self._param_shapes[name]:
+                raise ValueError(f"trace: parameter {name} has shape {p.data.shape}, the program was traced for "
+                                 f"{self._param_shapes[name]}; trace again")
             values[name] = p.data
         loss, grads, *extras = self._fn(values, *arrays)
         return (loss, {k: np.asarray(g) for k, g in grads.items()}, *extras)
