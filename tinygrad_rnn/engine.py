@@ -448,16 +448,13 @@ def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, i
                     heapq.heappush(waiting, (-parent.seq, parent))
         for leaf in sums.waiting():  # every node has run: what is left are leaves
             g, owned = sums.pop(leaf, leaf.data)
-            if create_graph:
-                if wanted is not None:
-                    if leaf in wanted:
-                        wanted[leaf] = g
-                    continue
-                g, owned = g.data, False  # t.backward(create_graph=True): .grad stays an ndarray
             if wanted is not None:
                 if leaf in wanted:
-                    wanted[leaf] = g if owned else g.copy()
-            elif leaf._grad is None:
+                    wanted[leaf] = g if owned or create_graph else g.copy()
+                continue
+            if create_graph:
+                g, owned = g.data, False  # t.backward(create_graph=True): .grad stays an ndarray
+            if leaf._grad is None:
                 leaf._grad = g if owned else g.copy()
             else:
                 leaf._grad += g  # +=, never =: gradients accumulate over backward calls, as PyTorch's

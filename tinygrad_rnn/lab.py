@@ -367,7 +367,7 @@ def influence(T: int = 30, H: int = 16, forget_bias: float = 3.0, cell: Optional
     maps = {name: analysis.influence(model, inputs, targets) for name, model in models.items()}
     reach = {name: float(M[T - 1, 0] / M[T - 1, T - 1]) for name, M in maps.items()}
     shaded = {name: _shaded(M) for name, M in maps.items()}
-    lines = [f"M[t, k] = ‖∂L_t/∂h_k‖ (analysis.influence, entry [t-1, k-1]): how far back the loss of step t reaches.",
+    lines = ["M[t, k] = ‖∂L_t/∂h_k‖ (analysis.influence, entry [t-1, k-1]): how far back the loss of step t reaches.",
              f"Untrained, H = {H}, T = {T}, 'hellohello…'"
              + (f"; the third model is the LSTM with {forget_bias:g} added to its forget gate's bias." if lstm else "."),
              "Rows t = 1 … T (the loss L_t), columns k = 1 … T (the state h_k); one shade per decade below the map's largest",

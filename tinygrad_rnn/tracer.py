@@ -18,8 +18,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import engine
-from .engine import Function, _state
+from .engine import _state
 from .tensor import Tensor
 
 __all__ = ["trace", "Program"]
@@ -741,7 +740,7 @@ class _Writer:
         return stmt
 
     def phase(self, recs: list, d: int, label: str) -> None:
-        b, body = self.b, self.lines
+        b = self.b
         if not recs:
             return
         in_phase = {r.i for r in recs}
