@@ -117,16 +117,16 @@ class CharRNN(Module):
         first, tree0 = _flatten(self._start(idx, state))
         trees = {}  # the tree of the states the steps make, from the first run
 
-        def run(a: int, b: int, parts: Sequence) -> list:  # steps a … b-1 from a flat state -> [*flat state, out]
+        def run(a: int, b: int, parts: Sequence, out: bool = True) -> list:
+            """steps a … b-1 from a flat state -> [*flat state, their logits or loss (None if not out)]"""
             parts = [p if isinstance(p, Tensor) else Tensor(p) for p in parts]
             start = _unflatten(parts, tree0 if a == 0 else trees["step"])
-            if self.fused:
-                logits, states = self._unroll_fused(idx[a:b], start, t0=a)
-            else:
-                logits, states = self._unroll_ops(idx[a:b], start, t0=a)
+            unroll = self._unroll_fused if self.fused else self._unroll_ops
+            logits, states = unroll(idx[a:b], start, t0=a, logits=out)
             flat, trees["step"] = _flatten(states[-1])
-            out = logits if targets is None else cross_entropy(logits, targets[a:b], reduction="sum")
-            return [*flat, out]
+            if out and targets is not None:
+                logits = cross_entropy(logits, targets[a:b], reduction="sum")
+            return [*flat, logits]
 
         T = len(idx)
         if isinstance(self.checkpoint, MemoryBudget):
@@ -148,8 +148,9 @@ class CharRNN(Module):
             out = (concat(outs) if len(outs) > 1 else outs[0]) if targets is None else _total(outs)
         return out, _unflatten(list(last), trees["step"])
 
-    def _unroll_ops(self, idx: np.ndarray, state: State, t0: int = 0) -> tuple[Tensor, list]:
-        """The op-level steps t0 … t0+len(idx)-1: logits, [state after each step]."""
+    def _unroll_ops(self, idx: np.ndarray, state: State, t0: int = 0, logits: bool = True) -> tuple[Tensor, list]:
+        """The op-level steps t0 … t0+len(idx)-1: logits (None if not logits), [state after each step]."""
+        want = logits
         builtin = self.cell_type in _CELLS
         if not builtin:  # one-hot rows x_t: (T, V) or (T, B, V), in the model's dtype
             onehot = np.eye(self.vocab_size, dtype=self.out.W.dtype)[idx]
@@ -162,10 +163,11 @@ class CharRNN(Module):
                 else:
                     state = self.cell(Tensor(onehot[t]), state)
                     h = self._user_hidden(state, idx.shape[1:])
-                logits.append(self.out(h))  # o_t = c + V h_t
-            _name_step(h, state, logits[-1], t0 + t + 1)
+                if want:
+                    logits.append(self.out(h))  # o_t = c + V h_t
+                    _name_step(h, state, logits[-1], t0 + t + 1)
             states.append(state)
-        return stack(logits), states
+        return (stack(logits) if want else None), states
 
     def initial_state(self, batch: tuple = ()) -> State:
         """The learned h(0) (LSTM: (h(0), s(0))) for a batch shape () or (B,); None without learn_h0."""
@@ -199,7 +201,7 @@ class CharRNN(Module):
                              f"{batch + (H,)} (hidden_size {H}" + (f", batch {batch[0]})" if batch else ")"))
         return h
 
-    def _unroll_fused(self, idx: np.ndarray, state: State, t0: int = 0) -> tuple[Tensor, list]:
+    def _unroll_fused(self, idx: np.ndarray, state: State, t0: int = 0, logits: bool = True) -> tuple[Tensor, list]:
         """One node per step (RNNStep, LSTMStep, GRUStep), then the output layer once on the stacked h_t;
         every state for an RNN or GRU, only the last for an LSTM."""
         cell, H = self.cell, self.hidden_size
@@ -231,7 +233,7 @@ class CharRNN(Module):
             zs = [(zs[-1][..., :H], zs[-1][..., H:])]  # the last state only: see unroll
         else:
             hs = StackRows.apply(*zs, out=rows)  # the steps wrote their rows in place: no copy but the last
-        return self.out(hs), zs                 # o_t = c + V h_t for every t: one matrix product
+        return (self.out(hs) if logits else None), zs  # o_t = c + V h_t for every t: one matrix product
 
     def _fused_lstm_state(self, idx: np.ndarray, state: State) -> Tensor:
         """A fused LSTM's first z = [h; s]: (…, 2H) zeros for None, else the given (h, s) joined."""

@@ -125,11 +125,8 @@ class _Schedule(Function):
         outs = []
         for action in ctx.actions:
             if action[0] == "advance":
-                _, a, b = action
-                with no_grad():
-                    *state, out = run(a, b, ctx.stack[-1][1])
-                ctx.stack.append((b, tuple(s.data for s in state)))
-                outs.append(out.data)
+                state = _advance(run, action[1], action[2], ctx.stack[-1][1], outs)
+                ctx.stack.append((action[2], state))
             else:  # the last step: its graph stays until backward
                 leaves = _leaves(ctx.stack[-1][1])
                 ctx.tail = (leaves, run(action[1], action[1] + 1, leaves))
@@ -151,15 +148,27 @@ class _Schedule(Function):
         stack.pop()
         for action in ctx.actions:
             if action[0] == "advance":
-                _, a, b = action
-                with no_grad():
-                    *state, _ = run(a, b, stack[-1][1])
-                stack.append((b, tuple(s.data for s in state)))
+                stack.append((action[2], _advance(run, action[1], action[2], stack[-1][1], None)))
             else:
                 a = action[1]
                 leaves = _leaves(stack.pop()[1])
                 g_state = _step_back(leaves, run(a, a + 1, leaves), g_state, g_out, a, ctx.loss)
         return tuple(g_state) + (None,) * (len(ctx.needs_input_grad) - ctx.n_state)
+
+
+def _advance(run: Any, a: int, b: int, state: tuple, outs: Any) -> tuple:
+    """The state after steps a … b-1 from `state`, without a graph, _CHUNK steps at a time (so what a run makes
+    for all its steps, its logits say, stays small); their outputs appended to outs unless it is None."""
+    with no_grad():
+        for start in range(a, b, _CHUNK):
+            *state, out = run(start, min(start + _CHUNK, b), state, outs is not None)
+            state = tuple(s.data for s in state)
+            if outs is not None:
+                outs.append(out.data)
+    return state
+
+
+_CHUNK = 256  # steps an advance runs at once
 
 
 def _leaves(arrays: tuple) -> list:
