@@ -95,16 +95,20 @@ def split(t: int, m: int) -> int:
     return lo
 
 
-def actions(T: int, m: int, start: int = 0) -> Iterator[tuple]:
-    """The schedule for steps start … start+T-1 with m slots, as plan describes; its forward steps add up to
-    C(T, m). Recursion only into right parts (one slot fewer each), so its depth is at most m."""
-    a, t = start, T
-    while t > 1:
+def actions(T: int, m: int) -> Iterator[tuple]:
+    """The schedule for T steps with m slots, as plan describes; its forward steps add up to C(T, m).
+    The recurrence unrolled with a stack of (first step, length, slots) parts: the right part of each
+    split runs before its left part, as in C(t, m) = y + C(t - y, m - 1) + C(y, m)."""
+    parts = [(0, T, m)]
+    while parts:
+        a, t, m = parts.pop()
+        if t == 1:
+            yield ("step", a)
+            continue
         y = split(t, m)
         yield ("advance", a, a + y)
-        yield from actions(t - y, m - 1, a + y)
-        t = y
-    yield ("step", a)
+        parts.append((a, y, m))              # the left part, after
+        parts.append((a + y, t - y, m - 1))  # the right part, first
 
 
 class _Schedule(Function):
