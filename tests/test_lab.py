@@ -232,3 +232,16 @@ def test_lab_without_matplotlib_prints_the_table_and_says_how_to_install(tmp_pat
     assert "max |Σ_t - .grad|" in out  # the table is all there
     assert err.count("\n") == 1 and "pip install 'tinygrad_rnn[plot]'" in err, err
     assert not (tmp_path / "copies.png").exists()
+
+
+def test_memory_lab_budgets_keep_memory_flat_and_run_the_planned_steps():
+    from tinygrad_rnn import nn
+    result = lab.run("memory", Ts=(40, 160), budgets=(4,), k=8, rtrl_up_to=40)
+    runs = result.numbers["runs"]
+    assert set(result.numbers["modes"]) == {"all stored", "every 8", "sqrt(T)", "4 slots", "RTRL"}
+    assert runs["4 slots", 160]["steps"] == nn.MemoryBudget(4).plan(160)[0] > 2 * 160
+    assert runs["every 8", 160]["steps"] == runs["sqrt(T)", 160]["steps"] == 320
+    assert ("RTRL", 160) not in runs and runs["RTRL", 40]["steps"] == 40
+    assert runs["all stored", 160]["mem"] / runs["all stored", 40]["mem"] > 2.5  # storing grows with T
+    assert runs["4 slots", 160]["mem"] < runs["sqrt(T)", 160]["mem"] < runs["all stored", 160]["mem"]
+    assert "4 slots" in result.table and "forward steps" in result.table
