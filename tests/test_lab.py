@@ -243,5 +243,5 @@ def test_memory_lab_budgets_keep_memory_flat_and_run_the_planned_steps():
     assert runs["every 8", 160]["steps"] == runs["sqrt(T)", 160]["steps"] == 320
     assert ("RTRL", 160) not in runs and runs["RTRL", 40]["steps"] == 40
     assert runs["all stored", 160]["mem"] / runs["all stored", 40]["mem"] > 2.5  # storing grows with T
-    assert runs["4 slots", 160]["mem"] < runs["sqrt(T)", 160]["mem"] < runs["all stored", 160]["mem"]
+    assert max(runs["4 slots", 160]["mem"], runs["sqrt(T)", 160]["mem"]) < runs["all stored", 160]["mem"] / 2
     assert "4 slots" in result.table and "forward steps" in result.table

@@ -172,7 +172,7 @@ def _advance(run: Any, a: int, b: int, state: tuple, outs: Any) -> tuple:
     return state
 
 
-_CHUNK = 256  # steps an advance runs at once
+_CHUNK = 64  # steps an advance runs at once
 
 
 def _leaves(arrays: tuple) -> list:
