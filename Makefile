@@ -4,13 +4,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test readme bench setup graphviz clean
+.PHONY: demo test fuzz readme bench setup graphviz clean
 
 demo: setup
 	$(BIN)/tinygrad-rnn demo
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# the differential test's long run: 20,000 random graphs from new seeds, both modes, two oracles each
+# (PyTorch among them, so it installs the bench extra); any change to the engine, an op or a fused step runs it
+fuzz: setup
+	$(BIN)/pip install -q -e ".[test,bench]"
+	$(BIN)/python tests/fuzz.py --graphs 20000
 
 # every shell command of README.md, in order, in a fresh clone (slow: it trains and runs make test)
 readme: setup

@@ -44,16 +44,8 @@ def numeric_grads(f: Callable[[], float], arrays, eps: float = 1e-6) -> list:
 
 
 def graph_nodes(root: Tensor) -> list:
-    """The op nodes (grad_fn) of the graph behind root, each once, newest first along each path."""
-    nodes, stack, seen = [], [root], set()
-    while stack:
-        t = stack.pop()
-        if t.grad_fn is None or id(t) in seen:
-            continue
-        seen.add(id(t))
-        nodes.append(t.grad_fn)
-        stack.extend(t.grad_fn.parents)
-    return nodes
+    """The op nodes (grad_fn) of the graph behind root, each once (the engine's one graph walk)."""
+    return [v for v in tr.engine.walk(root) if isinstance(v, tr.Function)]
 
 
 class WrongSin(tr.Function):

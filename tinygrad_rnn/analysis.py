@@ -29,7 +29,7 @@ from typing import Any, Iterator, Union
 import numpy as np
 
 from . import _memory
-from .engine import Function, _forward_mode, _state, _tangent_of, no_grad
+from .engine import Function, _forward_mode, _state, _tangent_of, no_grad, walk
 from .nn.losses import cross_entropy
 from .tensor import Tensor, concat
 
@@ -154,8 +154,8 @@ def per_step_grads(model: Any, inputs: Any, targets: Any, state: Any = None) -> 
         logits, _ = model.unroll(inputs, state)
         root = cross_entropy(logits, targets)
         copies = {id(p): [_copy(p) for _ in range(T)] for p in params}
-        for ctx in _nodes(root):
-            if any(id(p) in copies for p in ctx.inputs):  # a parameter is a leaf: linked as itself
+        for ctx in walk(root):
+            if isinstance(ctx, Function) and any(id(p) in copies for p in ctx.inputs):  # a parameter is a leaf: linked as itself
                 t = _step_of(ctx, names, T)
                 ctx.inputs = tuple(copies[id(p)][t] if id(p) in copies else p for p in ctx.inputs)
         root.backward()
@@ -238,19 +238,6 @@ def _copy(p: Tensor) -> Tensor:
     c = p.detach()
     c.requires_grad = True
     return c
-
-
-def _nodes(root: Tensor) -> list:
-    """Every op node behind root, each once (an explicit stack: any depth)."""
-    seen, out, stack = set(), [], [root._ctx]
-    while stack:
-        ctx = stack.pop()
-        if ctx is None or id(ctx) in seen:
-            continue
-        seen.add(id(ctx))
-        out.append(ctx)
-        stack.extend(p for p in ctx.inputs if isinstance(p, Function))
-    return out
 
 
 def _step_of(ctx: Function, names: dict, T: int) -> int:

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from . import manual
-from .engine import no_grad
+from .engine import Function, no_grad, walk
 from .nn import GRUCell, LSTMCell, Module, RNNCell, cross_entropy
 from .tensor import Tensor
 
@@ -122,17 +122,8 @@ def _grads_kept(tensors: Sequence[Tensor]) -> Iterator[None]:
 def _graph_leaves(root: Tensor) -> list:
     """The tensors in root's graph whose .grad backward writes (leaves that require grad, and
     intermediates with retain_grad()), so that it is saved and restored around it."""
-    holders, seen, stack = [], set(), [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen or not node.requires_grad:
-            continue
-        seen.add(id(node))
-        if node.grad_fn is None or node._retain:
-            holders.append(node)
-        if node.grad_fn is not None:
-            stack.extend(node.grad_fn.parents)
-    return holders
+    return [v.output() if isinstance(v, Function) else v for v in walk(root)
+            if v.requires_grad and (not isinstance(v, Function) or v._retain)]
 
 
 def _analytic_jacobians(out: Tensor, wrt: Sequence[Tensor]) -> list:

@@ -4,9 +4,11 @@ Early tinygrad's Function/ctx pattern (PyTorch's torch.autograd.Function): an op
 Nodes link to nodes, not to the tensors between them, as PyTorch's graph does (Node.next_functions): a
 node keeps what its backward reads (saved_tensors) and the shape of its output, so an intermediate array
 that no backward reads is freed as soon as the caller lets go of its tensor. Leaves (parameters, inputs)
-are linked as themselves. Backward visits nodes newest first from a heap of creation numbers, as
-PyTorch's engine does: no recursion, any depth. Forward mode (jax.jvp, torch.func.jvp) needs no graph:
-each op pushes its tangent on as it runs.
+are linked as themselves. Backward (run_backward) visits nodes newest first from a heap of creation
+numbers, as PyTorch's engine does: no recursion, any depth; what arrives for a node or leaf is summed by
+GradSums, the one piece that knows the kinds of gradient (dense, 0-d, sparse, outer-product factors).
+walk() is the one walk over a graph, for pictures, checks and analysis. Forward mode (jax.jvp,
+torch.func.jvp) needs no graph: each op pushes its tangent on as it runs.
 
 The engine does not import the Tensor class built on top of it (tensor.py): tensor.py hands it over
 with use_tensor_class, and the ops (function.py) build on the engine alone.
@@ -16,13 +18,13 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
-import sys
+import weakref
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
 __all__ = ["Function", "SparseGrad", "OuterGrad", "no_grad", "scope", "detect_anomaly", "is_grad_enabled",
-           "jvp", "run_backward", "use_tensor_class", "checkpoint", "Checkpoint"]
+           "jvp", "run_backward", "grad", "walk", "GradSums", "use_tensor_class", "checkpoint", "Checkpoint"]
 
 Tensor: Any = None  # the class of the values ops take and make; tensor.py sets it (use_tensor_class)
 
@@ -155,11 +157,12 @@ class Function:
         """A tensor standing for the one this op made, with its name, shape, dtype and .grad (a retained
         gradient lives on the node, see retain_grad); an output over 64 bytes (8 float64 numbers) reads NaN:
         the graph does not keep values (PyTorch's neither), they are the caller's while it holds the tensor."""
-        out = self._ghost
+        out = None if self._ghost is None else self._ghost()
         if out is None:
-            out = self._ghost = Tensor.__new__(Tensor)
+            out = Tensor.__new__(Tensor)
             out.data, out._grad, out.requires_grad, out._ctx = self._out_like, None, True, self
             out._name, out._version, out._tangent = self._out_name, 0, None
+            self._ghost = weakref.ref(out)  # one stand-in while anyone holds it; a weak link: no node<->tensor cycle
         return out
 
     @classmethod
@@ -278,154 +281,237 @@ class OuterGrad:
 
 
 
-def run_backward(root: "Tensor", seed: np.ndarray, retain_graph: bool) -> None:
-    """Send gradients from root to the leaves, latest-created node first (as PyTorch's engine does).
+# ---- backward -------------------------------------------------------------------------------------
+class GradSums:
+    """dL/dv for every node and leaf v that backward has reached, summed over v's uses as their shares
+    arrive (PyTorch's InputBuffer). The one place that knows what an op's backward may send an input:
 
-    Nodes are numbered at creation, after their inputs, so taking the highest number waiting
-    means every use of a node has already sent its gradient to it: a topological order from a
-    heap, with no recursion and no separate sort. Without retain_graph, each node's saved arrays
-    are freed once it has run; the nodes themselves stay, small, for pictures of the graph.
+    add(v, g, like): g is an ndarray (of v's shape, 0-d included, or larger by broadcasting: summed back;
+    another dtype: cast to v's), a SparseGrad (a lone one stays sparse until a second share or pop, so T
+    row slices of T states never densify at once) or an OuterGrad (its factors kept, _OUTER_ROWS rows at
+    most, then summed in one product). pop(v, like) returns (array of v's shape and dtype, owned): owned
+    means made here, so the caller may keep it or add into it; a first dense share is held as it came (it
+    may be another input's too) and the sum becomes an array of our own when a second share is added.
     """
-    if root._ctx is None:  # a leaf is its own gradient
-        _accumulate(root, seed)
-        return
-    first = root._ctx
-    grads = {first: seed}  # node -> pending dL/d(its output), summed over the output's uses
-    mine = set()           # nodes whose pending gradient is an array made here: later uses add in place
-    outer_sums: dict = {}  # id(leaf) -> _OuterSum of its OuterGrad terms
-    waiting = [(-first.seq, first)]
-    anomaly = _state.anomaly
+    __slots__ = ("pending", "owned", "outer")
+
+    def __init__(self) -> None:
+        self.pending: dict = {}  # v -> ndarray, or a lone SparseGrad
+        self.owned: set = set()  # v whose pending array is ours: later shares add into it in place
+        self.outer: dict = {}    # v -> [OuterGrad terms, their rows]
+
+    def add(self, v: Any, g: Any, like: np.ndarray, op: Optional[Function] = None) -> bool:
+        """Add one share g of dL/dv (like: an array of v's shape and dtype); True if it is v's first."""
+        first = v not in self.pending and v not in self.outer
+        kind = type(g)
+        if kind is OuterGrad:
+            terms = self.outer.get(v)
+            if terms is None:
+                terms = self.outer[v] = [[], 0]
+            terms[0].append(g)
+            terms[1] += g.u.size // g.u.shape[-1]
+            if terms[1] >= _OUTER_ROWS:  # bounded memory however long the sequence
+                self._add_dense(v, self._outer_sum(v, like), like, True)
+        elif kind is SparseGrad:
+            pending = self.pending.get(v)
+            if pending is None:
+                self.pending[v] = g
+            else:
+                g.add_to(self._own(v, like))
+        else:
+            if kind is not np.ndarray or g.shape != like.shape or g.dtype != like.dtype:
+                g = _fit(g, like, op)
+            self._add_dense(v, g, like, False)
+        return first
+
+    def pop(self, v: Any, like: np.ndarray) -> tuple[np.ndarray, bool]:
+        """v's summed gradient, and whether the array is ours; v is forgotten."""
+        if v in self.outer:
+            self._add_dense(v, self._outer_sum(v, like), like, True)
+        pending = self.pending.pop(v)
+        owned = v in self.owned
+        self.owned.discard(v)
+        if type(pending) is SparseGrad:
+            return pending.dense(like), True
+        return pending, owned
+
+    def waiting(self) -> list:
+        """Every v with a share not yet popped."""
+        return [*self.pending, *[v for v in self.outer if v not in self.pending]]
+
+    def _add_dense(self, v: Any, g: np.ndarray, like: np.ndarray, ours: bool) -> None:
+        pending = self.pending.get(v)
+        if pending is None:
+            self.pending[v] = g
+            if ours:
+                self.owned.add(v)
+        elif v in self.owned:
+            np.add(pending, g, out=pending)  # out=, not +: a 0-d sum stays an array (pending + g is a scalar)
+        elif type(pending) is SparseGrad:
+            buffer = g if ours else g.copy()
+            pending.add_to(buffer)
+            self.pending[v] = buffer
+            self.owned.add(v)
+        else:
+            self.pending[v] = np.add(pending, g, out=np.empty(like.shape, like.dtype))
+            self.owned.add(v)
+
+    def _own(self, v: Any, like: np.ndarray) -> np.ndarray:
+        """v's pending sum as an array of our own, to add a share into."""
+        pending = self.pending[v]
+        if v not in self.owned:
+            pending = self.pending[v] = pending.dense(like) if type(pending) is SparseGrad else pending.copy()
+            self.owned.add(v)
+        return pending
+
+    def _outer_sum(self, v: Any, like: np.ndarray) -> np.ndarray:
+        """sum_k u_k^T v_k of v's OuterGrad terms, as one (H, N) @ (N, D) product instead of N outer products."""
+        terms = self.outer.pop(v)[0]
+        if len(terms) == 1:
+            total = terms[0].dense()
+        else:
+            rows = [g.rows() for g in terms]
+            total = np.dot(np.concatenate([u for u, _ in rows]).T, np.concatenate([w for _, w in rows]))
+        return total.astype(like.dtype, copy=False)
+
+
+_OUTER_ROWS = 512  # rows of OuterGrad factors collected before one product
+
+
+def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, inputs: Optional[Sequence] = None):
+    """Send dL/d(root) (the seeds) to every leaf, latest-created node first (as PyTorch's engine does).
+
+    Nodes are numbered at creation, after their inputs, so taking the highest number waiting means every
+    use of a node has already sent its share: a topological order from a heap, no recursion, no sort.
+    Leaves' .grad get their gradients added (+=); with `inputs` (tr.grad) those tensors' gradients are
+    returned instead, and no .grad is touched. Without retain_graph a node's saved arrays are freed once it
+    has run; the nodes stay, small, for pictures of the graph.
+    """
+    sums, waiting, anomaly = GradSums(), [], _state.anomaly
+    for root, seed in zip(roots, seeds):
+        if sums.add(_vertex(root), seed, root.data) and root._ctx is not None:
+            heapq.heappush(waiting, (-root._ctx.seq, root._ctx))
+    wanted = None if inputs is None else {_vertex(t): None for t in inputs}
     _state.consumable = not retain_graph
-    pop, push, refcount, ndarray = heapq.heappop, heapq.heappush, sys.getrefcount, np.ndarray  # local: hot loop
     try:
         while waiting:
-            ctx = pop(waiting)[1]
-            grad = grads.pop(ctx)
-            mine.discard(ctx)
-            if type(grad) is SparseGrad:  # its only share was a slice's: the zeros are built now, when they are needed
-                grad = grad.dense(ctx._out_like)
-            if ctx._retain:  # dL/d(this op's output), kept on the node: its tensor reads it as .grad
-                ctx._grad = grad.copy() if ctx._grad is None else ctx._grad + grad
-            if ctx.saved_tensors is _FREED:
-                raise RuntimeError(
-                    f"backward: trying to go through the graph a second time, but the arrays {ctx.name} "
-                    "saved were freed by the first backward; call backward(retain_graph=True) the first time")
-            inputs, seq = ctx.inputs, ctx.seq
-            for parent in inputs:  # an input edited in place since this op saved it: stale arrays
-                if parent._version > seq:
-                    _check_not_stale(ctx, parent)
-            input_grads = ctx.backward(ctx, grad)
-            del grad
-            if type(input_grads) is not tuple or len(input_grads) != len(inputs):
-                input_grads = _as_grad_tuple(input_grads, ctx)
-            else:  # a tuple of our own, so one the op keeps (its saved arrays, say) counts as a holder below
-                input_grads = (*input_grads,)
-            if not retain_graph and ctx.saved_tensors:
-                ctx.saved_tensors = _FREED
-            for parent, g in zip(inputs, input_grads):
+            ctx = heapq.heappop(waiting)[1]
+            grad, owned = sums.pop(ctx, ctx._out_like)
+            if wanted is not None:
+                if ctx in wanted:
+                    wanted[ctx] = grad if owned else grad.copy()
+            elif ctx._retain:  # dL/d(this op's output) kept on the node: its tensor reads it as .grad
+                ctx._grad = grad.copy() if ctx._grad is None else np.add(ctx._grad, grad, out=ctx._grad)
+            for parent, g in zip(ctx.inputs, _input_grads(ctx, grad, retain_graph)):
                 if g is None or not parent.requires_grad:
                     continue
-                leaf = not isinstance(parent, Function)
-                like = parent.data if leaf else parent._out_like
-                fresh = False  # g is an array made here, that nobody else holds
-                if type(g) is not ndarray or g.shape != like.shape:
-                    if type(g) is OuterGrad:
-                        if anomaly:
-                            _check_finite(g.u, ctx)
-                            _check_finite(g.v, ctx)
-                        if leaf:  # the point of it: one product for many terms, see _OuterSum
-                            total = outer_sums.get(id(parent))
-                            if total is None:
-                                total = outer_sums[id(parent)] = _OuterSum(parent)
-                            total.add(g)
-                            continue
-                        g, fresh = g.dense(), True
-                    elif type(g) is SparseGrad:
-                        if anomaly:
-                            _check_finite(g.values, ctx)
-                        if leaf:  # the point of it: add into .grad, no dense zeros
-                            if parent._grad is None:
-                                parent._grad = np.zeros_like(parent.data)
-                            g.add_to(parent._grad)
-                            continue
-                        pending = grads.get(parent)
-                        if pending is None:  # the first share: kept sparse until a second arrives or the node
-                            grads[parent] = g  # runs, so T row slices of T (…, 2H) states never densify at once
-                            push(waiting, (-parent.seq, parent))
-                            continue
-                        if type(pending) is SparseGrad:  # a kept share meets a second: one sum of our own
-                            pending = grads[parent] = pending.dense(like)
-                            mine.add(parent)
-                        if parent in mine:  # a slice's share into the sum we own: no zeros of its own
-                            g.add_to(pending)
-                            continue
-                        g, fresh = g.dense(like), True
-                    else:
-                        g = _fit_shape(np.asarray(g), like.shape, ctx)
                 if anomaly:
                     _check_finite(g, ctx)
-                if leaf:
-                    if parent._grad is not None:
-                        parent._grad += g  # +=, never =: every use of a leaf adds its share
-                    elif refcount(g) <= _SOLE_OWNER and g.base is None and g.dtype == parent.data.dtype:
-                        parent._grad = g  # nobody else holds g: take it instead of copying (as PyTorch does)
-                    else:
-                        parent._grad = g.astype(parent.data.dtype)  # a copy: g may also be another input's
-                else:
-                    pending = grads.get(parent)
-                    if pending is None:
-                        grads[parent] = g
-                        if fresh:
-                            mine.add(parent)
-                        push(waiting, (-parent.seq, parent))
-                    else:
-                        if type(pending) is SparseGrad:  # a kept slice's share: densified into a sum we own
-                            pending = grads[parent] = pending.dense(like)
-                            mine.add(parent)
-                        if parent in mine and pending.dtype == g.dtype:
-                            pending += g  # into the buffer we own, in place
-                        else:
-                            grads[parent] = pending + g
-                            mine.add(parent)
-            del input_grads, g
-        for total in outer_sums.values():
-            total.flush()
+                node = isinstance(parent, Function)
+                if sums.add(parent, g, parent._out_like if node else parent.data, ctx) and node:
+                    heapq.heappush(waiting, (-parent.seq, parent))
+        for leaf in sums.waiting():  # every node has run: what is left are leaves
+            g, owned = sums.pop(leaf, leaf.data)
+            if wanted is not None:
+                if leaf in wanted:
+                    wanted[leaf] = g if owned else g.copy()
+            elif leaf._grad is None:
+                leaf._grad = g if owned else g.copy()
+            else:
+                leaf._grad += g  # +=, never =: gradients accumulate over backward calls, as PyTorch's
     finally:
         _state.consumable = False
+    return None if wanted is None else [wanted[_vertex(t)] for t in inputs]
 
 
-class _OuterSum:
-    """A leaf's OuterGrad terms u^T v, kept until they hold _OUTER_ROWS rows and then summed into .grad
-    with one (H, N) @ (N, D) product: one matrix product instead of T outer products, and memory
-    bounded however long the sequence."""
-    __slots__ = ("leaf", "terms", "n")
-
-    def __init__(self, leaf: Tensor) -> None:
-        self.leaf, self.terms, self.n = leaf, [], 0
-
-    def add(self, g: OuterGrad) -> None:
-        self.terms.append(g)
-        self.n += g.u.size // g.u.shape[-1]
-        if self.n >= _OUTER_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.terms:
-            return
-        if len(self.terms) == 1:
-            total = self.terms[0].dense()
-        else:  # sum_t u_t^T v_t as one (H, N) @ (N, D) product
-            rows = [g.rows() for g in self.terms]
-            total = np.dot(np.concatenate([u for u, _ in rows]).T, np.concatenate([v for _, v in rows]))
-        self.terms, self.n = [], 0
-        leaf = self.leaf
-        if leaf._grad is None:
-            leaf._grad = total.astype(leaf.data.dtype, copy=False)  # a fresh array of our own: no copy
-        else:
-            leaf._grad += total
+def _vertex(t: Any) -> Any:
+    """A tensor's place in the graph: its op's node, or itself for a leaf."""
+    return t if t._ctx is None else t._ctx
 
 
-_OUTER_ROWS = 512  # rows an _OuterSum collects before one product
+def _input_grads(ctx: Function, grad: np.ndarray, retain_graph: bool) -> tuple:
+    """ctx's backward on dL/d(its output): one gradient (or None) per input. Its saved arrays are freed
+    afterwards unless retain_graph; stale (edited in place) or already freed ones raise."""
+    if ctx.saved_tensors is _FREED:
+        raise RuntimeError(
+            f"backward: trying to go through the graph a second time, but the arrays {ctx.name} "
+            "saved were freed by the first backward; call backward(retain_graph=True) the first time")
+    for parent in ctx.inputs:  # an input edited in place since this op saved it: stale arrays
+        if parent._version > ctx.seq:
+            _check_not_stale(ctx, parent)
+    input_grads = ctx.backward(ctx, grad)
+    if type(input_grads) is not tuple or len(input_grads) != len(ctx.inputs):
+        input_grads = _as_grad_tuple(input_grads, ctx)
+    if not retain_graph and ctx.saved_tensors:
+        ctx.saved_tensors = _FREED
+    return input_grads
+
+
+def walk(root: Any) -> list:
+    """Every vertex of the graph behind root, each once, inputs before the ops that use them: op nodes
+    (Function) and leaf tensors, in a stable order (first inputs first). An explicit stack: any depth.
+    It reads the nodes' links only: no tensors are made, so a walk leaves no reference cycles behind."""
+    order, seen, stack = [], set(), [(_vertex(root), False)]
+    while stack:
+        v, expanded = stack.pop()
+        if expanded:
+            order.append(v)
+        elif id(v) not in seen:
+            seen.add(id(v))
+            stack.append((v, True))
+            if isinstance(v, Function):  # reversed, so the first input is visited first
+                stack.extend((p, False) for p in reversed(v.inputs) if id(p) not in seen)
+    return order
+
+
+def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: Optional[bool] = None,
+         create_graph: bool = False, allow_unused: bool = False) -> tuple:
+    """The gradients of outputs with respect to inputs, returned (no .grad touched), as torch.autograd.grad.
+
+    outputs, inputs: a Tensor or a sequence of them; grad_outputs: one seed per output (None: 1.0 for a
+    one-entry output). An input the outputs do not depend on raises, unless allow_unused (then None).
+    """
+    if create_graph:
+        raise NotImplementedError("grad: create_graph=True is not available yet")
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    single = isinstance(inputs, Tensor)
+    inputs = [inputs] if single else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    grad_outputs = list(grad_outputs)
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    for k, t in enumerate([*outputs, *inputs]):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: outputs and inputs must be Tensors, got a {type(t).__name__}")
+    seeds = []
+    for k, (out, seed) in enumerate(zip(outputs, grad_outputs)):
+        if not out.requires_grad:
+            raise RuntimeError(f"grad: output {k} does not require grad and has no graph")
+        if seed is None:
+            if out.data.size != 1:
+                raise RuntimeError(f"grad: output {k} has shape {out.shape}; a non-scalar output needs "
+                                   "grad_outputs")
+            seed = np.ones_like(out.data)
+        seed = np.asarray(seed.data if isinstance(seed, Tensor) else seed, dtype=out.dtype)
+        if seed.shape != out.shape:
+            raise ValueError(f"grad: grad_outputs[{k}] has shape {seed.shape} but output {k} has shape {out.shape}")
+        seeds.append(seed)
+    for k, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: input {k}{_called(t)} does not require grad")
+    found = run_backward(outputs, seeds, bool(retain_graph), inputs)
+    result = []
+    for k, (t, g) in enumerate(zip(inputs, found)):
+        if g is None and not allow_unused:
+            raise RuntimeError(f"grad: input {k}{_called(t)} is not used by the outputs' graph "
+                               "(allow_unused=True returns None for it)")
+        result.append(None if g is None else Tensor(g))
+    return tuple(result)
+
+
+def _called(t: Any) -> str:
+    return f" ({t.name!r})" if t.name else ""
 
 
 def _check_not_stale(ctx: Function, parent: Any) -> None:
@@ -452,11 +538,14 @@ def _as_grad_tuple(input_grads: Any, ctx: Function) -> tuple:
     return tuple(input_grads)
 
 
-def _check_finite(g: np.ndarray, ctx: Function) -> None:
-    if not np.isfinite(g).all():
-        where = f" created in scope {ctx.scope!r}" if ctx.scope else " created outside any scope"
-        raise RuntimeError(f"detect_anomaly: the backward of {ctx.name}{where} produced "
-                           f"{'NaN' if np.isnan(g).any() else 'inf'} in its input gradient")
+def _check_finite(g: Any, ctx: Function) -> None:
+    """detect_anomaly's check of one gradient an op's backward sent (dense, sparse or outer factors)."""
+    parts = (g.u, g.v) if type(g) is OuterGrad else (g.values,) if type(g) is SparseGrad else (np.asarray(g),)
+    for part in parts:
+        if not np.isfinite(part).all():
+            where = f" created in scope {ctx.scope!r}" if ctx.scope else " created outside any scope"
+            raise RuntimeError(f"detect_anomaly: the backward of {ctx.name}{where} produced "
+                               f"{'NaN' if np.isnan(part).any() else 'inf'} in its input gradient")
 
 
 def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
@@ -470,34 +559,17 @@ def _unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
     return grad
 
 
-def _fit_shape(g: np.ndarray, shape: tuple, ctx: Function) -> np.ndarray:
+def _fit(g: Any, like: np.ndarray, op: Optional[Function]) -> np.ndarray:
+    """g summed back to like's shape (over the axes broadcasting added) and cast to its dtype, as an array."""
+    g = np.asarray(g)
     try:
-        fitted = _unbroadcast(g, shape)
+        fitted = _unbroadcast(g, like.shape)
     except (ValueError, IndexError):  # fewer axes than the input, or ones that cannot be summed away
         fitted = None
-    if fitted is None or fitted.shape != shape:
-        raise RuntimeError(f"{ctx.name}.backward returned a gradient of shape {g.shape} "
-                           f"for an input of shape {shape}")
-    return np.asarray(fitted)  # summing to shape () gives a NumPy scalar; .grad is always an array
-
-
-def _count_sole_owner_refs() -> int:
-    """References to a gradient that only the backward loop holds (the tuple, the loop variable,
-    getrefcount's argument), measured on this interpreter in the same loop shape."""
-    for _, g in zip((None,), (np.empty(1),)):
-        return sys.getrefcount(g)
-
-
-_SOLE_OWNER = _count_sole_owner_refs()
-
-
-def _accumulate(tensor: Tensor, g: np.ndarray) -> None:
-    """tensor.grad += g, never =: a tensor used twice gets both contributions."""
-    if tensor._grad is None:
-        # copy: g may be shared with another input (add sends the same array to both sides)
-        tensor._grad = g.copy() if g.dtype == tensor.data.dtype else g.astype(tensor.data.dtype)
-    else:
-        tensor._grad += g
+    if fitted is None or np.shape(fitted) != like.shape:
+        who = "backward: the seed is a gradient" if op is None else f"{op.name}.backward returned a gradient"
+        raise RuntimeError(f"{who} of shape {g.shape} for an input of shape {like.shape}")
+    return np.asarray(fitted, dtype=like.dtype)  # summing to shape () gives a NumPy scalar: an array again
 
 
 # ---- forward mode ----------------------------------------------------------------------------------

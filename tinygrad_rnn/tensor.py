@@ -165,7 +165,7 @@ class Tensor:
             seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if seed.shape != self.shape:
                 raise ValueError(f"backward: grad has shape {seed.shape} but the output has shape {self.shape}")
-        engine.run_backward(self, seed, retain_graph)
+        engine.run_backward([self], [seed], retain_graph)
 
     # ---- operators ----------------------------------------------------------------------------
     def _lift(self, other: Any) -> "Tensor":

@@ -14,6 +14,7 @@ from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
+from .engine import Function, walk
 from .tensor import Tensor
 
 __all__ = ["draw", "draw_unrolled", "save", "retain_all_grads", "GraphvizNotFound", "GraphvizError"]
@@ -63,21 +64,9 @@ def _graphviz() -> Any:
 
 
 def _walk(root: Tensor) -> list:
-    """Every tensor of root's graph, inputs before the ops that use them (iterative DFS, stable order)."""
-    order, seen, stack = [], set(), [(root, False)]
-    while stack:
-        t, expanded = stack.pop()
-        if expanded:
-            order.append(t)
-            continue
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        stack.append((t, True))
-        if t.grad_fn is not None:
-            # reversed, so the first input is visited (and numbered) first
-            stack.extend((p, False) for p in reversed(t.grad_fn.parents) if id(p) not in seen)
-    return order
+    """Every tensor of root's graph, inputs before the ops that use them (the engine's walk, stable order);
+    an op's output as the graph's stand-in for it (its name, shape and retained grad)."""
+    return [root if v is root._ctx else v.output() if isinstance(v, Function) else v for v in walk(root)]
 
 
 def retain_all_grads(root: Tensor) -> Tensor:
