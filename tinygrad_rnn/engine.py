@@ -752,6 +752,7 @@ def checkpoint(fn: Any, *args: Any) -> Any:
 
     Memory: the inputs and outputs only, until backward, which then holds one run of fn's graph at a time.
     Outside a graph (no_grad) and in forward mode (jvp) fn simply runs. Randomness inside fn is the caller's.
+    Under tr.grad the checkpoint's own inputs get their gradients; leaves fn closes over get theirs in .grad.
     """
     if not _state.grad_enabled or _state.forward is not None:
         return fn(*args)
