@@ -265,3 +265,18 @@ def test_checkpoint_and_loss_bad_values():
         model.loss(np.zeros(5, int), np.zeros(4, int))
     with pytest.raises(ValueError, match="CharRNN.loss: reduction must be 'sum' or 'mean'"):
         model.loss(np.zeros(5, int), np.zeros(5, int), reduction="max")
+
+
+def test_checkpointed_model_outside_a_graph_runs_plainly_and_a_budget_backward_runs_once():
+    rng = np.random.default_rng(7)
+    idx, targets = rng.integers(0, 5, 12), rng.integers(0, 5, 12)
+    plain = nn.CharRNN(5, 4, "gru", rng=np.random.default_rng(3))
+    model = nn.CharRNN(5, 4, "gru", checkpoint=nn.MemoryBudget(2), rng=np.random.default_rng(3))
+    with tr.no_grad():
+        assert np.array_equal(model(idx)[0].data, plain(idx)[0].data)
+    logits, _ = model(idx)
+    np.testing.assert_allclose(logits.data, plain(idx)[0].data, rtol=1e-14)
+    loss = nn.cross_entropy(logits, targets)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="a MemoryBudget schedule runs once"):
+        loss.backward()

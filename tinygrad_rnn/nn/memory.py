@@ -146,6 +146,9 @@ class _Schedule(Function):
         sizes = np.cumsum([0] + [int(np.prod(s)) for s in ctx.layout])
         g_out, *g_state = [grad[a:b].reshape(shape) for a, b, shape in zip(sizes, sizes[1:], ctx.layout)]
         run, stack = ctx.run, ctx.stack
+        if ctx.tail is None:
+            raise RuntimeError("backward: a MemoryBudget schedule runs once; its stored states were used up by the "
+                               "first backward (retain_graph does not keep them): run the forward pass again")
         leaves, outs = ctx.tail
         ctx.tail = None
         g_state = _step_back(leaves, outs, g_state, g_out, -1, ctx.loss)
