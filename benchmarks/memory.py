@@ -91,12 +91,13 @@ def part_two(T, slots, fused):
     print(f"\nT={T:,} H={H} V={V} RNN {'fused' if fused else 'op-level'}, {budget}: the plan runs {steps:,} cell "
           f"forward steps ({steps / T:.2f} per step)")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     loss = one_gradient(model, idx, targets)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"loss {loss.item():.1f} ({loss.item() / T:.4f} nats/step), |dL/dW_hh| {np.linalg.norm(model.cell.W_hh.grad):.3f}")
-    print(f"time {seconds:.1f} s ({seconds / T * 1e6:.0f} us/step); process peak resident memory {peak:.0f} MB "
+    print(f"time {seconds:.1f} s wall, {cpu:.1f} s CPU ({seconds / T * 1e6:.0f} us/step wall); "
+          f"process peak resident memory {peak:.0f} MB "
           f"(it was {before:.0f} MB before this gradient)")
 
 
