@@ -23,7 +23,7 @@ from tinygrad_rnn.data import Vocab
 
 QUICK = os.environ.get("TINYGRAD_RNN_QUICK") == "1"  # the test suite's setting: fewer steps
 STEPS = 150 if QUICK else 200
-vocab = Vocab("hello")                                   # e, h, l, o get ids 0, 1, 2, 3
+vocab = Vocab("hello")                                   # e, h, l, o get ids 0, 1, 2, 3 (lesson 02: h, e, l, o)
 inputs, targets = vocab.encode("hell"), vocab.encode("ello")
 print(f"vocabulary {list(vocab.chars)}; inputs {inputs.tolist()} ('hell'), targets {targets.tolist()} ('ello')")
 print("one-hot x(t) for 'h':", np.eye(vocab.size, dtype=int)[inputs[0]].tolist())
@@ -34,20 +34,20 @@ print("one-hot x(t) for 'h':", np.eye(vocab.size, dtype=int)[inputs[0]].tolist()
 # %%
 model = nn.CharRNN(vocab.size, 3, cell="rnn", rng=np.random.default_rng(0))  # 3 hidden units
 optimizer = nn.optim.Adagrad(model.parameters(), lr=0.1)
-for step in range(STEPS):
+for step in range(1, STEPS + 1):                          # steps counted 1 … STEPS, as `tinygrad-rnn demo`
     logits, _ = model(inputs)                            # o(t) for t = 1..4: (T, V) = (4, 4)
     loss = nn.cross_entropy(logits, targets)             # L = Σ_t -log ŷ(t)[y(t)], in nats
     optimizer.zero_grad()
     loss.backward()                                      # backpropagation through time
     nn.clip_grad_value(model.parameters(), 5.0)          # min-char-rnn clips to [-5, 5]
     optimizer.step()
-    if step % 50 == 0 or step == STEPS - 1:
+    if step == 1 or step % 50 == 0 or step == STEPS:
         print(f"step {step:3d}  loss {loss.item():.4f}")
 
 with tr.no_grad():
     probs = model(inputs)[0].softmax().numpy()           # ŷ(t): each row sums to 1
-for x, p in zip("hell", probs):
-    print(f"  {x!r} -> {vocab.chars[p.argmax()]!r}  p={p.max():.3f}")
+for t, (x, p) in enumerate(zip("hell", probs), start=1):
+    print(f"  t={t}: {x!r} -> {vocab.chars[p.argmax()]!r}  p={p.max():.3f}")
 print(f"softmax output predicts: 'hell' -> {vocab.decode(probs.argmax(axis=1))!r}")
 
 # %% [markdown]
@@ -68,12 +68,12 @@ fau = nn.CharRNN(vocab.size, 3, cell="rnn", learn_h0=True, rng=np.random.default
 print("parameters θ:", list(fau.named_parameters()))
 onehot_targets = np.eye(vocab.size)[targets]             # y(t) as vectors: (4, 4)
 optimizer = nn.optim.Adagrad(fau.parameters(), lr=0.1)
-for step in range(STEPS):
+for step in range(1, STEPS + 1):
     logits, _ = fau(inputs)
     loss = nn.binary_cross_entropy(logits, onehot_targets)  # Σ -[y log σ(o) + (1 - y) log(1 - σ(o))]
     optimizer.zero_grad()
     loss.backward()
-    if step == 0:
+    if step == 1:
         print(f"at the start h(0) = 0 and |dL/dh(0)| = {np.linalg.norm(fau.h0.grad):.4f}")
     nn.clip_grad_value(fau.parameters(), 5.0)
     optimizer.step()
@@ -86,12 +86,10 @@ print(f"sigmoid output predicts: 'hell' -> {vocab.decode(y_hat.argmax(axis=1))!r
 
 # %% [markdown]
 # ## 5. The picture: the unrolled graph, each weight one node used at every step, coloured by gradient
+# Steps are clusters t = 1 … 4 as in the book (h(0) the initial state), as `tinygrad-rnn demo` draws them.
 
 # %%
-logits, _ = model(inputs)
-loss = nn.cross_entropy(logits, targets)
-viz.retain_all_grads(loss).backward()                    # keep every node's gradient for the colours
-picture = viz.draw(loss, params=model.named_parameters(), grads=True)
+picture = viz.draw_unrolled(model, len(inputs), inputs=inputs, targets=targets, grads=True)
 try:
     print("wrote", viz.save(picture, "hello_unrolled.svg"))
 except viz.GraphvizNotFound as e:

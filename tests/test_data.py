@@ -25,6 +25,20 @@ def test_vocab_is_sorted_and_round_trips():
     assert vocab.encode("").shape == (0,) and vocab.decode([]) == ""
 
 
+def test_vocab_sort_false_keeps_the_documents_one_hot_order_h_e_l_o():
+    vocab = Vocab("hello", sort=False)                   # the FAU lecture: h = 1 0 0 0
+    assert vocab.chars == "helo" and vocab == Vocab("helo", sort=False) != Vocab("hello")
+    assert vocab.encode("hello").tolist() == [0, 1, 2, 2, 3]
+    assert np.eye(4)[vocab.encode("h")].tolist() == [[1, 0, 0, 0]]
+    assert vocab.decode(vocab.encode("olleh")) == "olleh"
+    mixed = Vocab("zé😀a", sort=False)                   # any order and any code point round-trips
+    assert mixed.chars == "zé😀a" and mixed.encode("aé😀z").tolist() == [3, 1, 2, 0]
+    with pytest.raises(DataError, match=r"^character 'x' is not in the vocabulary of 4 characters$"):
+        vocab.encode("hex")
+    with pytest.raises(TypeError, match=r"^Vocab: sort must be True or False, got 'no'$"):
+        Vocab("hello", sort="no")
+
+
 def test_vocab_handles_non_ascii_and_astral_characters():
     text = "naïve café — 🙂 ok\n"
     vocab = Vocab.from_text(text)

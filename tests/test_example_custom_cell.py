@@ -1,4 +1,4 @@
-"""examples/10_custom_cell.py run as the course runs it (TINYGRAD_RNN_QUICK=1), its printed claims checked:
+"""examples/11_custom_cell.py run as the course runs it (TINYGRAD_RNN_QUICK=1), its printed claims checked:
 a GRU written from tensor ops equals nn.GRUCell, the book's variant passes gradcheck, its picture shares
 each weight across steps, and train.fit lowers its held-out loss."""
 import os
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "10_custom_cell.py"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "11_custom_cell.py"
 
 
 @pytest.fixture(scope="module")

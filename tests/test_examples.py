@@ -42,7 +42,7 @@ def number(pattern: str, out: str) -> float:
 
 def test_the_course_is_numbered_and_complete():
     numbers = {name[:2] for name in LESSONS}
-    assert numbers == {f"{n:02d}" for n in range(1, 12)}
+    assert numbers == {f"{n:02d}" for n in range(1, len(LESSONS) + 1)}  # 01, 02, … with no gap
     assert (EXAMPLES / "make_pictures.py").exists()
 
 
@@ -68,8 +68,26 @@ def test_01_hello_learns_ello_with_softmax_and_with_sigmoid_outputs_and_a_learne
     assert all(s > 0 for s in sums) and max(abs(s - 1) for s in sums) > 1e-3  # sigmoids: no distribution
 
 
-def test_02_quotient_rule_equals_the_jacobian_and_cross_entropy_gives_p_minus_y():
-    out = run("02_softmax_cross_entropy.py")
+def test_02_hello_number_by_number_in_the_documents_notation():
+    out = run("02_hello_number_by_number.py")
+    assert "vocabulary ['h', 'e', 'l', 'o'] | x(t): h=[1, 0, 0, 0], e=[0, 1, 0, 0]" in out  # the FAU lecture's order
+    errors = max_errors(out)
+    assert len(errors) == 11 and max(errors.values()) < 1e-14           # ∇o, ∇h, 6 of the FAU model, 3 equations
+    assert {"∇h0 by hand - autodiff", "∂E/∂Whh by eq. 32 - autodiff"} <= set(errors)
+    vectors = r"((?:\[[-+0-9. ]+\] ?){%d})"
+    rows = re.findall(r"^ ([1-4]) " + vectors % 3 + "$", out, re.M)      # ∇o(t)L ∇h(t)L dhnext, then the derivation's
+    assert [t for t, _ in rows[:4]] == ["1", "2", "3", "4"] and rows[3][1].endswith("[+0.000 +0.000 +0.000]")
+    walk = re.findall(r"^ ([1-4]) " + vectors % 4 + "$", out, re.M)      # §8: y − t, dhnext, ∂E/∂h, hraw from t = 4
+    assert [t for t, _ in walk] == ["4", "3", "2", "1"] and "[+0.000 +0.000 +0.000]" in walk[0][1]
+    sig = re.search(r"σ′\(o_1\) ∂L/∂ŷ_1 = (\[.*?\]) = ŷ_1 − y_1 = (\[.*?\])", out)
+    assert sig[1] == sig[2]
+    contrast = re.search(r"y − t = (\[.*?\]);.*p − y = (\[.*?\])", out)
+    assert contrast[1] != contrast[2]                                    # quadratic on linear y is not p − y
+    assert re.search(r"generated from 'h' alone: 'hello'$", out, re.M)
+
+
+def test_03_quotient_rule_equals_the_jacobian_and_cross_entropy_gives_p_minus_y():
+    out = run("03_softmax_cross_entropy.py")
     errors = max_errors(out)
     for label, value in errors.items():
         assert value < (1e-8 if "finite" in label else 1e-14), label
@@ -78,16 +96,16 @@ def test_02_quotient_rule_equals_the_jacobian_and_cross_entropy_gives_p_minus_y(
     assert "textbook −log softmax = inf" in out and "(finite: True)" in out
 
 
-def test_03_the_books_bptt_equations_equal_autodiff_manual_and_rtrl():
-    out = run("03_bptt_by_hand.py")
+def test_04_the_books_bptt_equations_equal_autodiff_manual_and_rtrl():
+    out = run("04_bptt_by_hand.py")
     errors = max_errors(out)
     assert len(errors) >= 7 and max(errors.values()) < 1e-12
     assert "rnn: all three agree" in out and "lstm: all three agree" in out
     assert "W_hhᵀ dhraw has shape (5,)" in out and "W_xhᵀ dhraw has shape (4,)" in out
 
 
-def test_04_truncation_by_hand_equals_autodiff_and_its_error_shrinks_with_k():
-    out = run("04_truncated_bptt.py")
+def test_05_truncation_by_hand_equals_autodiff_and_its_error_shrinks_with_k():
+    out = run("05_truncated_bptt.py")
     assert max(max_errors(out).values()) < 1e-12
     rows = re.findall(r"^ *(\d+) +([0-9.e+-]+) +([0-9.e+-]+)$", out, re.M)
     per_term = [float(r[1]) for r in rows]
@@ -98,8 +116,8 @@ def test_04_truncation_by_hand_equals_autodiff_and_its_error_shrinks_with_k():
     assert kept[0] < kept[1]
 
 
-def test_05_rtrl_is_forward_mode_and_equals_backward():
-    out = run("05_rtrl_forward_mode.py")
+def test_06_rtrl_is_forward_mode_and_equals_backward():
+    out = run("06_rtrl_forward_mode.py")
     m = re.search(r"forward mode dL·v = ([-0-9.]+); reverse mode ∇L·v = ([-0-9.]+)", out)
     assert float(m[1]) == pytest.approx(float(m[2]), rel=1e-10)
     assert max(max_errors(out).values()) < 1e-12
@@ -108,8 +126,8 @@ def test_05_rtrl_is_forward_mode_and_equals_backward():
     assert len(peaks) >= 2
 
 
-def test_06_the_jacobian_product_and_the_eigenvalue_heuristic():
-    out = run("06_vanishing_and_exploding.py")
+def test_07_the_jacobian_product_and_the_eigenvalue_heuristic():
+    out = run("07_vanishing_and_exploding.py")
     errors = max_errors(out)
     assert errors["Π diag(tanh′) W_hh by hand - analysis.state_jacobians"] < 1e-12
     assert errors["measured rate - ρ"] < 1e-6                    # tanh′ ≈ 1: rate = ρ
@@ -118,22 +136,28 @@ def test_06_the_jacobian_product_and_the_eigenvalue_heuristic():
     assert float(before) > 5 and float(after) == pytest.approx(5.0)
 
 
-def test_07_the_books_lstm_is_lstmcell_with_a_sigmoid_cell_input():
-    out = run("07_lstm_book.py")
+def test_08_the_books_lstm_is_lstmcell_with_a_sigmoid_cell_input():
+    out = run("08_lstm_book.py")
     assert max(max_errors(out).values()) < 1e-12
     assert number(r"max \|h\| difference = ([0-9.]+)", out) > 0.01   # PyTorch's tanh is another cell
     for book, torch in [("f  (10.40)", "f"), ("g  (10.42)", "i"), ("q  (10.44)", "o")]:
         assert re.search(re.escape(book) + r" +" + re.escape(torch) + r" ", out)
 
 
-def test_08_counts_give_zeros_markov_models_are_blind_and_the_neural_trigram_beats_the_bigram():
-    out = run("08_ngrams_and_the_neural_trigram.py")
+def test_09_counts_give_zeros_markov_models_are_blind_and_the_neural_trigram_beats_the_bigram():
+    out = run("09_ngrams_and_the_neural_trigram.py")
     rows = re.findall(r"^ +(\d) +([0-9.]+)% +(inf|[0-9.]+) +([0-9.]+) +([0-9.]+)$", out, re.M)
     assert [r[0] for r in rows] == ["1", "2", "3", "4", "5"]
     zeros = [float(r[1]) for r in rows]
     assert zeros[0] == 0 and zeros[2] > 1 and zeros == sorted(zeros)        # more zeros as the order grows
     assert all(r[2] == "inf" for r in rows[1:])                             # maximum likelihood: infinite bits
-    assert number(r"probability 0 under the maximum-likelihood trigram: ([0-9.]+)%", out) > 30
+    sums = re.findall(r"^k = (0\.5|0): Σ p over all 243 strings = ([0-9.]+); (\d+)% of them have p = 0$", out, re.M)
+    assert [k for k, _, _ in sums] == ["0.5", "0"] and all(abs(float(v) - 1) < 1e-12 for _, v, _ in sums)
+    assert int(sums[0][2]) == 0 and int(sums[1][2]) > 50                      # maximum likelihood: mostly zeros
+    zero = {(int(m[0]), int(m[2])): float(m[1]) for o in (3, 5) for m in re.findall(
+        rf"maximum-likelihood ({o})-gram: .*?([0-9.]+)% of (40)-character ones", out)}
+    assert zero[3, 40] > 30 and zero[5, 40] > 50                           # quick corpus: 72% and 100%
+    assert "Why the neural trigram trails the counts here" in out
     told = number(r"trigram told a closing letter comes ([0-9.]+)", out)
     assert abs(told - 1.0) < 0.1 and number(r"\(a coin flip\), RNN ([0-9.]+)", out) < 0.5
     assert max(max_errors(out).values()) < 1e-12
@@ -141,8 +165,8 @@ def test_08_counts_give_zeros_markov_models_are_blind_and_the_neural_trigram_bea
     assert number(r"neural trigram ([0-9.]+) \(perplexity", out) < bigram
 
 
-def test_09_cross_entropy_cancels_the_sigmoid_and_the_quadratic_error_learns_slowly():
-    out = run("09_quadratic_vs_cross_entropy.py")
+def test_10_cross_entropy_cancels_the_sigmoid_and_the_quadratic_error_learns_slowly():
+    out = run("10_quadratic_vs_cross_entropy.py")
     m = re.search(r"dE/dy: autodiff ([0-9.]+), \(y − t\)/\(y\(1 − y\)\) = ([0-9.]+)", out)
     assert float(m[1]) == pytest.approx(float(m[2]), rel=1e-6)
     m = re.search(r"δ = dE/do: autodiff ([0-9.]+), y − t = ([0-9.]+)", out)
@@ -157,8 +181,8 @@ def test_09_cross_entropy_cancels_the_sigmoid_and_the_quadratic_error_learns_slo
     assert "wrote quadratic_vs_cross_entropy.png" in out or "no plot: matplotlib is missing" in out
 
 
-def test_11_padding_with_ignore_index_is_exactly_the_words_one_by_one():
-    out = run("11_words_of_different_lengths.py")
+def test_12_padding_with_ignore_index_is_exactly_the_words_one_by_one():
+    out = run("12_words_of_different_lengths.py")
     assert max(max_errors(out).values()) < 1e-12
     assert "padded positions' logits: 0.0 (exactly zero)" in out
     assert "'ca' -> 'at' (want 'at')" in out and "'hell' -> 'ello' (want 'ello')" in out

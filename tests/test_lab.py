@@ -96,7 +96,7 @@ def test_copies_of_a_gru_add_up_to_the_gradient(gru_results):
     assert norms["cell.W_h"][0] == 0 and np.all(norms["cell.W_h"][1:] > 0)  # W_h h_{-1} with h_{-1} = 0
     for name, n in norms.items():
         assert n.shape == (4,) and n.sum() >= r.numbers["grad_norm"][name] > 0
-    assert "with a GRU cell" in r.table and "cell.W_h at t=0" in r.table
+    assert "with a GRU cell" in r.table and "cell.W_h at t=1" in r.table
 
 
 def test_vanishing_with_a_gru_scales_its_candidate_block_and_keeps_the_bound(gru_results):
@@ -234,6 +234,36 @@ def test_lab_without_matplotlib_prints_the_table_and_says_how_to_install(tmp_pat
     assert not (tmp_path / "copies.png").exists()
 
 
+def test_lab_plots_count_steps_from_1_and_give_each_weight_its_graph_colour(results):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from matplotlib.colors import to_hex
+    from tinygrad_rnn.viz import _weight_colour
+    r = results["copies"]
+    assert [line.split()[0] for line in r.table.splitlines() if line.startswith("t=")] == ["t=1", "t=2", "t=3", "t=4"]
+    fig = plt.figure()
+    try:
+        r.draw(fig)
+        ax = fig.axes[0]
+        colours = {c.get_label(): to_hex(c.patches[0].get_facecolor()) for c in ax.containers}
+        assert colours == {name: _weight_colour(name) for name in r.numbers["norms"]}  # W_xh green, W_hh orange, ...
+        assert colours["cell.W_xh"] != colours["cell.W_hh"]
+        assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == ["t=1", "t=2", "t=3", "t=4"]
+        assert [round(x) for x in ax.get_xticks()] == [1, 2, 3, 4]
+    finally:
+        plt.close(fig)
+    trunc = results["truncation"]
+    assert {4, 20} <= set(trunc.numbers["ks"])                       # each curve reaches its own k = T
+    fig = plt.figure()
+    try:
+        results["rtrl"].draw(fig)
+        handles = fig.axes[0].get_lines()
+        looks = {(h.get_color(), h.get_linestyle(), h.get_marker()) for h in handles}
+        assert len(looks) == len(handles) == 4                          # RTRL/BPTT x RNN/LSTM, all told apart
+        assert len({(h.get_linestyle(), h.get_marker()) for h in handles}) == 2
+    finally:
+        plt.close(fig)
+
+
 def test_memory_lab_budgets_keep_memory_flat_and_run_the_planned_steps():
     from tinygrad_rnn import nn
     result = lab.run("memory", Ts=(40, 160), budgets=(4,), k=8, rtrl_up_to=40)
@@ -245,3 +275,13 @@ def test_memory_lab_budgets_keep_memory_flat_and_run_the_planned_steps():
     assert runs["all stored", 160]["mem"] / runs["all stored", 40]["mem"] > 2.5  # storing grows with T
     assert max(runs["4 slots", 160]["mem"], runs["sqrt(T)", 160]["mem"]) < runs["all stored", 160]["mem"] / 2
     assert "4 slots" in result.table and "forward steps" in result.table
+    plt = pytest.importorskip("matplotlib.pyplot")
+    fig = plt.figure()
+    try:
+        result.draw(fig)
+        left, right = fig.axes
+        assert left.get_xscale() == left.get_yscale() == right.get_xscale() == "log"
+        assert [t.get_text() for t in left.get_legend().get_texts()] == result.numbers["modes"]
+        assert "4 slots" in right.get_legend().get_texts()[3].get_text()
+    finally:
+        plt.close(fig)

@@ -465,7 +465,7 @@ def test_book_picture_has_the_books_nodes_edges_and_weight_colours(cell):
     assert len(set(colour.values())) == 3
     for t in range(1, T + 1):
         u, w, v = edges[(f"x{t}", f"{state}{t}")], edges[(f"h{t - 1}", f"{state}{t}")], edges[(f"h{t}", f"o{t}")]
-        assert u["label"] == f"U = {U}" and u["color"] == colour[U]
+        assert u["label"].split("\\n")[0] == f"U = {U}" and u["color"] == colour[U]  # an LSTM adds g(t) × tanh(…)
         assert w.get("label", w.get("xlabel")) == f"W = {W}" and w["color"] == colour[W]
         assert v["label"] == "V = out.W" and v["color"] == colour["out.W"]
         assert (f"o{t}", f"L{t}") in edges and edges[(f"L{t}", f"y{t}")]["dir"] == "back"  # y(t) -> L(t)
@@ -533,8 +533,9 @@ def test_loss_last_on_the_ops_picture_roots_at_the_last_step():
 def test_ops_picture_names_the_models_tensors():
     g = Parsed(viz.draw_unrolled(_model("lstm"), 3))
     for t in (1, 2, 3):
-        for name, op in [("h", "Mul"), ("s", "Add"), ("o", "Affine"), ("i", "Sigmoid"), ("f", "Sigmoid"),
-                         ("g", "Tanh"), ("o", "Sigmoid")]:
+        # the book's letters: forget f, input gate g, output gate q, cell input s̃; o(t) only the output
+        for name, op in [("h", "Mul"), ("s", "Add"), ("o", "Affine"), ("g", "Sigmoid"), ("f", "Sigmoid"),
+                         ("s̃", "Tanh"), ("q", "Sigmoid")]:
             (node,) = g.ids_labelled(rf"{name}\({t}\) = {op}")
             assert g.nodes[node]["clusters"] == (f"t={t}",)
     assert g.ids_labelled(r"h\(0\) \(3,\)") and g.ids_labelled(r"s\(0\) \(3,\)")
@@ -699,3 +700,88 @@ def test_cli_graph_says_in_one_line_when_dot_fails(tmp_path, steps):
     (line,) = run.stderr.strip().splitlines()
     assert "could not draw g.svg" in line and "trouble in init_rank" in line
     assert not (tmp_path / "g.svg").exists()
+
+
+# --- the book's letters, and one name per node ------------------------------------------------------------
+
+def _variable_names(g):
+    """The variable name of every node that has one: `h(2)` of "h(2) = Tanh", a parameter's own name, a
+    named constant such as "h(0) (3,)"; anonymous ops ("Mul") and constants carry none."""
+    names = []
+    for node_id, attrs in g.nodes.items():
+        first = attrs.get("label", "").split("\\n")[0]
+        if attrs.get("style") == "invis" or not first or first.startswith("<") or node_id == "legend":
+            continue
+        if " = " in first:
+            names.append(first.split(" = ")[0])
+        elif re.fullmatch(r"[^\s()]+\([^()]*\)(?: \(.*\))?", first):   # h(1), [h; s](0) (6,)
+            names.append(first.split(" (")[0] if first.count("(") > 1 else first)
+        elif "bold" in attrs.get("style", ""):                          # a parameter node
+            names.append(first)
+    return names
+
+
+def _pictures():
+    for cell, kw in [("rnn", {}), ("lstm", {}), ("lstm", {"cell_input": "sigmoid"}), ("gru", {}), ("mine", {})]:
+        for fused in ([False, True] if cell != "mine" else [False]):
+            model = nn.CharRNN(4, 3, cell=_my_cell() if cell == "mine" else cell, fused=fused,
+                               rng=np.random.default_rng(0), **kw)
+            yield f"{cell} {kw} fused={fused} ops", viz.draw_unrolled(model, 3)
+            yield f"{cell} {kw} fused={fused} ops grads", viz.draw_unrolled(model, 3, grads=True, loss="last")
+            yield f"{cell} {kw} fused={fused} book", viz.draw_unrolled(model, 3, style="book")
+            yield f"{cell} {kw} fused={fused} book grads", viz.draw_unrolled(model, 3, style="book", grads=True)
+    trigram = nn.NeuralTrigram(4, 3, rng=np.random.default_rng(0))
+    yield "neural trigram", viz.draw(nn.cross_entropy(trigram(np.array([0, 1]), np.array([1, 2])), np.array([2, 3])),
+                                     params=trigram.named_parameters())
+
+
+def test_no_picture_gives_two_nodes_one_name():
+    for what, picture in _pictures():
+        names = _variable_names(Parsed(picture))
+        assert names, what
+        twice = sorted({n for n in names if names.count(n) > 1})
+        assert not twice, f"{what}: {twice} label more than one node"
+
+
+def test_book_lstm_pictures_use_the_books_letters_and_the_two_cell_inputs_draw_differently():
+    def book(cell_input):
+        model = nn.CharRNN(4, 3, cell="lstm", cell_input=cell_input, rng=np.random.default_rng(0))
+        return viz.draw_unrolled(model, 3, style="book")
+    torch_like, books = book("tanh"), book("sigmoid")
+    assert torch_like.source != books.source
+    for picture, act in [(torch_like, "tanh"), (books, "σ")]:
+        g = Parsed(picture)
+        caption = g.graph["label"]
+        assert f"s(t) = f(t) s(t−1) + g(t) {act}(b + U x(t) + W h(t−1))" in caption
+        assert "h(t) = tanh(s(t)) q(t)" in caption and "i(t)" not in caption and "o(t) ×" not in caption
+        edge_labels = [a.get("label", "") + a.get("xlabel", "") for _, _, a in g.visible_edges()]
+        assert {f"× f({t})" for t in (1, 2, 3)} <= set(edge_labels)
+        assert {f"tanh, × q({t})" for t in (1, 2, 3)} <= set(edge_labels)
+        assert sum(f"g(2) × {act}(…)" in label for label in edge_labels) == 1
+        assert sorted(_variable_names(g)) == sorted([f"{v}({t})" for v in "hs" for t in range(4)]
+                                                    + [f"{v}({t})" for v in "xoLy" for t in (1, 2, 3)])
+    assert "the book's LSTM" in Parsed(books).graph["label"] and "PyTorch's LSTM" in Parsed(torch_like).graph["label"]
+    ops = Parsed(viz.draw_unrolled(nn.CharRNN(4, 3, cell="lstm", cell_input="sigmoid", rng=np.random.default_rng(0)), 2))
+    assert ops.ids_labelled(r"s̃\(2\) = Sigmoid") and ops.ids_labelled(r"q\(2\) = Sigmoid")
+    assert len(ops.ids_labelled(r"o\(2\) = .*")) == 1                    # the output, never the output gate
+
+
+def test_the_neural_trigram_is_drawn_with_its_two_inputs_apart():
+    model = nn.NeuralTrigram(4, 3, rng=np.random.default_rng(0))
+    w1, w2, w3 = np.array([0, 1, 3]), np.array([1, 2, 2]), np.array([2, 3, 0])
+    g = Parsed(viz.draw(nn.cross_entropy(model(w1, w2), w3), params=model.named_parameters()))
+    x1, x2 = g.node(r"x\(w1\) \(3, 4\)"), g.node(r"x\(w2\) \(3, 4\)")      # two input nodes, not one [x(w1); x(w2)]
+    users = {a: [b for s, b, _ in g.visible_edges() if s == a] for a in (x1, x2)}
+    assert len(users[x1]) == len(users[x2]) == 1 and users[x1] != users[x2]
+    assert g.out_degree(g.node("hidden.W")) == 2                           # V = [V_1 V_2]: one block for each
+    assert g.node(r"h = Tanh") and g.node(r"W h \+ b = Affine")
+
+
+@pytest.mark.parametrize("cell,fused", [("rnn", False), ("lstm", False), ("lstm", True), ("gru", False)])
+def test_draw_of_a_charrnns_graph_counts_steps_like_the_book(cell, fused):
+    model = nn.CharRNN(4, 3, cell=cell, fused=fused, rng=np.random.default_rng(0))
+    logits, _ = model(np.array([0, 1, 2, 2]))
+    g = Parsed(viz.draw(nn.cross_entropy(logits, np.array([1, 2, 2, 3])), params=model.named_parameters()))
+    assert g.top_cluster_labels() == ["t=1", "t=2", "t=3", "t=4"]          # not t=0 around h(1)
+    h1 = g.node(r"(h|\[h; s\])\(1\) = .*")
+    assert g.nodes[h1]["clusters"] == ("t=1",)

@@ -387,10 +387,10 @@ def _demo(args: argparse.Namespace) -> int:
     with no_grad():
         probs = model(inputs)[0].softmax(axis=-1).data                    # (T, V)
     print("\npredictions after training (t: input -> predicted next character, its probability):")
-    for t, (x, y) in enumerate(zip("hell", "ello")):
-        best = int(probs[t].argmax())
+    for t, (x, y) in enumerate(zip("hell", "ello"), start=1):  # t = 1 … 4, as the book and the pictures count
+        best = int(probs[t - 1].argmax())
         mark = "ok" if vocab.chars[best] == y else f"wanted {y!r}"
-        print(f"  t={t}: {x!r} -> {vocab.chars[best]!r}  p={probs[t, best]:.3f}  {mark}")
+        print(f"  t={t}: {x!r} -> {vocab.chars[best]!r}  p={probs[t - 1, best]:.3f}  {mark}")
 
     print("\ngradients of the trained model, three ways:")
     report = check.compare_cell(model, inputs, targets)

@@ -26,17 +26,23 @@ class DataError(ValueError):
 
 
 class Vocab:
-    """Sorted distinct characters; character `chars[i]` has id i."""
+    """Distinct characters; character `chars[i]` has id i. sort=True (the default) sorts them by code point;
+    sort=False keeps them in order of first appearance, so Vocab("helo", sort=False) is the documents'
+    one-hot order h, e, l, o (h = (1, 0, 0, 0))."""
 
-    def __init__(self, chars: Iterable[str]):
-        chars = sorted(set(chars))
+    def __init__(self, chars: Iterable[str], sort: bool = True):
+        if not isinstance(sort, bool):
+            raise TypeError(f"Vocab: sort must be True or False, got {sort!r}")
+        chars = sorted(set(chars)) if sort else list(dict.fromkeys(chars))
         if not chars:
             raise DataError("vocabulary is empty: the text has no characters")
-        if any(len(c) != 1 for c in chars):
+        if any(not isinstance(c, str) or len(c) != 1 for c in chars):
             raise DataError("vocabulary entries must be single characters")
         self.chars = "".join(chars)
-        # Code points sorted like the characters, so encode is one searchsorted.
-        self._codes = np.array([ord(c) for c in chars], dtype=np.uint32)
+        # Code points sorted, with each one's id beside it, so encode is one searchsorted in any order.
+        codes = np.array([ord(c) for c in chars], dtype=np.uint32)
+        self._order = np.argsort(codes, kind="stable")
+        self._codes = codes[self._order]
 
     @classmethod
     def from_text(cls, text: str) -> "Vocab":
@@ -64,7 +70,7 @@ class Vocab:
         if not known.all():
             bad = text[int(np.argmin(known))]
             raise DataError(f"character {bad!r} is not in the vocabulary of {self.size} characters")
-        return ids.astype(np.int64)
+        return self._order[ids].astype(np.int64)
 
     def decode(self, ids: Iterable[int]) -> str:
         """ids (N,) -> str of length N."""

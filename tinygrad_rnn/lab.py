@@ -84,6 +84,14 @@ def save_plot(result: Result, path: Union[str, Path]) -> Path:
 
 
 # ---- shared pieces ----------------------------------------------------------------------------------------
+def _weight_colours(names: list) -> dict:
+    """Each parameter's colour in the graph pictures (viz: U = W_xh green, W = W_hh orange, V = out.W pink,
+    b blue, c purple), so a weight looks the same in a plot as in its graph."""
+    from .viz import _colours  # the pictures' rule; viz imports graphviz only when drawing
+    return {name: edge for name, (_, edge) in zip(names, _colours(names))}
+
+
+
 def _table(headers: list, rows: list, groups: Optional[list] = None) -> str:
     """Rows of strings as aligned columns under their headers (first column left, the rest right);
     groups [(label, number of columns), …] puts a label over each run of columns."""
@@ -169,13 +177,13 @@ def _mean_derivative(model: nn.CharRNN, inputs: np.ndarray) -> float:
 
 # what the table says of the cell beside the RNN: its name, its Jacobian's, its gate, its memory path
 _GATED = {"lstm": ("LSTM", "‖J‖", "f", "each gate's H x H block of W_h",
-                   "the LSTM's ‖∂[h;s]_T-1/∂[h;s]_0‖, its state Jacobian over T-1 steps",
-                   "the same fit of\n             ‖∂h_T-1/∂h_t‖ and ‖∂[h;s]_T-1/∂[h;s]_t‖ for t = 0 … T-1",
+                   "the LSTM's ‖∂[h;s]_T/∂[h;s]_1‖, its state Jacobian over T-1 steps",
+                   "the same fit of\n             ‖∂h_T/∂h_t‖ and ‖∂[h;s]_T/∂[h;s]_t‖ for t = 1 … T",
                    "the LSTM's mean forget gate",
                    "its state s_t = f s_t-1 + i g carries the gradient through the forget gate, not through W_h alone."),
           "gru": ("GRU", "‖J‖", "z", "the candidate's block W_hn of W_h",
-                  "the GRU's ‖∂h_T-1/∂h_0‖, its state Jacobian over T-1 steps",
-                  "the same fit of\n             ‖∂h_T-1/∂h_t‖ for t = 0 … T-1",
+                  "the GRU's ‖∂h_T/∂h_1‖, its state Jacobian over T-1 steps",
+                  "the same fit of\n             ‖∂h_T/∂h_t‖ for t = 1 … T",
                   "the GRU's mean update gate",
                   "its state h_t = (1 - z) n + z h_t-1 carries the gradient through the update gate z, "
                   "not through W_hn alone.")}
@@ -211,8 +219,8 @@ def vanishing(T: int = 30, H: int = 16, radii: tuple = (0.5, 0.9, 1.0, 1.1, 1.5)
                         f"{r['mean']:.2f}"]
             rows.append(row)
     name, jac, gate, block, jac_says, fit_says, gate_says, path_says = _GATED.get(other, ("",) * 8)
-    headers = ["gain", "ρ", "ρ^(T-1)"] + ["h_0/h_T-1", "‖Π‖", "rate", "rate ‖Π‖", "tanh'"] + (
-        ["h_0/h_T-1", jac, "rate", "rate " + jac, gate] if other else [])
+    headers = ["gain", "ρ", "ρ^(T-1)"] + ["h_1/h_T", "‖Π‖", "rate", "rate ‖Π‖", "tanh'"] + (
+        ["h_1/h_T", jac, "rate", "rate " + jac, gate] if other else [])
     groups = [("input", 3), ("RNN", 5)] + ([(name, 5)] if other else [])
     rnn1 = [runs["rnn", gains[0], rho]["rate"] for rho in radii]
     big, sat = max(radii), runs["rnn", gains[-1], max(radii)]
@@ -220,15 +228,15 @@ def vanishing(T: int = 30, H: int = 16, radii: tuple = (0.5, 0.9, 1.0, 1.1, 1.5)
     lines = [f"The last step's loss L_T sent back T = {T} steps (H = {H}, random input over 4 symbols). The recurrent",
              "weights are scaled to spectral radius ρ" + (f" (the {name}: {block})" if other else "")
              + ", the input weights", "multiplied by gain (a strong input drives tanh into saturation).",
-             "  h_0/h_T-1  ‖∂L_T/∂h_0‖ / ‖∂L_T/∂h_T-1‖, which the lecture notes estimate as ρ^(T-1)",
-             "  ‖Π‖        ‖∂h_T-1/∂h_0‖ = ‖Π_t diag(tanh'(a_t)) W_hh‖ over T-1 steps (analysis.state_jacobians)"]
+             "  h_1/h_T    ‖∂L_T/∂h_1‖ / ‖∂L_T/∂h_T‖, which the lecture notes estimate as ρ^(T-1)",
+             "  ‖Π‖        ‖∂h_T/∂h_1‖ = ‖Π_t diag(tanh'(a_t)) W_hh‖ over T-1 steps (analysis.state_jacobians)"]
     if other:
         lines += [f"  ‖J‖        {jac_says}",
-                  f"  rate       the factor r of a fit ‖∂L_T/∂h_t‖ ≈ c r^(T-1-t); rate ‖Π‖, rate ‖J‖: {fit_says}",
+                  f"  rate       the factor r of a fit ‖∂L_T/∂h_t‖ ≈ c r^(T-t); rate ‖Π‖, rate ‖J‖: {fit_says}",
                   f"  tanh', {gate}   the RNN's mean tanh'(a_t) = 1 - h_t^2; {gate_says}"]
     else:
-        lines += ["  rate       the factor r of a fit ‖∂L_T/∂h_t‖ ≈ c r^(T-1-t); rate ‖Π‖: the same fit of "
-                  "‖∂h_T-1/∂h_t‖", "  tanh'      the RNN's mean tanh'(a_t) = 1 - h_t^2"]
+        lines += ["  rate       the factor r of a fit ‖∂L_T/∂h_t‖ ≈ c r^(T-t); rate ‖Π‖: the same fit of "
+                  "‖∂h_T/∂h_t‖", "  tanh'      the RNN's mean tanh'(a_t) = 1 - h_t^2"]
     lines += ["", _table(headers, rows, groups=groups), "",
              "The lecture notes: the gradient falls like ρ^(T-t), so a smaller ρ means faster decay.",
              f"So it does: the RNN's rate grows with ρ (gain {gains[0]:g}): " + " < ".join(f"{r:.2f}" for r in rnn1) + ".",
@@ -280,7 +288,8 @@ def copies(cell: str = "rnn", cell_input: str = "tanh") -> Result:
     full = {n: float(np.linalg.norm(params[n].grad)) for n in names}
     summed = {n: float(np.linalg.norm(per_step[n].sum(axis=0))) for n in names}
     model.zero_grad()
-    rows = [[f"t={t} {vocab.chars[inputs[t]]!r}->{vocab.chars[targets[t]]!r}"] + [f"{norms[n][t]:.4f}" for n in names]
+    # steps counted t = 1 … T as in the book and the pictures (entry t - 1 of each array)
+    rows = [[f"t={t + 1} {vocab.chars[inputs[t]]!r}->{vocab.chars[targets[t]]!r}"] + [f"{norms[n][t]:.4f}" for n in names]
             for t in range(T)]
     rows.append(["‖Σ_t ∂L/∂θ_t‖"] + [f"{summed[n]:.4f}" for n in names])
     rows.append(["‖.grad‖ (backward)"] + [f"{full[n]:.4f}" for n in names])
@@ -295,15 +304,18 @@ def copies(cell: str = "rnn", cell_input: str = "tanh") -> Result:
         _table(["step"] + names, rows), "",
         "The lecture notes: ∇θ is the sum of the gradients for each copy θ_t.",
         f"Here the sum equals .grad to {max(diffs.values()):.1e} ({'within' if ok else 'NOT within'} 1e-12).",
-        f"{'cell.W_hh' if cell == 'rnn' else 'cell.W_h'} at t=0 multiplies the initial state, zero, "
+        f"{'cell.W_hh' if cell == 'rnn' else 'cell.W_h'} at t=1 multiplies the initial state h(0) = 0, "
         "so its first copy gets no gradient."])
 
     def draw(fig: Any) -> None:
         ax = fig.subplots(1, 1)
         width = 0.8 / len(names)
+        colours = _weight_colours(names)  # each weight in its colour of the graph pictures
         for k, n in enumerate(names):
-            ax.bar(np.arange(T) + (k - (len(names) - 1) / 2) * width, norms[n], width, color=_COLOURS[k], label=n)
-        ax.set_xticks(range(T), [f"t={t}\n{vocab.chars[inputs[t]]!r} → {vocab.chars[targets[t]]!r}" for t in range(T)])
+            ax.bar(np.arange(1, T + 1) + (k - (len(names) - 1) / 2) * width, norms[n], width, color=colours[n],
+                   label=n)
+        ax.set_xticks(range(1, T + 1), [f"t={t + 1}\n{vocab.chars[inputs[t]]!r} → {vocab.chars[targets[t]]!r}"
+                                        for t in range(T)])
         ax.set_ylabel("‖∂L / ∂θ_t‖  (the copy at step t)")
         ax.set_xlabel("time step t")
         ax.legend(fontsize=8, title=f"max |Σ_t ∂L/∂θ_t − .grad| = {max(diffs.values()):.0e}", title_fontsize=8)
@@ -355,27 +367,27 @@ def influence(T: int = 30, H: int = 16, forget_bias: float = 3.0, cell: Optional
     maps = {name: analysis.influence(model, inputs, targets) for name, model in models.items()}
     reach = {name: float(M[T - 1, 0] / M[T - 1, T - 1]) for name, M in maps.items()}
     shaded = {name: _shaded(M) for name, M in maps.items()}
-    lines = [f"M[t, k] = ‖∂L_t/∂h_k‖ (analysis.influence): how far back the loss of step t reaches. Untrained, H = {H},",
-             f"T = {T}, 'hellohello…'"
+    lines = [f"M[t, k] = ‖∂L_t/∂h_k‖ (analysis.influence, entry [t-1, k-1]): how far back the loss of step t reaches.",
+             f"Untrained, H = {H}, T = {T}, 'hellohello…'"
              + (f"; the third model is the LSTM with {forget_bias:g} added to its forget gate's bias." if lstm else "."),
-             "Rows t (the loss L_t), columns k = 0 … T-1 (the state h_k); one shade per decade below the map's largest",
+             "Rows t = 1 … T (the loss L_t), columns k = 1 … T (the state h_k); one shade per decade below the map's largest",
              f"entry: '{_SHADES[0]}' the top decade, then {' '.join(repr(c) for c in _SHADES[1:-1])}, blank below "
              "that and where k > t.", "",
              "       " + "   ".join(f"{name:<{T}}" for name in maps).rstrip()]
-    lines += [f"t={t:<3d}  " + "   ".join(rows).rstrip() for t, rows in enumerate(zip(*shaded.values()))]
-    lines += ["", _table(["model", "M[T-1, T-1]", "M[T-1, 0]", "M[T-1, 0] / M[T-1, T-1]"],
+    lines += [f"t={t:<3d}  " + "   ".join(rows).rstrip() for t, rows in enumerate(zip(*shaded.values()), start=1)]
+    lines += ["", _table(["model", "M[T, T]", "M[T, 1]", "M[T, 1] / M[T, T]"],
                          [[name, f"{M[T - 1, T - 1]:.2e}", f"{M[T - 1, 0]:.2e}", f"{reach[name]:.1e}"]
                           for name, M in maps.items()]), ""]
     if lstm:
         lines += ["At initialisation the LSTM's forget gate is near 0.5, so s_t halves its memory (and its gradient) each",
-                  "step; with f near 1 the last loss reaches h_0 with "
-                  f"{reach[list(maps)[-1]]:.0e} of its weight on h_T-1, against {reach['RNN']:.0e} for the RNN."]
+                  "step; with f near 1 the last loss reaches h_1 with "
+                  f"{reach[list(maps)[-1]]:.0e} of its weight on h_T, against {reach['RNN']:.0e} for the RNN."]
     elif cell == "gru":
         lines += ["The GRU's state h_t = (1 - z) n + z h_t-1 keeps z of h_t-1 each step, z near 0.5 untrained (as the",
-                  f"LSTM's forget gate): the last loss reaches h_0 with {reach['GRU']:.0e} of its weight on h_T-1, against "
+                  f"LSTM's forget gate): the last loss reaches h_1 with {reach['GRU']:.0e} of its weight on h_T, against "
                   f"{reach['RNN']:.0e} for the RNN."]
     else:
-        lines += [f"The RNN's last loss reaches h_0 with {reach['RNN']:.0e} of its weight on h_T-1."]
+        lines += [f"The RNN's last loss reaches h_1 with {reach['RNN']:.0e} of its weight on h_T."]
 
     def draw(fig: Any) -> None:
         from matplotlib.colors import LogNorm
@@ -386,8 +398,9 @@ def influence(T: int = 30, H: int = 16, forget_bias: float = 3.0, cell: Optional
         norm = LogNorm(vmin=max(positive.min(), positive.max() * 1e-12), vmax=positive.max())
         for ax, (name, M) in zip(axes, maps.items()):
             shown = np.ma.masked_where(np.triu(np.ones_like(M, dtype=bool), 1) | (M <= 0), M)
-            image = ax.imshow(shown, norm=norm, cmap="magma", origin="upper")
-            ax.set_title(f"{name}: M[T−1, 0] / M[T−1, T−1] = {reach[name]:.0e}", fontsize=9)
+            image = ax.imshow(shown, norm=norm, cmap="magma", origin="upper",  # steps 1 … T on both axes
+                              extent=(0.5, T + 0.5, T + 0.5, 0.5))
+            ax.set_title(f"{name}: M[T, 1] / M[T, T] = {reach[name]:.0e}", fontsize=9)
             ax.set_xlabel("k  (the state h_k)")
         axes[0].set_ylabel("t  (the loss L_t)")
         fig.colorbar(image, ax=axes, label="M[t, k] = ‖∂L_t / ∂h_k‖", shrink=0.85)
@@ -415,6 +428,7 @@ def truncation(long: int = 100, ks: tuple = (1, 2, 5, 10, 25), cell: str = "rnn"
     """Truncated-BPTT gradients against the full one as the chunk length k grows (hello model)."""
     model, vocab, inputs, targets = _hello_model(cell, **({"cell_input": cell_input} if cell == "lstm" else {}))
     cases = {"'hell' (T=4)": (inputs, targets), f"'hellohello…' (T={long})": _hello_ids(vocab, long)}
+    ks = tuple(sorted(set(ks) | {len(x) for x, _ in cases.values()}))  # every curve reaches its k = T
     scores = {}
     for case, (x, y) in cases.items():
         full = _truncated_grad(model, x, y, len(x))
@@ -428,22 +442,27 @@ def truncation(long: int = 100, ks: tuple = (1, 2, 5, 10, 25), cell: str = "rnn"
         "the full gradient, on the trained hello model" + ("." if cell == "rnn" else f" ({cell.upper()} cell)."),
         "Each cell: cosine similarity   relative error ‖g_k - g‖/‖g‖ (all parameters together).", "",
         _table(["chunk"] + list(cases), rows), "",
-        "k >= T is full BPTT (error 0); the smaller k, the more of each loss's reach into the past is cut off."])
+        f"k >= T is full BPTT (error 0: k = 4 for 'hell', k = {long} for the long case); the smaller k,",
+        "the more of each loss's reach into the past is cut off."])
 
     def draw(fig: Any) -> None:
         axes = fig.subplots(1, 2)
         floor = 1e-16  # an exact 0 (k >= T) is drawn here and said so
         for j, case in enumerate(cases):
+            T = len(cases[case][0])
             for ax, key in zip(axes, [lambda k: 1 - scores[case, k]["cos"], lambda k: scores[case, k]["rel"]]):
                 values = np.array([key(k) for k in ks])
                 ax.plot(ks, np.maximum(values, floor), "o-", color=_COLOURS[j], label=case)
+                ax.axvline(T, color=_COLOURS[j], lw=0.8, ls=":")
+                ax.text(T, 0.5, f"k = T = {T}  ", transform=ax.get_xaxis_transform(), rotation=90, fontsize=8,
+                        color=_COLOURS[j], ha="right", va="center")
         for ax, what in zip(axes, ["1 − cos(g_k, g)", "‖g_k − g‖ / ‖g‖"]):
             ax.axhline(floor, color="#999999", lw=0.8, ls="--")
-            ax.text(ks[0], floor * 3, "exact (0 error, k ≥ T)", fontsize=8, color="#666666")
+            ax.text(ks[0], floor * 3, "exact: 0 error (drawn at 1e-16)", fontsize=8, color="#666666")
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xticks(ks, [str(k) for k in ks])
-            ax.set_xlabel("truncation length k (steps)")
+            ax.set_xlabel("truncation length k (steps; the sequence has T)")
             ax.set_ylabel(what)
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=8)
@@ -527,17 +546,19 @@ def rtrl(Ts: tuple = (10, 100, 300), Hs: tuple = (4, 8, 12), H: int = 8, T: int 
 
     def draw(fig: Any) -> None:
         axes = fig.subplots(1, 3)
-        styles = {"rnn": "-", "lstm": "--", "gru": ":"}
+        # colour: the mode (RTRL orange, BPTT blue); line and marker: the cell (RNN solid with filled circles,
+        # LSTM dashed with open squares, GRU dotted with open triangles), so the legend tells all four apart
+        styles = {"rnn": ("-", "o", None), "lstm": ("--", "s", "white"), "gru": (":", "^", "white")}
         for cell in cells:
-            ls = styles.get(cell, "-.")
+            ls, marker, face = styles.get(cell, ("-.", "D", "white"))
             for k, mode in enumerate(("rtrl", "bptt")):
-                label = f"{mode.upper()}, {cell.upper()}"
+                kw = dict(ls=ls, marker=marker, color=_COLOURS[k], label=f"{mode.upper()}, {cell.upper()}", ms=6,
+                          **({"mfc": face} if face else {}))
                 by_T = [runs[cell, H, t] for t in Ts]
-                axes[0].loglog(Ts, [r[f"{mode}_s"] for r in by_T], "o" + ls, color=_COLOURS[k], label=label)
-                axes[1].loglog(Ts, [r[f"{mode}_mem"] / 1e6 for r in by_T], "o" + ls, color=_COLOURS[k], label=label)
+                axes[0].loglog(Ts, [r[f"{mode}_s"] for r in by_T], **kw)
+                axes[1].loglog(Ts, [r[f"{mode}_mem"] / 1e6 for r in by_T], **kw)
                 by_H = sorted((runs[cell, h, T] for h in sorted(set(Hs) | {H})), key=lambda r: r["P"])
-                axes[2].loglog([r["P"] for r in by_H], [r[f"{mode}_s"] / T * 1e3 for r in by_H], "o" + ls,
-                               color=_COLOURS[k], label=label)
+                axes[2].loglog([r["P"] for r in by_H], [r[f"{mode}_s"] / T * 1e3 for r in by_H], **kw)
         for ax, title, xlabel, ylabel in [
                 (axes[0], f"time against T (H = {H})", "sequence length T (steps)", "time (s)"),
                 (axes[1], f"peak memory against T (H = {H})", "sequence length T (steps)", "peak memory (MB)"),
@@ -547,7 +568,7 @@ def rtrl(Ts: tuple = (10, 100, 300), Hs: tuple = (4, 8, 12), H: int = 8, T: int 
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.grid(True, which="major", alpha=0.3)
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, handlelength=4)
 
     return Result("rtrl", "RTRL (forward mode) and BPTT (reverse mode): the same gradient; RTRL's memory is flat "
                   "in T, its time grows with P", "\n".join(lines),

@@ -178,15 +178,16 @@ def draw(root: Tensor, *, params: Optional[dict] = None, show_shapes: bool = Tru
 
     Data flows along rankdir inside a step; the time steps sit side by side across it, in time order
     (rankdir="TB": steps are columns left to right, parameters in one row above them). Clusters carry the
-    scope's own label: a CharRNN's step "t=0" holds h(1), as its names count time like the book;
-    draw_unrolled labels that step t=1.
+    scope's own label, except in a CharRNN's graph: its scopes count from "t=0" while its tensors are named
+    as the book counts (h(1) made in scope "t=0"), so its steps are labelled t = 1 … T as in the book.
     """
     return _draw(root, params=params, show_shapes=show_shapes, group_by_scope=group_by_scope, grads=grads,
-                 rankdir=rankdir, collapse_scopes=collapse_scopes)
+                 rankdir=rankdir, collapse_scopes=collapse_scopes, book_time=None)
 
 
 def _draw(root: Tensor, *, params: Optional[dict], show_shapes: bool, group_by_scope: bool, grads: bool,
-          rankdir: str, collapse_scopes: bool, book_time: bool = False, narrow: Optional[bool] = None) -> Any:
+          rankdir: str, collapse_scopes: bool, book_time: Optional[bool] = False,
+          narrow: Optional[bool] = None) -> Any:
     """draw(), plus: book_time counts steps from 1 as the book does (cluster "t=0" is labelled t=1 and a
     gate named "f" there reads f(1)); narrow stacks each step's ops in one line in the order they ran
     (None: when the steps side by side would be wider than _MAX_ACROSS nodes)."""
@@ -196,6 +197,10 @@ def _draw(root: Tensor, *, params: Optional[dict], show_shapes: bool, group_by_s
     if rankdir not in _RANKDIRS:
         raise ValueError(f"draw: rankdir must be one of {', '.join(_RANKDIRS)}, got {rankdir!r}")
     tensors = _walk(root)
+    if book_time is None:  # a CharRNN's graph: h(k + 1) made in scope "t=k"
+        book_time = any(t.grad_fn is not None and t.name in (f"h({_book_step(_top(t.grad_fn.scope))})",
+                                                             f"[h; s]({_book_step(_top(t.grad_fn.scope))})")
+                        and _top(t.grad_fn.scope)[2:].isdecimal() for t in tensors)
     scale = None
     if grads:
         norms = [_grad_norm(t) for t in tensors]
@@ -337,8 +342,8 @@ def _draw(root: Tensor, *, params: Optional[dict], show_shapes: bool, group_by_s
     return dot
 
 
-# a name that pictures of an unrolled model complete with the step: the gates "f", "i", ... -> f(2)
-_BARE = re.compile(r"[A-Za-z]")
+# a name that pictures of an unrolled model complete with the step: the gates "f", "g", "q", "s̃" -> f(2)
+_BARE = re.compile("[A-Za-z]\u0303?")
 # widest row of ops (all steps side by side) before each step is drawn as one line: ~4,000 px
 _MAX_ACROSS = 28
 # and a picture that is still wider is scaled to 4,000 px (41.6 in at 96 dpi)
@@ -639,6 +644,8 @@ def _draw_book(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarray,
 
     U, W, other = _book_weights(model, named, inputs)
     letters = {"U": U, "W": W, "V": ["out.W"]}
+    # the LSTM's cell input: the book's σ (cell_input="sigmoid", eq. 10.41) or PyTorch's tanh
+    act = "σ" if getattr(model.cell, "cell_input", "tanh") == "sigmoid" else "tanh"
     # the colours the op-level picture gives these weights: the same rule over the same order
     palette = dict(zip(named, (edge for _, edge in _colours(list(named)))))
     colour = {k: palette.get(v[0], _EDGE_COLOUR) if v else _EDGE_COLOUR for k, v in letters.items()}
@@ -651,7 +658,7 @@ def _draw_book(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarray,
     dot = graphviz.Digraph(graph_attr=dict(rankdir="BT", newrank="true", fontname="Helvetica", bgcolor="white",
                                            nodesep="0.5", ranksep="0.45", fontsize="11", labelloc="t",
                                            splines="line",
-                                           label=_label(*_book_caption(named, other, lstm, loss, T))),
+                                           label=_label(*_book_caption(named, other, lstm, loss, T, act))),
                            node_attr=dict(fontname="Helvetica", shape="circle", style="filled",
                                           fillcolor="#ffffff", fontsize="12", fixedsize="true",
                                           width=str(0.6 + 0.1 * max(len(str(T)) - 2, 0))),  # h(100) fits
@@ -687,13 +694,16 @@ def _draw_book(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarray,
             dot.edge(f"L{t}", f"y{t}", dir="back")  # y(t) above L(t), its arrow pointing down into L(t)
         dot.edge(f"h{t}", f"o{t}", **weight("V"))
         if lstm:
-            dot.edge(f"x{t}", f"s{t}", **weight("U"))
+            u = weight("U")
+            u["label"] = _label(*([f"U = {', '.join(letters['U'])}"] if letters["U"] else ["U"]),
+                                f"+ g({t}) × {act}(…)")
+            dot.edge(f"x{t}", f"s{t}", **u)
             # h(t-1) -> s(t) runs against the rows, so it takes no part in the ranking; its label sits
             # beside it (xlabel) instead of in a rank of its own, where dot stacks them over each other
             w = weight("W")
             dot.edge(f"h{t - 1}", f"s{t}", constraint="false", xlabel=w.pop("label"), **w)
             dot.edge(f"s{t - 1}", f"s{t}", label=_label(f"× f({t})"), style="bold")
-            dot.edge(f"s{t}", f"h{t}")
+            dot.edge(f"s{t}", f"h{t}", label=_label(f"tanh, × q({t})"))
         else:
             dot.edge(f"x{t}", f"h{t}", **weight("U"))
             dot.edge(f"h{t - 1}", f"h{t}", **weight("W"))
@@ -710,7 +720,7 @@ def _draw_book(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarray,
     return dot
 
 
-def _book_caption(named: dict, other: list, lstm: bool, loss: str, T: int) -> list:
+def _book_caption(named: dict, other: list, lstm: bool, loss: str, T: int, act: str = "tanh") -> list:
     """The picture's title lines: what is shared, what the loss is, where the other parameters act."""
     total = "the loss L = Σ L(t)" if loss == "sum" else f"the loss L = L({T}) only"
     names = [n for n in other + ["out.b"] if n in named]
@@ -718,8 +728,11 @@ def _book_caption(named: dict, other: list, lstm: bool, loss: str, T: int) -> li
     # the book's letter where it names one parameter; two biases (a GRU's b_x and b_h) keep their own names
     rest = [f"{k} = {n}" if k in ("b", "c") and letters.count(k) == 1 else n for n, k in zip(names, letters)]
     lines = [f"the same U, W, V at every step; {total}; also {', '.join(rest)}"]
-    if lstm:
-        lines.append("s(t) = f(t) × s(t−1) + i(t) × g(t),  h(t) = o(t) × tanh(s(t)),  gates from x(t) and h(t−1)")
+    if lstm:  # the book's letters, eq. 10.40-10.44: f forget, g external input, q output gate, s the state
+        lines += [f"s(t) = f(t) s(t−1) + g(t) {act}(b + U x(t) + W h(t−1)),   h(t) = tanh(s(t)) q(t)",
+                  "gates f(t), g(t), q(t) = σ(b' + U' x(t) + W' h(t−1)), each with its own rows of U, W, b",
+                  "cell input σ: the book's LSTM (eq. 10.41)" if act == "σ" else
+                  "cell input tanh: PyTorch's LSTM (the book's eq. 10.41 has σ: cell_input=\"sigmoid\")"]
     return lines
 
 
@@ -775,11 +788,12 @@ def _draw_folded(model: Any, named: dict, inputs: np.ndarray, targets: np.ndarra
     else:
         dot.node("s", var("s"), fillcolor="#f2f2f2")
         dot.node("h", var("h"), fillcolor=h_fill)
-        dot.edge("x", "s", **weight("U", "\ngates i, f, g, o"))
+        act = "σ" if getattr(model.cell, "cell_input", "tanh") == "sigmoid" else "tanh"
+        dot.edge("x", "s", **weight("U", f"\ngates f, g, q; cell input {act}"))
         dot.edge("s", "ds", arrowhead="none")
         dot.node("ds", **delay)
         dot.edge("ds", "s", label="× f  (forget gate)", style="bold", penwidth="1.5")
-        dot.edge("s", "h", label="h = o · tanh(s)")
+        dot.edge("s", "h", label="h = tanh(s) · q")
         dot.edge("h", "dh", arrowhead="none")
         dot.node("dh", **delay)
         dot.edge("dh", "s", **weight("W"))

@@ -36,7 +36,9 @@ def rnn_bptt(params: Mapping[str, np.ndarray], inputs: ArrayLike, targets: Array
         db_h   += dhraw,  dW_hh += dhraw h_{t-1}^T,  dW_xh += dhraw x_t^T      (10.23, 10.26, 10.28)
         dh_next = W_hh^T dhraw
     truncate=k lets the loss term at t reach back through steps t, ..., t-k+1 only, with h_{t-k} held
-    constant (the lecture notes' k-step truncation); None or k >= T is full BPTT. Batches add over rows.
+    constant (per-loss-term truncation, which none of the documents describes; the lecture notes' truncation
+    is chunks of k steps with the state carried and detached, nn.detach_state); None or k >= T is full BPTT.
+    Batches add over rows.
     Returns (loss, grads, h_last): the summed natural-log cross-entropy, grads with params' keys,
     shapes and dtypes, and the last hidden state in h0's shape (feed it back as h0 to chain chunks).
     """

@@ -1,5 +1,6 @@
-"""Softmax by hand: its Jacobian, and softmax + cross-entropy whose gradient is dy = p - onehot
-(min-char-rnn's derivation).
+"""Softmax by hand: its Jacobian (the "hello" tutorial's quotient rule, the book's D_j S_i = S_i(δ_ij - S_j)),
+and softmax + cross-entropy whose gradient is dy = p - onehot (the book's eq. 10.18; min-char-rnn's code, not
+the min-char-rnn derivation, whose y - t is the quadratic error of a linear output).
 
 Pure NumPy; the stable forms subtract the max first. rnn.py, lstm.py and rtrl.py share the loss here.
 """

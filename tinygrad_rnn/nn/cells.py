@@ -206,7 +206,10 @@ class LSTMCell(Module):
         g = z[..., 2 * H:3 * H]                       # cell candidate    (book: the sigma in eq. 10.41)
         g = g.tanh() if self.cell_input == "tanh" else g.sigmoid()
         o = z[..., 3 * H:4 * H].sigmoid()             # output gate       (book: q, eq. 10.44)
-        i.name, f.name, g.name, o.name = "i", "f", "g", "o"  # pictures add the step: f(2) = Sigmoid
+        # named with the book's letters (eq. 10.40-10.44), so a picture reads f(2) = Sigmoid and o(t) stays the
+        # output's name: forget gate f, external input gate g (PyTorch's i), output gate q (PyTorch's o), and
+        # the cell input s̃, the book's unnamed σ(b + U x + W h) (PyTorch's candidate g)
+        i.name, f.name, g.name, o.name = "g", "f", "s\u0303", "q"
         s = f * s_prev + i * g                        # internal state    (eq. 10.41)
         h = o * s.tanh()                              # output            (eq. 10.43)
         return h, s

@@ -161,7 +161,8 @@ def binary_cross_entropy(logits: Tensor, targets: Any, reduction: str = "sum") -
 def mse(pred: Tensor, target: Any, reduction: str = "sum") -> Tensor:
     """Quadratic error 0.5 * sum((pred - target)**2) -> scalar; "mean" divides by pred.size.
 
-    The 0.5 is the FAU lecture's convention (dL/dpred = pred - target); PyTorch's MSELoss has no 0.5.
+    The 0.5 is the min-char-rnn derivation's eq. (1), E = ½(t − y)², so that dE/dy = y − t (its eq. 12, 18–19);
+    PyTorch's MSELoss has no 0.5.
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"mse: reduction must be one of {_REDUCTIONS}, got {reduction!r}")

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..tensor import Tensor
+from ..function import Affine
 from .layers import Linear
 from .module import Module, _check_init
 
@@ -43,10 +44,19 @@ class NeuralTrigram(Module):
         return Tensor(x)
 
     def forward(self, w1: Any, w2: Any) -> Tensor:
-        """w1, w2 ints (N,) -> logits (N, vocab_size); softmax of a row is p(w3 | w1, w2)."""
-        a = self.hidden(self.inputs(w1, w2))                        # V [x(w1); x(w2)] + c: (N, H)
+        """w1, w2 ints (N,) -> logits (N, vocab_size); softmax of a row is p(w3 | w1, w2).
+
+        V [x(w1); x(w2)] + c is computed as V_1 x(w1) + V_2 x(w2) + c with V = [V_1 V_2] (V_1 the first
+        vocab_size columns), the same numbers, so that a picture of the graph shows the two inputs apart."""
+        V = self.vocab_size
+        x = self.inputs(w1, w2).data
+        x1, x2 = Tensor(x[:, :V], name="x(w1)"), Tensor(x[:, V:], name="x(w2)")
+        W, c = self.hidden.W, self.hidden.b
+        a = Affine.apply(x1, W[:, :V], c) + x2 @ W[:, V:].T         # V [x(w1); x(w2)] + c: (N, H)
         h = {"tanh": a.tanh, "sigmoid": a.sigmoid, "relu": a.relu}[self.act]()
-        return self.out(h)                                          # W h + b: (N, vocab_size)
+        logits = self.out(h)                                        # W h + b: (N, vocab_size)
+        a.name, h.name, logits.name = "V[x(w1); x(w2)] + c", "h", "W h + b"  # the lecture notes' names
+        return logits
 
     def _check_ids(self, w: Any, name: str) -> np.ndarray:
         w = np.atleast_1d(np.asarray(w.data if isinstance(w, Tensor) else w))

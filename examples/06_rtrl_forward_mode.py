@@ -1,11 +1,11 @@
-"""05 · real-time recurrent learning is forward-mode differentiation; BPTT is reverse mode.
+"""06 · real-time recurrent learning is forward-mode differentiation; BPTT is reverse mode.
 
 The Oxford lecture notes call RTRL "the forward mode of automatic differentiation": carry the
 sensitivities dh(t)/dθ forward with the state, add dL(t)/dθ as each step's loss appears, and never go
 back. The engine has both modes on the same ops: backward() (reverse) and tr.jvp (forward, one
 directional derivative J·v per pass); analysis.rtrl_grads carries every direction of θ at once.
 
-    python examples/05_rtrl_forward_mode.py   (TINYGRAD_RNN_QUICK=1: shorter runs)
+    python examples/06_rtrl_forward_mode.py   (TINYGRAD_RNN_QUICK=1: shorter runs)
 """
 # %% [markdown]
 # ## 1. One direction v: the forward-mode tangent of L equals ∇L · v from the backward pass

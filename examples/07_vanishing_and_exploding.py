@@ -1,4 +1,4 @@
-"""06 · vanishing and exploding gradients: the eigenvalue heuristic, checked by measurement.
+"""07 · vanishing and exploding gradients: the eigenvalue heuristic, checked by measurement.
 
 The Oxford lecture notes write ∂h(T)/∂h(t) = Π_{n=t+1..T} diag(tanh′(a(n))) W_hh and conclude that the
 gradient neither vanishes nor explodes only when W_hh's largest |eigenvalue| (its spectral radius ρ)
@@ -6,7 +6,7 @@ is near 1: ‖∂h(T)/∂h(t)‖ ≈ ρ^(T−t). The Deep Learning book (§10.7)
 hand against the engine (analysis.state_jacobians), the heuristic where it holds (tanh′ ≈ 1), and the
 lab's experiment, which also shows where it is too simple (saturated tanh makes ρ > 1 vanish too).
 
-    python examples/06_vanishing_and_exploding.py   (TINYGRAD_RNN_QUICK=1: shorter runs)
+    python examples/07_vanishing_and_exploding.py   (TINYGRAD_RNN_QUICK=1: shorter runs)
 """
 # %% [markdown]
 # ## 1. The Jacobian product by hand against analysis.state_jacobians
@@ -61,7 +61,7 @@ print(f"max |measured rate - ρ| = {max(abs(r - rho) for rho, r in rates.items()
 for cell in ("rnn", "lstm"):
     m = nn.CharRNN(V, H, cell=cell, rng=np.random.default_rng(2))
     g = np.linalg.norm(analysis.hidden_grads(m, x, x, loss="last"), axis=-1)  # ‖∂L(T−1)/∂h(t)‖
-    print(f"{cell:4s} ‖∂L_T/∂h_t‖ for t = 0 … {T - 1}: " + " ".join(f"{v:.1e}" for v in g))
+    print(f"{cell:4s} ‖∂L_T/∂h_t‖ for t = 1 … {T}: " + " ".join(f"{v:.1e}" for v in g))
 result = lab.run("vanishing", T=15, H=8) if QUICK else lab.run("vanishing")
 print(result.table)
 

@@ -1,11 +1,11 @@
-"""03 · backpropagation through time by hand, against autodiff.
+"""04 · backpropagation through time by hand, against autodiff.
 
 The Deep Learning book's eq. 10.17–10.28 written out in NumPy for the RNN of eq. 10.8–10.11, next to the
 engine's autodiff, min-char-rnn's loop (manual.rnn_bptt), forward-mode RTRL (manual.rnn_rtrl) and
 central finite differences (check.compare_cell, for an RNN and an LSTM; `tinygrad-rnn gradcheck`).
 Book names: U = W_xh, W = W_hh, b = b_h, V = out.W (W_hy), c = out.b (b_y).
 
-    python examples/03_bptt_by_hand.py
+    python examples/04_bptt_by_hand.py
 """
 # %% [markdown]
 # ## 1. Forward (eq. 10.8–10.11) through the engine, and its gradient by autodiff

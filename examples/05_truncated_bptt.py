@@ -1,12 +1,14 @@
-"""04 · truncated backpropagation through time: what is cut off, and how much it costs the gradient.
+"""05 · truncated backpropagation through time: what is cut off, and how much it costs the gradient.
 
-The Oxford lecture notes truncate BPTT to k steps: each loss term L(t) sends its gradient back through
-h(t), …, h(t−k+1) only, with h(t−k) held constant (manual.rnn_bptt(truncate=k)). Training programs
-(min-char-rnn, `tinygrad-rnn train`) truncate differently: they cut the sequence into chunks of k,
-carry the hidden state across chunks but detach it (nn.detach_state), so a loss near a chunk's start
-sees less than k steps back. Both equal full BPTT once k ≥ T.
+Two ways to truncate BPTT to k steps. Per loss term: each L(t) sends its gradient back through h(t), …,
+h(t−k+1) only, with h(t−k) held constant (manual.rnn_bptt(truncate=k); none of the five documents
+describes this one). In chunks, as the lecture notes describe it ("split the data into fixed chunks of
+size k … initialising the initial hidden state as the last hidden state of the previous truncated
+sequence") and as min-char-rnn and `tinygrad-rnn train` do: the state is carried across chunks but
+detached (nn.detach_state), so a loss near a chunk's start sees less than k steps back. Both equal full
+BPTT once k ≥ T.
 
-    python examples/04_truncated_bptt.py     (TINYGRAD_RNN_QUICK=1: a shorter sequence)
+    python examples/05_truncated_bptt.py     (TINYGRAD_RNN_QUICK=1: a shorter sequence)
 """
 # %% [markdown]
 # ## 1. Per-term truncation by hand (manual.rnn_bptt) against the same truncation built from autodiff

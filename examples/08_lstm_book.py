@@ -1,10 +1,10 @@
-"""07 · the Deep Learning book's LSTM (eq. 10.40–10.44), letter by letter.
+"""08 · the Deep Learning book's LSTM (eq. 10.40–10.44), letter by letter.
 
 The book names the gates f (forget), g (external input) and q (output) and the state s; PyTorch, and
 this library's LSTMCell, stack the blocks i, f, g, o, where g is the CELL CANDIDATE, not the input gate.
 nn.LSTMCell(cell_input="sigmoid") is exactly the book's cell; the default "tanh" is PyTorch's.
 
-    python examples/07_lstm_book.py
+    python examples/08_lstm_book.py
 """
 # %% [markdown]
 # ## 1. The gate letters: book vs PyTorch (and this library)

@@ -1,10 +1,10 @@
-"""02 · softmax and cross-entropy: the softmax derivative by the quotient rule, and why dL/do = p − y.
+"""03 · softmax and cross-entropy: the softmax derivative by the quotient rule, and why dL/do = p − y.
 
 The "hello" char-RNN tutorial and min-char-rnn use ŷ = softmax(o) with L = −log ŷ_y and write its
 gradient as dy = p − onehot(y) (min-char-rnn: `dy[targets[t]] -= 1`; Deep Learning book eq. 10.18).
 Here both steps by hand, next to manual.softmax_jacobian, autodiff and finite differences.
 
-    python examples/02_softmax_cross_entropy.py
+    python examples/03_softmax_cross_entropy.py
 """
 # %% [markdown]
 # ## 1. The quotient rule, step by step

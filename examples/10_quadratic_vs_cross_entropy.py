@@ -1,4 +1,4 @@
-"""09 · the quadratic error against cross-entropy for a SIGMOID output: the learning slowdown, measured.
+"""10 · the quadratic error against cross-entropy for a SIGMOID output: the learning slowdown, measured.
 
 min-char-rnn's derivation compares the two errors. For y = σ(o) and a target t in {0, 1}:
   quadratic      E = ½ (y − t)²                      dE/dy = y − t               δ = dE/do = (y − t) y (1 − y)
@@ -6,7 +6,7 @@ min-char-rnn's derivation compares the two errors. For y = σ(o) and a target t 
 The sigmoid's y(1 − y) cancels in cross-entropy; in the quadratic error it stays, and when the unit
 saturates (y near 0 or 1) on the WRONG answer it makes the gradient, and learning, nearly vanish.
 
-    python examples/09_quadratic_vs_cross_entropy.py
+    python examples/10_quadratic_vs_cross_entropy.py
 """
 # %% [markdown]
 # ## 1. dE/dy and δ = dE/do: the formulas above against autodiff

@@ -1,4 +1,4 @@
-"""11 · training on words of different lengths: "ca" → "at" next to "hell" → "ello", padded.
+"""12 · training on words of different lengths: "ca" → "at" next to "hell" → "ello", padded.
 
 The "hello" char-RNN tutorial trains one word; with several words of different lengths in one batch the
 short ones are padded to the longest. The padded steps must add nothing to the loss and nothing to the
@@ -6,7 +6,7 @@ gradient: nn.cross_entropy(..., ignore_index=-100) skips targets equal to -100, 
 causal, so the padded inputs after a word's end cannot change its earlier outputs. h(0) is learned
 (the FAU lecture's learnable initial state), shared by both words.
 
-    python examples/11_words_of_different_lengths.py
+    python examples/12_words_of_different_lengths.py
 """
 # %% [markdown]
 # ## 1. A padded batch: inputs (T, B) and targets (T, B) with -100 after each word's end

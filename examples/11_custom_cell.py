@@ -1,11 +1,11 @@
-"""10 · your own cell: a GRU written from tensor ops, and the variant the library does not have.
+"""11 · your own cell: a GRU written from tensor ops, and the variant the library does not have.
 
 PyTorch's GRU (nn.GRUCell here) lets the reset gate r scale W_hn h after the product; Cho et al. (2014)
 and the Deep Learning book (eq. 10.45) put r on h before it: n = tanh(W_xn x + W_hn (r * h) + b).
 We write both in one cell, check the first against nn.GRUCell and the second with gradcheck, draw
 it unrolled, and train it on the shipped corpus with the library's own training loop (train.fit).
 
-    python examples/10_custom_cell.py          (TINYGRAD_RNN_QUICK=1 for small sizes)
+    python examples/11_custom_cell.py          (TINYGRAD_RNN_QUICK=1 for small sizes)
 """
 # %% [markdown]
 # ## 1. The cell: a Module with `hidden_size` and `forward(x, state) -> state`; the engine does the rest
