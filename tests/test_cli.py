@@ -408,7 +408,7 @@ def test_sample_bad_input(trained, args, code, says):
     (["sample", "x.npz", "--cell-type", "gru"], 2, "unrecognized arguments: --cell-type gru (see 'tinygrad-rnn sample --help')"),
     (["lab", "copies", "--fast"], 2, "unrecognized arguments: --fast (see 'tinygrad-rnn lab --help')"),
     (["--fast"], 2, "unrecognized arguments: --fast (see 'tinygrad-rnn --help')"),
-    ([], 2, "choose a command: demo, train, sample, graph, gradcheck or lab"),
+    ([], 2, "choose a command: demo, train, sample, graph, gradcheck, lab or trace"),
 ])
 def test_other_bad_usage(tmp_path, args, code, says):
     fails(code, *args, cwd=tmp_path, says=says)

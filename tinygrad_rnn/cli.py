@@ -23,6 +23,7 @@ from . import _memory, check, lab, nn, viz
 from .savefile import CheckpointError
 from .data import DataError, Vocab, load_text, ngram_baselines
 from .engine import no_grad
+from .tracer import trace
 from .train import _param_shapes, _training_bytes, checkpoint_setting
 from .train import (CELL_INPUTS, CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, TrainingDiverged, fit, generate,
                     perplexity, text_sha256)
@@ -204,6 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
     grad.add_argument("--steps", type=_positive_int, default=4, metavar="T", help="time steps (default 4)")
     grad.add_argument("--seed", type=_nonnegative_int, default=0, metavar="S", help="initialisation seed (default 0)")
 
+    trace_cmd = commands.add_parser(
+        "trace", formatter_class=fmt, help="print the NumPy code of a training step, written by the engine",
+        description="Trace a CharRNN's training step on 'hellohello...' (tr.trace) and print the plain NumPy\n"
+                    "function the engine writes for it: the loss, the forward, then the backward it derived,\n"
+                    "the time steps rolled into loops as in min-char-rnn's lossFun.",
+        epilog=f"example: {PROG} trace --cell lstm --steps 25 -o lstm_step.py")
+    _cell_flags(trace_cmd, "rnn")
+    trace_cmd.add_argument("--steps", type=_positive_int, default=4, metavar="T", help="time steps (default 4)")
+    trace_cmd.add_argument("--hidden", type=_positive_int, default=100, metavar="H",
+                           help="hidden units (default 100, min-char-rnn's)")
+    trace_cmd.add_argument("-o", "--output", metavar="FILE", help="write the code to FILE instead of printing it")
+
     lab_cmd = commands.add_parser(
         "lab", formatter_class=fmt, help="the lecture notes' experiments on gradients through time",
         description="Run one experiment on how the gradient travels back in time and print its table:\n"
@@ -313,7 +326,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             where = PROG if args.command is None else f"{PROG} {args.command}"
             raise _UsageError(f"unrecognized arguments: {' '.join(extra)} (see '{where} --help')")
         if args.command is None:
-            raise _UsageError(f"choose a command: demo, train, sample, graph, gradcheck or lab (see '{PROG} --help')")
+            raise _UsageError(f"choose a command: demo, train, sample, graph, gradcheck, lab or trace "
+                              f"(see '{PROG} --help')")
         with _sigterm_raises():
             return _COMMANDS[args.command](args)
     except _UsageError as e:
@@ -696,6 +710,29 @@ def _gradcheck(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# ---- trace ----------------------------------------------------------------------------------------------
+def _trace(args: argparse.Namespace) -> int:
+    vocab, inputs, targets = _hello_sequence(args.steps)
+    _check_hello_memory(args.cell, args.hidden, args.steps, " for the trace")
+    model = nn.CharRNN(vocab.size, args.hidden, args.cell, rng=np.random.default_rng(0), **_cell_kw(args, args.cell))
+
+    def step(idx, targets):
+        return nn.cross_entropy(model(idx)[0], targets)
+    prog = trace(step, np.asarray(inputs), np.asarray(targets), params=model.named_parameters())
+    head = (f"# {PROG} trace --cell {args.cell} --steps {args.steps} --hidden {args.hidden}: the CharRNN's training "
+            f"step on 'hello...',\n# written by the engine (tr.trace); step(params, idx, targets) -> (loss, grads)\n")
+    if args.output is None:
+        print(head + prog.source, end="")
+        return 0
+    try:
+        with open(args.output, "w") as f:
+            f.write(head + prog.source)
+    except OSError as e:
+        raise _Error(f"cannot write {args.output}: {e.strerror or e}") from None
+    print(f"wrote {args.output}: {len(prog.source.splitlines())} lines")
+    return 0
+
+
 # ---- lab ------------------------------------------------------------------------------------------------
 def _lab(args: argparse.Namespace) -> int:
     if args.experiment not in lab.EXPERIMENTS:
@@ -723,4 +760,4 @@ def _lab(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"demo": _demo, "train": _train, "sample": _sample, "graph": _graph, "gradcheck": _gradcheck,
-             "lab": _lab}
+             "lab": _lab, "trace": _trace}
