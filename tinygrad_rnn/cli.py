@@ -24,7 +24,7 @@ from .savefile import CheckpointError
 from .data import DataError, Vocab, load_text, ngram_baselines
 from .engine import no_grad
 from .tracer import trace
-from .train import _param_shapes, _training_bytes
+from .train import _param_shapes, _training_bytes, checkpoint_setting
 from .train import (CELL_INPUTS, CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, TrainingDiverged, fit, generate,
                     perplexity, text_sha256)
 
@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"print a {_SAMPLE_CHARS}-character sample every N steps (default {Config.sample_every})")
     train.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
                        help=f"write the checkpoint every N steps (default {Config.checkpoint_every}), and at the end")
+    train.add_argument("--checkpoint", type=_checkpoint_flag, metavar="k|sqrt|slots=m",
+                       help="keep only some states and recompute the rest in backward: every k steps, every "
+                            "ceil(sqrt(T)), or at most m (Gruslys et al.'s schedule); default: keep every step")
 
     sample = commands.add_parser(
         "sample", formatter_class=fmt, help="generate text from a checkpoint",
@@ -500,6 +503,7 @@ def _fresh(args: argparse.Namespace) -> tuple[Run, str]:
                     optim=optim, lr=args.lr or DEFAULT_LR[optim], clip=args.clip or Config.clip,
                     seed=Config.seed if args.seed is None else args.seed,
                     text=None if args.text is None else str(args.text.resolve()), text_sha256=text_sha256(text),
+                    checkpoint=args.checkpoint or Config.checkpoint,
                     **_schedule(args, Config()))
     params, activations = _training_bytes(config, len(set(text)))
     what = (f"--hidden {config.hidden}" if params >= activations
@@ -519,7 +523,8 @@ def _resume(args: argparse.Namespace) -> tuple[Run, str]:
                                 ("--hidden", args.hidden, c.hidden),
                                 ("--seq-len", args.seq_len, c.seq_len), ("--batch", args.batch, c.batch),
                                 ("--optim", args.optim, c.optim), ("--lr", args.lr, c.lr),
-                                ("--clip", args.clip, c.clip), ("--seed", args.seed, c.seed)):
+                                ("--clip", args.clip, c.clip), ("--seed", args.seed, c.seed),
+                                ("--checkpoint", args.checkpoint, c.checkpoint or None)):
         if given is not None and given != stored:
             raise _Error(f"{flag} {given} does not match {args.resume}, which has {stored}; "
                          f"a resumed run keeps its checkpoint's settings")
@@ -531,6 +536,15 @@ def _resume(args: argparse.Namespace) -> tuple[Run, str]:
         raise _Error(f"{what} is not the text {args.resume} was trained on; resuming needs the same text")
     run.config = replace(c, **_schedule(args, c))
     return run, text
+
+
+def _checkpoint_flag(text: str) -> str:
+    """--checkpoint k|sqrt|slots=m, checked as the config stores it."""
+    try:
+        checkpoint_setting(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _schedule(args: argparse.Namespace, config: Config) -> dict:

@@ -32,7 +32,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 __all__ = ["Function", "SparseGrad", "OuterGrad", "no_grad", "scope", "detect_anomaly", "is_grad_enabled",
-           "jvp", "run_backward", "grad", "walk", "GradSums", "use_tensor_class"]
+           "jvp", "run_backward", "grad", "walk", "GradSums", "use_tensor_class", "checkpoint", "Checkpoint"]
 
 Tensor: Any = None  # the class of the values ops take and make; tensor.py sets it (use_tensor_class)
 
@@ -773,3 +773,120 @@ def jvp(fn: Any, primals: Sequence, tangents: Sequence) -> tuple[Tensor, np.ndar
         tangent = _tangent_of(out)
     out._tangent = None
     return out, (np.zeros_like(out.data) if tangent is None else np.array(tangent[0]))
+
+
+# ---- recomputation instead of storage ---------------------------------------------------------------
+# torch.utils.checkpoint(use_reentrant=False); Chen et al. 2016, "Training Deep Nets with Sublinear Memory
+# Cost". Uses the backward runner only through Tensor.backward, as any caller does.
+class Checkpoint(Function):
+    """y = fn(*x) with none of fn's intermediates kept (forward under no_grad);
+    dL/dx: fn runs again on copies of x with a graph, and that graph is differentiated with dL/dy as seed.
+    Leaves fn closes over (parameters) get their share added into .grad by that inner backward, as PyTorch's.
+    Several outputs travel as one flat array, split again by _Part nodes."""
+
+    @staticmethod
+    def forward(ctx, *arrays, fn, args):
+        ctx.fn = fn  # the arguments, their tensors' places held by None: the saved arrays stand in for them
+        ctx.places = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+        ctx.args = tuple([None if isinstance(a, Tensor) else a for a in args])
+        ctx.save_for_backward(*arrays[:len(ctx.places)])  # the inputs (not the anchor): all that is kept
+        with no_grad():
+            out = fn(*args)
+        ctx.layout = None  # one output
+        if isinstance(out, Tensor):
+            return out.data
+        if not isinstance(out, (tuple, list)) or not out or not all(isinstance(o, Tensor) for o in out):
+            raise TypeError(f"checkpoint: fn must return a Tensor or a tuple of Tensors, got {type(out).__name__}")
+        ctx.layout, start = [], 0
+        for o in out:  # (start, end, shape, dtype) of each output in the flat array
+            ctx.layout.append((start, start + o.data.size, o.shape, o.dtype))
+            start += o.data.size
+        return np.concatenate([o.data.ravel() for o in out])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grads = [grad_out] if ctx.layout is None else \
+            [grad_out[a:b].reshape(shape) for a, b, shape, _ in ctx.layout]
+        arrays, needs = ctx.saved_tensors, ctx.needs_input_grad
+        copies = [Tensor(np.empty(0)) for _ in ctx.places]  # fresh leaves on the saved arrays (not copied)
+        args = list(ctx.args)
+        for i, c, a, need in zip(ctx.places, copies, arrays, needs):
+            c.data, c.requires_grad = a, need and np.issubdtype(a.dtype, np.floating)
+            args[i] = c
+        with scope(ctx.scope) if ctx.scope else contextlib.nullcontext():
+            out = ctx.fn(*args)
+        outs = (out,) if ctx.layout is None else tuple(out)
+        _backward_from(outs, grads)
+        return tuple([c._grad for c in copies] + [None] * (len(needs) - len(copies)))  # None for the anchor
+
+
+class _Part(Function):
+    """y = z[a:b].reshape(shape): output k of a node that gives several as one flat array z (Checkpoint);
+    dL/dz = g in [a:b], zero elsewhere."""
+
+    @staticmethod
+    def forward(ctx, z, a, b, shape, dtype):
+        ctx.span, ctx.shape = slice(a, b), shape
+        return z[a:b].reshape(shape).astype(dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (SparseGrad(ctx.span, g.reshape(-1)),)
+
+    @staticmethod
+    def jvp(ctx, dz):
+        return dz[ctx.span].reshape(ctx.shape)
+
+
+class _Seeds(Function):
+    """y = 0 from several tensors, so that one backward from y sends each its given gradient: dL/dx_k = g_k."""
+
+    @staticmethod
+    def forward(ctx, *arrays, grads):
+        ctx.grads = grads
+        return np.zeros(())
+
+    @staticmethod
+    def backward(ctx, g):
+        return ctx.grads
+
+
+def _backward_from(outputs: Sequence, grads: Sequence) -> None:
+    """Backward from several tensors at once, output k seeded with grads[k] (one pass, as torch.autograd.backward);
+    outputs without a graph are skipped. Runs inside another backward: keeps that one's switches."""
+    pairs = [(o, g) for o, g in zip(outputs, grads) if o.requires_grad]
+    if not pairs:
+        return
+    consumable = _state.consumable
+    try:
+        if len(pairs) == 1:
+            pairs[0][0].backward(np.asarray(pairs[0][1], dtype=pairs[0][0].dtype))
+        else:
+            _Seeds.apply(*[o for o, _ in pairs], grads=tuple(np.asarray(g, dtype=o.dtype) for o, g in pairs)).backward()
+    finally:
+        _state.consumable = consumable
+
+
+_ANCHOR: list = []  # one leaf that requires grad, so a checkpoint of constants still gets a node (see checkpoint)
+
+
+def checkpoint(fn: Any, *args: Any) -> Any:
+    """fn(*args) (Tensors in, a Tensor or tuple of Tensors out), keeping none of fn's intermediates: backward
+    runs fn again and differentiates it (torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)).
+
+    Memory: the inputs and outputs only, until backward, which then holds one run of fn's graph at a time.
+    Outside a graph (no_grad) and in forward mode (jvp) fn simply runs. Randomness inside fn is the caller's.
+    Under tr.grad the checkpoint's own inputs get their gradients; leaves fn closes over get theirs in .grad.
+    """
+    if not _state.grad_enabled or _state.forward is not None:
+        return fn(*args)
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    if not any(t.requires_grad for t in tensors):  # fn may still use parameters: only running it again tells
+        if not _ANCHOR:
+            _ANCHOR.append(Tensor(np.zeros(()), requires_grad=True, name="checkpoint"))
+        tensors.append(_ANCHOR[0])
+    out = Checkpoint.apply(*tensors, fn=fn, args=args)
+    ctx = out._ctx
+    if ctx.layout is None:
+        return out
+    return tuple([_Part.apply(out, a=a, b=b, shape=shape, dtype=dtype) for a, b, shape, dtype in ctx.layout])
