@@ -838,19 +838,6 @@ class _Part(Function):
         return dz[ctx.span].reshape(ctx.shape)
 
 
-class _Seeds(Function):
-    """y = 0 from several tensors, so that one backward from y sends each its given gradient: dL/dx_k = g_k."""
-
-    @staticmethod
-    def forward(ctx, *arrays, grads):
-        ctx.grads = grads
-        return np.zeros(())
-
-    @staticmethod
-    def backward(ctx, g):
-        return ctx.grads
-
-
 def _backward_from(outputs: Sequence, grads: Sequence) -> None:
     """Backward from several tensors at once, output k seeded with grads[k] (one pass, as torch.autograd.backward);
     outputs without a graph are skipped. Runs inside another backward: keeps that one's switches."""
@@ -859,10 +846,7 @@ def _backward_from(outputs: Sequence, grads: Sequence) -> None:
         return
     consumable = _state.consumable
     try:
-        if len(pairs) == 1:
-            pairs[0][0].backward(np.asarray(pairs[0][1], dtype=pairs[0][0].dtype))
-        else:
-            _Seeds.apply(*[o for o, _ in pairs], grads=tuple(np.asarray(g, dtype=o.dtype) for o, g in pairs)).backward()
+        run_backward([o for o, _ in pairs], [np.asarray(g, dtype=o.dtype) for o, g in pairs])
     finally:
         _state.consumable = consumable
 
