@@ -83,7 +83,7 @@ def loss_and_omega(rnn, idx):
     for d, h in zip(delta[1:], states):                             # δ_{k+1} and h_{k+1}, k = 0 … T−1
         back = (d * (1 - h * h)) @ rnn.cell.W_hh                     # δ_{k+1} ∂h_{k+1}/∂h_k
         omega = omega + (((back * back).sum(axis=-1).sqrt() / (d * d).sum(axis=-1).sqrt() - 1) ** 2).mean()
-    return L, omega, np.linalg.norm(delta[0].numpy(), axis=-1).mean()
+    return L, omega, np.array([np.linalg.norm(d.numpy(), axis=-1).mean() for d in delta])  # ‖∂L/∂h_k‖, k = 0 … T
 
 
 rnn = nn.CharRNN(V, Hn, rng=np.random.default_rng(0))
@@ -106,12 +106,13 @@ print(f"(4) Ω = {omega.item():.4f} over T = {T} steps; its gradient by create_g
 STEPS, ALPHA = (40 if QUICK else 300), 1.0
 test = np.random.default_rng(99).integers(0, V, (T, B))
 print(f"(5) ‖∂L/∂h_0‖ (mean over {B} test sequences of length {T}) at the start: "
-      f"{loss_and_omega(nn.CharRNN(V, Hn, rng=np.random.default_rng(0)), test)[2]:.2e}")
+      f"{loss_and_omega(nn.CharRNN(V, Hn, rng=np.random.default_rng(0)), test)[2][0]:.2e}")
 for alpha in (0.0, ALPHA):
     rnn, rng = nn.CharRNN(V, Hn, rng=np.random.default_rng(0)), np.random.default_rng(1)
     for step in range(STEPS):
         L, omega, _ = loss_and_omega(rnn, rng.integers(0, V, (T, B)))
         for p, g in zip(rnn.parameters(), tr.grad(L + alpha * omega, rnn.parameters())):
             p.data -= 0.1 * np.clip(g.numpy(), -1, 1)                 # clipping: Ω alone lets gradients explode
-    L, omega, dh0 = loss_and_omega(rnn, test)
-    print(f"    after {STEPS} steps with α = {alpha}: L = {L.item():.4f}, Ω = {omega.item():.3f}, ‖∂L/∂h_0‖ = {dh0:.2e}")
+    L, omega, dh = loss_and_omega(rnn, test)
+    print(f"    after {STEPS} steps with α = {alpha}: L = {L.item():.4f}, Ω = {omega.item():.3f}, ‖∂L/∂h_0‖ = {dh[0]:.2e}")
+    print("      ‖∂L/∂h_k‖, k = 0, 5, 10, 15, 20 (lab influence's last row):", "  ".join(f"{v:.1e}" for v in dh[::5]))
