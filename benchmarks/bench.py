@@ -1,6 +1,7 @@
 """`make bench`: one min-char-rnn training step through tinygrad_rnn (op-level and fused), a hand-written
 NumPy step (numpy_reference.py) and PyTorch eager (torch_reference.py, when the `bench` extra is
-installed), side by side in one process, float64 and float32; then the peak memory of a T=10,000 sequence.
+installed), and the op-level step written out as NumPy by tr.trace ("traced"), side by side in one process,
+float64 and float32; then the peak memory of a T=10,000 sequence.
 
 Step: forward over T steps, summed cross-entropy, backward, clip every gradient to [-5, 5], Adagrad,
 with the state carried from chunk to chunk. All runs start from the same weights and are checked to give
@@ -19,6 +20,7 @@ import tracemalloc
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before NumPy loads BLAS;
     os.environ.setdefault(_name, "1")                                          # the library sets none
 
+import tinygrad_rnn as tr  # noqa: E402
 from tinygrad_rnn import nn  # noqa: E402
 
 import numpy as np
@@ -88,6 +90,37 @@ class EngineRun:
         return loss.item()
 
 
+class TracedRun:
+    """The op-level model's step written out as NumPy by tr.trace (forward, the engine's backward), then the
+    same clip and Adagrad as the NumPy run: no graph, no per-op bookkeeping."""
+    name = "traced"
+
+    def __init__(self, config):
+        self.model = config.model()
+        self.chunks, self.keys, self.lstm = Chunks(config), KEYS[config.cell], config.cell == "lstm"
+        self.state = (config.zeros(), config.zeros()) if self.lstm else (config.zeros(),)
+        self.mem = {k: np.zeros_like(p.data) for k, p in self.model.named_parameters().items()}
+        model = self.model
+
+        def step(idx, targets, *state):
+            logits, last = model(idx, tuple(state) if self.lstm else state[0])
+            return nn.cross_entropy(logits, targets), last
+        inputs, targets = Chunks(config).next()
+        self.prog = tr.trace(step, inputs, targets, *self.state, params=model.named_parameters())
+
+    def weights(self):
+        return {self.keys[k]: p.data for k, p in self.model.named_parameters().items()}
+
+    def step(self):
+        inputs, targets = self.chunks.next()
+        loss, grads, self.state = self.prog(inputs, targets, *self.state)
+        for k, p in self.model.named_parameters().items():  # min-char-rnn's clip and Adagrad
+            d = np.clip(grads[k], -5, 5)
+            self.mem[k] += d * d
+            p.data += -LR * d / np.sqrt(self.mem[k] + 1e-8)
+        return float(loss)
+
+
 class NumpyRun:
     name = "numpy"
 
@@ -130,7 +163,7 @@ class TorchRun:
 
 
 def make_runs(config):
-    runs = [EngineRun(config, fused=False), EngineRun(config, fused=True), NumpyRun(config)]
+    runs = [EngineRun(config, fused=False), EngineRun(config, fused=True), NumpyRun(config), TracedRun(config)]
     return runs if torch is None else runs + [TorchRun(config)]
 
 
@@ -170,8 +203,8 @@ def time_rounds(runs, rounds, steps):
 
 
 def speed_tables(rounds, quick):
-    names = ["op-level", "fused", "numpy"] + ([] if torch is None else ["torch"])
-    ratios = [("op-level", "numpy"), ("fused", "numpy")] + ([] if torch is None else
+    names = ["op-level", "fused", "numpy", "traced"] + ([] if torch is None else ["torch"])
+    ratios = [("op-level", "numpy"), ("fused", "numpy"), ("traced", "numpy")] + ([] if torch is None else
                                                             [("op-level", "torch"), ("fused", "torch")])
     for dtype in (np.float64, np.float32):
         print(f"\n{np.dtype(dtype).name}: ms per training step, median of {rounds} rounds; "

@@ -1,7 +1,8 @@
 """Regenerate the README's pictures in docs/img/: the Deep Learning book's unfolded graph (Fig. 10.3) of an
 RNN and an LSTM, an RNN's ‖∂L/∂h(t)‖ fading back in time, the op-level graphs they stand for, and the
 lab's vanishing and influence plots, and the quadratic-error lesson's curves. Fixed random generators, so the
-files only change when the drawing code does; `--timed` also redraws `lab rtrl`'s plot of measured times.
+files only change when the drawing code does; `--timed` also redraws the plots of measured times (`lab rtrl`,
+`lab memory`).
 
     python examples/make_pictures.py [--timed]   (needs Graphviz's dot: apt-get install graphviz)
 """
@@ -53,9 +54,10 @@ def lstm_grads() -> Path:
 
 def lab_plots(timed: bool) -> list:
     """`tinygrad-rnn lab vanishing` and `lab influence` as PNG (needs matplotlib: pip install -e '.[plot]');
-    `lab rtrl` only when `timed`: it plots measured times and memory, which differ from run to run."""
+    `lab rtrl` and `lab memory` only when `timed`: they plot measured times and memory, which differ from run
+    to run."""
     from tinygrad_rnn import lab
-    names = ("vanishing", "influence") + (("rtrl",) if timed else ())
+    names = ("vanishing", "influence") + (("rtrl", "memory") if timed else ())
     return [lab.save_plot(lab.run(name), OUT / f"lab_{name}.png") for name in names]
 
 

@@ -408,7 +408,7 @@ def test_sample_bad_input(trained, args, code, says):
     (["sample", "x.npz", "--cell-type", "gru"], 2, "unrecognized arguments: --cell-type gru (see 'tinygrad-rnn sample --help')"),
     (["lab", "copies", "--fast"], 2, "unrecognized arguments: --fast (see 'tinygrad-rnn lab --help')"),
     (["--fast"], 2, "unrecognized arguments: --fast (see 'tinygrad-rnn --help')"),
-    ([], 2, "choose a command: demo, train, sample, graph, gradcheck or lab"),
+    ([], 2, "choose a command: demo, train, sample, graph, gradcheck, lab or trace"),
 ])
 def test_other_bad_usage(tmp_path, args, code, says):
     fails(code, *args, cwd=tmp_path, says=says)
@@ -423,3 +423,17 @@ def test_lstm_2000_steps_on_the_corpus_beats_the_bigram(tmp_path):
     bigram = float(re.search(r"^  bigram +([\d.]+) bits/char", out, re.M).group(1))
     bits = float(re.search(r"held-out after 2000 steps: ([\d.]+) bits/char", out).group(1))
     assert bits < bigram
+
+
+def test_train_checkpoint_flag_is_stored_checked_on_resume_and_bad_values_fail(tmp_path):
+    text = text_file(tmp_path / "t.txt")
+    common = ["train", "--text", text, "--cell", "rnn", "--hidden", "8", "--seq-len", "10", "--batch", "2",
+              "--eval-every", "50", "--sample-every", "50"]
+    rc, _, err = run(*common, "--steps", "2", "--checkpoint", "slots=3", "--out", "a.npz", cwd=tmp_path)
+    assert rc == 0, err
+    from tinygrad_rnn.train import Run
+    assert Run.load(tmp_path / "a.npz").config.checkpoint == "slots=3"
+    fails(1, *common, "--steps", "3", "--resume", "a.npz", "--checkpoint", "4", cwd=tmp_path,
+          says="--checkpoint 4 does not match a.npz, which has slots=3")
+    fails(2, *common, "--steps", "2", "--checkpoint", "slots=0", "--out", "b.npz", cwd=tmp_path,
+          says="checkpoint must be k, sqrt or slots=m")

@@ -187,3 +187,36 @@ def test_12_padding_with_ignore_index_is_exactly_the_words_one_by_one():
     assert max(max_errors(out).values()) < 1e-12
     assert "padded positions' logits: 0.0 (exactly zero)" in out
     assert "'ca' -> 'at' (want 'at')" in out and "'hell' -> 'ello' (want 'ello')" in out
+
+
+def test_13_curvature_lambda_max_the_lr_boundary_and_pascanus_regularizer():
+    out = run("13_curvature.py")
+    errors = max_errors(out)
+    assert errors["power iteration - eigvalsh"] < 1e-9 and errors["H v by hvp - H @ v"] < 1e-12
+    assert errors["∇Ω·d - (Ω(θ+εd) - Ω(θ-εd))/2ε"] < 1e-6    # the create_graph gradient against differences
+    assert number(r"‖∇L‖ = ([0-9.e+-]+);", out) < 1e-10 and "all positive, a minimum" in out
+    rows = re.findall(r"^ +([0-9.]+) +[0-9.]+ +([0-9.]+) +([0-9.]+) +[0-9.e+-]+ +(settles|oscillates)", out, re.M)
+    assert len(rows) == 6
+    for c, predicted, measured, verdict in rows:                    # |1 - ηλ| per step, measured, and the verdict
+        assert abs(float(predicted) - float(measured)) < 0.02
+        assert verdict == ("settles" if float(c) < 1 else "oscillates")
+    assert "settles at η = 0.995 · 2/λ_max, oscillates at 1.005 · 2/λ_max" in out
+    dh0 = [float(v) for v in re.findall(r"with α = [0-9.]+: .*‖∂L/∂h_0‖ = ([0-9.e+-]+)", out)]
+    assert len(dh0) == 2 and dh0[1] > 1e4 * dh0[0]                  # Ω keeps the gradient arriving at h_0
+    profiles = [[float(v) for v in row.split()] for row in re.findall(r"last row\): (.*)$", out, re.M)]
+    assert len(profiles) == 2 and all(len(p) == 5 for p in profiles)
+    assert profiles[0][0] < 1e-4 * profiles[0][-1] and profiles[1][0] > 1e-2 * profiles[1][-1]  # vanishing, then not
+
+
+def test_14_the_traced_step_reads_like_lossFun_equals_the_engine_and_trains():
+    out = run("14_the_engine_writes_the_code.py")
+    assert "def step(params, idx, targets):" in out and "for t in reversed(range(" in out
+    for ours in ("dh_next + do @ out_W", "da = dh_2 * (1.0 - hs[t] * hs[t])", "dW_xh[:, idx[t]] += da.T",
+                 "dh_next = da @ W_hh", "ss[t] = fs[t] * ss[t - 1] + gs[t] * s_tildes[t]"):
+        assert ours in out, ours
+    assert max_errors(out)["traced - engine"] < 1e-12
+    lines = re.search(r"lines of code: T = 4: (\d+); T = 100: (\d+)", out)
+    assert lines[1] == lines[2]
+    losses = [float(v) for v in re.findall(r"^step +\d+ loss ([0-9.]+)", out, re.M)]
+    assert losses[-1] < 0.2 * losses[0]
+    assert "the next letters of 'hell': 'ello'" in out

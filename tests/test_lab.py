@@ -262,3 +262,26 @@ def test_lab_plots_count_steps_from_1_and_give_each_weight_its_graph_colour(resu
         assert len({(h.get_linestyle(), h.get_marker()) for h in handles}) == 2
     finally:
         plt.close(fig)
+
+
+def test_memory_lab_budgets_keep_memory_flat_and_run_the_planned_steps():
+    from tinygrad_rnn import nn
+    result = lab.run("memory", Ts=(40, 160), budgets=(4,), k=8, rtrl_up_to=40)
+    runs = result.numbers["runs"]
+    assert set(result.numbers["modes"]) == {"all stored", "every 8", "sqrt(T)", "4 slots", "RTRL"}
+    assert runs["4 slots", 160]["steps"] == nn.MemoryBudget(4).plan(160)[0] > 2 * 160
+    assert runs["every 8", 160]["steps"] == runs["sqrt(T)", 160]["steps"] == 320
+    assert ("RTRL", 160) not in runs and runs["RTRL", 40]["steps"] == 40
+    assert runs["all stored", 160]["mem"] / runs["all stored", 40]["mem"] > 2.5  # storing grows with T
+    assert max(runs["4 slots", 160]["mem"], runs["sqrt(T)", 160]["mem"]) < runs["all stored", 160]["mem"] / 2
+    assert "4 slots" in result.table and "forward steps" in result.table
+    plt = pytest.importorskip("matplotlib.pyplot")
+    fig = plt.figure()
+    try:
+        result.draw(fig)
+        left, right = fig.axes
+        assert left.get_xscale() == left.get_yscale() == right.get_xscale() == "log"
+        assert [t.get_text() for t in left.get_legend().get_texts()] == result.numbers["modes"]
+        assert "4 slots" in right.get_legend().get_texts()[3].get_text()
+    finally:
+        plt.close(fig)

@@ -39,9 +39,9 @@ def test_make_pictures_remakes_every_committed_picture_exactly(tmp_path):
             pictures.lstm_grads(), *pictures.lab_plots(timed=False), pictures.quadratic_vs_cross_entropy()]
     for path in made:
         assert path.read_bytes() == (ROOT / "docs" / "img" / path.name).read_bytes(), path.name
-    # every picture the README shows is made here, except lab rtrl's plot of measured times (--timed)
+    # every picture the README shows is made here, except the plots of measured times (--timed)
     shown = set(re.findall(r"\(docs/img/([^)]+)\)", (ROOT / "README.md").read_text(encoding="utf-8")))
-    assert shown - {p.name for p in made} == {"lab_rtrl.png"}
+    assert shown - {p.name for p in made} == {"lab_rtrl.png", "lab_memory.png"}
 
 
 def test_lesson_output_folder_is_ignored_by_git():

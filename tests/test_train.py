@@ -156,3 +156,23 @@ def test_fit_stops_a_diverging_run_in_one_line_before_saving(tmp_path):
     assert re.fullmatch(r"training diverged: the loss became \S+ nats/char at step \d+, over 100 times the "
                         r"[\d.]+ of a uniform guess", message), message
     assert len(message) < 120 and not (tmp_path / "c.npz").exists()
+
+
+def test_fit_with_checkpointing_resumes_bit_identically_and_matches_storage(tmp_path):
+    for setting in ("3", "sqrt", "slots=2"):
+        config = _config(checkpoint=setting)
+        run = Run.start(config, TEXT)
+        assert run.model.checkpoint == {"3": 3, "sqrt": "sqrt", "slots=2": nn.MemoryBudget(2)}[setting]
+        fit(run, TEXT, 4, checkpoint=tmp_path / "a.npz")
+        resumed = Run.load(tmp_path / "a.npz")
+        assert resumed.config.checkpoint == setting and resumed.model.checkpoint == run.model.checkpoint
+        fit(resumed, TEXT, 8, checkpoint=tmp_path / "a.npz")
+        straight = Run.start(config, TEXT)
+        fit(straight, TEXT, 8, checkpoint=tmp_path / "b.npz")
+        stored = Run.start(_config(), TEXT)  # every state kept: the same training, to rounding
+        fit(stored, TEXT, 8)
+        a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+        for key in a.files:
+            assert np.array_equal(a[key], b[key]), key
+        for name, p in straight.model.named_parameters().items():
+            np.testing.assert_allclose(p.data, stored.model.named_parameters()[name].data, rtol=1e-10, atol=1e-12)

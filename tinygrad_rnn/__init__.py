@@ -12,10 +12,12 @@ if _sys.argv[:1] == ["-m"] or _os.path.basename(_sys.argv[0] if _sys.argv else "
 # Importing changes nothing in the user's process (no BLAS thread settings): the tinygrad-rnn command
 # limits its own BLAS threads (cli.console).
 # engine (nodes, backward, forward mode) <- function (the ops) <- tensor (Tensor and its functions)
-from .engine import Function, detect_anomaly, grad, is_grad_enabled, jvp, no_grad, scope
+from .engine import Function, checkpoint, detect_anomaly, grad, is_grad_enabled, jvp, no_grad, scope
 from .tensor import Tensor, concat, ones, randn, stack, where, zeros
-from . import analysis, check, manual, nn, viz  # tr.nn after `import tinygrad_rnn as tr`, as torch.nn
+from .tracer import Program, trace
+from . import analysis, check, func, manual, nn, viz  # tr.nn after `import tinygrad_rnn as tr`, as torch.nn
 
 __all__ = ["Tensor", "Function", "concat", "stack", "where", "no_grad", "scope", "detect_anomaly",
-           "is_grad_enabled", "grad", "zeros", "ones", "randn", "jvp", "nn", "manual", "check", "viz", "analysis"]
+           "is_grad_enabled", "grad", "zeros", "ones", "randn", "jvp", "checkpoint", "func", "trace", "Program", "nn", "manual",
+           "check", "viz", "analysis"]
 __version__ = "0.1.0"

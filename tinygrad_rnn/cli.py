@@ -23,7 +23,8 @@ from . import _blas, _memory, check, lab, nn, viz
 from .savefile import CheckpointError, check_writable
 from .data import DataError, Vocab, load_text, ngram_baselines
 from .engine import no_grad
-from .train import _param_shapes, _training_bytes
+from .tracer import trace
+from .train import _param_shapes, _training_bytes, checkpoint_setting
 from .train import (CELL_INPUTS, CELLS, DEFAULT_LR, OPTIMIZERS, Config, Run, TrainingDiverged, fit, generate,
                     perplexity, text_sha256)
 
@@ -158,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"print a {_SAMPLE_CHARS}-character sample every N steps (default {Config.sample_every})")
     train.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
                        help=f"write the checkpoint every N steps (default {Config.checkpoint_every}), and at the end")
+    train.add_argument("--checkpoint", type=_checkpoint_flag, metavar="k|sqrt|slots=m",
+                       help="keep only some states and recompute the rest in backward: every k steps, every "
+                            "ceil(sqrt(T)), or at most m (Gruslys et al.'s schedule); default: keep every step")
 
     sample = commands.add_parser(
         "sample", formatter_class=fmt, help="generate text from a checkpoint",
@@ -211,6 +215,18 @@ def build_parser() -> argparse.ArgumentParser:
     grad.add_argument("--hidden", type=_positive_int, default=5, metavar="H", help="hidden units (default 5)")
     grad.add_argument("--steps", type=_positive_int, default=4, metavar="T", help="time steps (default 4)")
     grad.add_argument("--seed", type=_seed, default=0, metavar="S", help="initialisation seed (default 0)")
+
+    trace_cmd = commands.add_parser(
+        "trace", formatter_class=fmt, help="print the NumPy code of a training step, written by the engine",
+        description="Trace a CharRNN's training step on 'hellohello...' (tr.trace) and print the plain NumPy\n"
+                    "function the engine writes for it: the loss, the forward, then the backward it derived,\n"
+                    "the time steps rolled into loops as in min-char-rnn's lossFun.",
+        epilog=f"example: {PROG} trace --cell lstm --steps 25 -o lstm_step.py")
+    _cell_flags(trace_cmd, "rnn")
+    trace_cmd.add_argument("--steps", type=_positive_int, default=4, metavar="T", help="time steps (default 4)")
+    trace_cmd.add_argument("--hidden", type=_positive_int, default=100, metavar="H",
+                           help="hidden units (default 100, min-char-rnn's)")
+    trace_cmd.add_argument("-o", "--output", metavar="FILE", help="write the code to FILE instead of printing it")
 
     lab_cmd = commands.add_parser(
         "lab", formatter_class=fmt, help="the lecture notes' experiments on gradients through time",
@@ -327,7 +343,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             where = PROG if args.command is None else f"{PROG} {args.command}"
             raise _UsageError(f"unrecognized arguments: {' '.join(extra)} (see '{where} --help')")
         if args.command is None:
-            raise _UsageError(f"choose a command: demo, train, sample, graph, gradcheck or lab (see '{PROG} --help')")
+            raise _UsageError(f"choose a command: demo, train, sample, graph, gradcheck, lab or trace "
+                              f"(see '{PROG} --help')")
         with _sigterm_raises():
             return _COMMANDS[args.command](args)
     except _UsageError as e:
@@ -521,6 +538,7 @@ def _fresh(args: argparse.Namespace) -> tuple[Run, str]:
                         optim=optim, lr=args.lr or DEFAULT_LR[optim], clip=args.clip or Config.clip,
                         seed=Config.seed if args.seed is None else args.seed,
                         text=None if args.text is None else str(args.text.resolve()), text_sha256=text_sha256(text),
+                        checkpoint=args.checkpoint or Config.checkpoint,
                         **_schedule(args, Config()))
     except ValueError as e:  # the flags' own checks should have caught it; never a traceback
         raise _Error(str(e)) from None
@@ -542,7 +560,8 @@ def _resume(args: argparse.Namespace) -> tuple[Run, str]:
                                 ("--hidden", args.hidden, c.hidden),
                                 ("--seq-len", args.seq_len, c.seq_len), ("--batch", args.batch, c.batch),
                                 ("--optim", args.optim, c.optim), ("--lr", args.lr, c.lr),
-                                ("--clip", args.clip, c.clip), ("--seed", args.seed, c.seed)):
+                                ("--clip", args.clip, c.clip), ("--seed", args.seed, c.seed),
+                                ("--checkpoint", args.checkpoint, c.checkpoint or None)):
         if given is not None and given != stored:
             raise _Error(f"{flag} {given} does not match {args.resume}, which has {stored}; "
                          f"a resumed run keeps its checkpoint's settings")
@@ -554,6 +573,15 @@ def _resume(args: argparse.Namespace) -> tuple[Run, str]:
         raise _Error(f"{what} is not the text {args.resume} was trained on; resuming needs the same text")
     run.config = replace(c, **_schedule(args, c))
     return run, text
+
+
+def _checkpoint_flag(text: str) -> str:
+    """--checkpoint k|sqrt|slots=m, checked as the config stores it."""
+    try:
+        checkpoint_setting(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _schedule(args: argparse.Namespace, config: Config) -> dict:
@@ -799,6 +827,29 @@ def _gradcheck(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# ---- trace ----------------------------------------------------------------------------------------------
+def _trace(args: argparse.Namespace) -> int:
+    vocab, inputs, targets = _hello_sequence(args.steps)
+    _check_hello_memory(args.cell, args.hidden, args.steps, " for the trace")
+    model = nn.CharRNN(vocab.size, args.hidden, args.cell, rng=np.random.default_rng(0), **_cell_kw(args, args.cell))
+
+    def step(idx, targets):
+        return nn.cross_entropy(model(idx)[0], targets)
+    prog = trace(step, np.asarray(inputs), np.asarray(targets), params=model.named_parameters())
+    head = (f"# {PROG} trace --cell {args.cell} --steps {args.steps} --hidden {args.hidden}: the CharRNN's training "
+            f"step on 'hello...',\n# written by the engine (tr.trace); step(params, idx, targets) -> (loss, grads)\n")
+    if args.output is None:
+        print(head + prog.source, end="")
+        return 0
+    try:
+        with open(args.output, "w") as f:
+            f.write(head + prog.source)
+    except OSError as e:
+        raise _Error(f"cannot write {args.output}: {e.strerror or e}") from None
+    print(f"wrote {args.output}: {len(prog.source.splitlines())} lines")
+    return 0
+
+
 # ---- lab ------------------------------------------------------------------------------------------------
 def _lab(args: argparse.Namespace) -> int:
     if args.experiment not in lab.EXPERIMENTS:
@@ -826,4 +877,4 @@ def _lab(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"demo": _demo, "train": _train, "sample": _sample, "graph": _graph, "gradcheck": _gradcheck,
-             "lab": _lab}
+             "lab": _lab, "trace": _trace}

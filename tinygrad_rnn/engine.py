@@ -10,6 +10,14 @@ GradSums, the one piece that knows the kinds of gradient (dense, 0-d, sparse, ou
 walk() is the one walk over a graph, for pictures, checks and analysis. Forward mode (jax.jvp,
 torch.func.jvp) needs no graph: each op pushes its tangent on as it runs.
 
+Gradients of gradients (create_graph=True, as PyTorch's): the same backward loop, but the gradient
+flowing is a Tensor and each op's rule runs on Tensors (g, and its saved arrays as Tensors of the
+graph), so the rule records ordinary ops and the result can be differentiated again, to any order.
+A Function takes part when its backward is written with operators and function.py's rules' namespace
+instead of np.*: it says so with the class attribute `differentiable_backward = True`, and names what
+it saved with `saves` (one entry per saved array: input index i, "y" for its output, None for a
+constant such as a mask). Any other Function refuses under create_graph, naming itself.
+
 The engine does not import the Tensor class built on top of it (tensor.py): tensor.py hands it over
 with use_tensor_class, and the ops (function.py) build on the engine alone.
 """
@@ -24,7 +32,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 __all__ = ["Function", "SparseGrad", "OuterGrad", "no_grad", "scope", "detect_anomaly", "is_grad_enabled",
-           "jvp", "run_backward", "grad", "walk", "GradSums", "use_tensor_class"]
+           "jvp", "run_backward", "grad", "walk", "GradSums", "use_tensor_class", "checkpoint", "Checkpoint"]
 
 Tensor: Any = None  # the class of the values ops take and make; tensor.py sets it (use_tensor_class)
 
@@ -37,7 +45,7 @@ def use_tensor_class(cls: type) -> None:
 
 class _State:
     """Global switches read on every op (one object, so the hot path does one attribute lookup)."""
-    __slots__ = ("grad_enabled", "scope", "anomaly", "forward", "consumable")
+    __slots__ = ("grad_enabled", "scope", "anomaly", "forward", "consumable", "tape")
 
     def __init__(self) -> None:
         self.grad_enabled = True
@@ -45,6 +53,7 @@ class _State:
         self.anomaly = False
         self.forward = None  # inside forward mode: the token that marks this run's tangents
         self.consumable = False  # inside a backward that frees saved arrays: an op may reuse its own
+        self.tape = None  # inside tr.trace: called with every op applied (trace.py records the program)
 
 
 _state = _State()
@@ -116,6 +125,11 @@ class Function:
     # (K, *output.shape), as the built-in ops do (RTRL pushes one direction per parameter entry).
     # False (a rule of one's own): jvp sees one direction at a time, shaped like the inputs.
     batched_jvp = False
+    # True: backward is written with operators and function.py's rules' namespace, so under create_graph it
+    # runs on Tensors and is differentiated again; `saves` then says what each saved array is (input index,
+    # "y" the output, None a constant). False (an ndarray backward of one's own): create_graph refuses it.
+    differentiable_backward = False
+    saves: Optional[tuple] = None
     requires_grad = True  # read as a tensor's, by the backward runner: a node exists because a gradient is wanted
     _version = 0  # a node's output is never edited in place (see Tensor._bump_version): read as a leaf's
 
@@ -134,6 +148,12 @@ class Function:
 
     def save_for_backward(self, *arrays: Any) -> None:
         self.saved_tensors = arrays
+
+    def input_tensor(self, i: int, value: np.ndarray) -> "Tensor":
+        """Under create_graph: input i as a Tensor of the graph holding `value` (its value, which a rule that
+        did not save it recomputes): the leaf itself, or a tensor standing for the input's node."""
+        parent = self.inputs[i]
+        return _graph_tensor(value, parent) if isinstance(parent, Function) else parent
 
     def may_reuse_saved(self) -> bool:
         """True inside a backward after which the saved arrays are freed (no retain_graph): the backward
@@ -201,6 +221,8 @@ class Function:
             out._ctx = None
         if _state.forward is not None:  # forward mode: this op's tangent, from its inputs' tangents
             _push_tangent(cls, ctx, inputs, out)
+        if _state.tape is not None:  # inside tr.trace: the op, its inputs and keywords become a program line
+            _state.tape(cls, ctx, inputs, kwargs, out)
         return out
 
     def __repr__(self) -> str:
@@ -299,7 +321,7 @@ class GradSums:
     """dL/dv for every node and leaf v that backward has reached, summed over v's uses as their shares
     arrive (PyTorch's InputBuffer). The one place that knows what an op's backward may send an input:
 
-    add(v, g, like): g is an ndarray (of v's shape, 0-d included, or larger by broadcasting: summed back;
+    add(v, g, like): g is a Tensor under create_graph (summed by ops, so the sum has its graph), or an ndarray (of v's shape, 0-d included, or larger by broadcasting: summed back;
     another dtype: cast to v's), a SparseGrad (a lone one stays sparse until a second share or pop, so T
     row slices of T states never densify at once) or an OuterGrad (its factors kept, _OUTER_ROWS rows at
     most, then summed in one product). pop(v, like) returns (array of v's shape and dtype, owned): owned
@@ -333,6 +355,11 @@ class GradSums:
                 g.add_to(self._own(v, like))
         else:
             if kind is not np.ndarray or g.shape != like.shape or g.dtype != like.dtype:
+                if kind is Tensor:  # create_graph: a share with its own graph, summed by the graph's Add
+                    g = g if g.shape == like.shape else _fit_tensor(g, like.shape, op)
+                    pending = self.pending.get(v)
+                    self.pending[v] = g if pending is None else pending + g
+                    return first
                 g = _fit(g, like, op)
             self._add_dense(v, g, like, False)
         return first
@@ -391,32 +418,41 @@ class GradSums:
 _OUTER_ROWS = 512  # rows of OuterGrad factors collected before one product
 
 
-def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, inputs: Optional[Sequence] = None):
+def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, inputs: Optional[Sequence] = None,
+                 create_graph: bool = False):
     """Send dL/d(root) (the seeds) to every leaf, latest-created node first (as PyTorch's engine does).
 
     Nodes are numbered at creation, after their inputs, so taking the highest number waiting means every
     use of a node has already sent its share: a topological order from a heap, no recursion, no sort.
     Leaves' .grad get their gradients added (+=); with `inputs` (tr.grad) those tensors' gradients are
     returned instead, and no .grad is touched. Without retain_graph a node's saved arrays are freed once it
-    has run; the nodes stay, small, for pictures of the graph.
+    has run; the nodes stay, small, for pictures of the graph. With create_graph the seeds and gradients are
+    Tensors and each rule runs on Tensors (_graph_input_grads), recording the ops of a graph of their own;
+    only the nodes that lead to `inputs` run then (another node's rule may not be differentiable).
     """
     sums, waiting, anomaly = GradSums(), [], _state.anomaly
+    useful = None if not (create_graph and inputs) else _leading_to(roots, inputs)
     for root, seed in zip(roots, seeds):
         if sums.add(_vertex(root), seed, root.data) and root._ctx is not None:
             heapq.heappush(waiting, (-root._ctx.seq, root._ctx))
     wanted = None if inputs is None else {_vertex(t): None for t in inputs}
-    _state.consumable = not retain_graph
+    grad_enabled, _state.consumable = _state.grad_enabled, not retain_graph
     try:
+        _state.grad_enabled = grad_enabled or create_graph  # create_graph: the rules' ops are recorded
         while waiting:
             ctx = heapq.heappop(waiting)[1]
             grad, owned = sums.pop(ctx, ctx._out_like)
             if wanted is not None:
                 if ctx in wanted:
-                    wanted[ctx] = grad if owned else grad.copy()
+                    wanted[ctx] = grad if owned or create_graph else grad.copy()
             elif ctx._retain:  # dL/d(this op's output) kept on the node: its tensor reads it as .grad
-                ctx._grad = grad.copy() if ctx._grad is None else np.add(ctx._grad, grad, out=ctx._grad)
-            for parent, g in zip(ctx.inputs, _input_grads(ctx, grad, retain_graph)):
-                if g is None or not parent.requires_grad:
+                value = grad.data if create_graph else grad
+                ctx._grad = value.copy() if ctx._grad is None else np.add(ctx._grad, value, out=ctx._grad)
+            if useful is not None and ctx not in useful:  # create_graph: this node leads to none of the inputs
+                continue
+            rule = _graph_input_grads if create_graph else _input_grads
+            for parent, g in zip(ctx.inputs, rule(ctx, grad, retain_graph)):
+                if g is None or not parent.requires_grad or useful is not None and parent not in useful:
                     continue
                 if anomaly:
                     _check_finite(g, ctx)
@@ -427,13 +463,17 @@ def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, i
             g, owned = sums.pop(leaf, leaf.data)
             if wanted is not None:
                 if leaf in wanted:
-                    wanted[leaf] = g if owned else g.copy()
-            elif leaf._grad is None:
+                    wanted[leaf] = g if owned or create_graph else g.copy()
+                continue
+            if create_graph:
+                g, owned = g.data, False  # t.backward(create_graph=True): .grad stays an ndarray
+            if leaf._grad is None:
                 leaf._grad = g if owned else g.copy()
             else:
                 leaf._grad += g  # +=, never =: gradients accumulate over backward calls, as PyTorch's
     finally:
         _state.consumable = False
+        _state.grad_enabled = grad_enabled
     return None if wanted is None else [wanted[_vertex(t)] for t in inputs]
 
 
@@ -460,6 +500,78 @@ def _input_grads(ctx: Function, grad: np.ndarray, retain_graph: bool) -> tuple:
     return input_grads
 
 
+def _graph_input_grads(ctx: Function, grad: "Tensor", retain_graph: bool) -> tuple:
+    """create_graph's _input_grads: ctx's rule on Tensors, its saved arrays handed to it as Tensors of the graph
+    (a saved input is that input, a saved output ctx's own, see _saved_as_tensors); an ndarray rule refuses."""
+    if not ctx.differentiable_backward:
+        instead = getattr(ctx, "create_graph_hint", None) or (
+            "write it with operators and function.py's rules' namespace and set differentiable_backward = True")
+        raise RuntimeError(f"{ctx.name}: its backward works on ndarrays, so it cannot be differentiated again "
+                           f"(create_graph=True); {instead}")
+    arrays = ctx.saved_tensors
+    if arrays is not _FREED and arrays:
+        for parent in ctx.inputs:  # stale arrays are found on the arrays themselves, before they become Tensors
+            if parent._version > ctx.seq:
+                _check_not_stale(ctx, parent)
+        ctx.saved_tensors = _saved_as_tensors(ctx, arrays)
+    try:
+        input_grads = _input_grads(ctx, grad, True)
+    finally:
+        ctx.saved_tensors = arrays
+    if not retain_graph and arrays:
+        ctx.saved_tensors = _FREED
+    for g in input_grads:
+        if g is not None and not isinstance(g, Tensor):
+            raise RuntimeError(f"{ctx.name}.backward returned a {type(g).__name__} under create_graph; "
+                               "a differentiable backward returns Tensors (see function.py's rules' namespace)")
+    return input_grads
+
+
+def _saved_as_tensors(ctx: Function, arrays: tuple) -> tuple:
+    """ctx's saved arrays as its rule reads them under create_graph, by `saves`: input i as that input (a leaf)
+    or a tensor standing for its node, "y" one standing for ctx's output, None (a constant) the array itself."""
+    saves = ctx.saves
+    if saves is None or len(saves) != len(arrays):
+        raise RuntimeError(f"{ctx.name}: differentiable_backward is set but `saves` does not say what each of its "
+                           f"{len(arrays)} saved arrays is (an input index, \"y\" for the output, None for a constant)")
+    return tuple([a if role is None else _graph_tensor(a, ctx) if role == "y" else ctx.input_tensor(role, a)
+                  for role, a in zip(saves, arrays)])
+
+
+def _graph_tensor(value: np.ndarray, node: Function) -> "Tensor":
+    """A tensor of the graph standing for node's output, holding its value (the node keeps none): what a
+    create_graph rule reads for a saved input or output, so the ops it records link to that node. Inside
+    forward mode it carries the node's tangent (hvp: forward mode over this backward)."""
+    t = Tensor.__new__(Tensor)
+    t.data, t._grad, t.requires_grad, t._ctx = value, None, True, node
+    t._name, t._version, t._tangent = None, 0, None if _node_tangents is None else _node_tangents.get(node)
+    return t
+
+
+def _leading_to(roots: Sequence, inputs: Sequence) -> set:
+    """The vertices behind roots from which one of inputs can be reached (itself included)."""
+    targets = {_vertex(t) for t in inputs}
+    useful: set = set()
+    for root in roots:
+        for v in walk(root):  # inputs before the ops that use them
+            if v in targets or isinstance(v, Function) and any(p in useful for p in v.inputs):
+                useful.add(v)
+    return useful
+
+
+def _fit_tensor(g: "Tensor", shape: tuple, op: Optional[Function]) -> "Tensor":
+    """A Tensor share summed back over broadcast axes to shape (create_graph's _fit), by the graph's ops."""
+    from .function import sum_to  # the rules' namespace sits on the engine: imported when first needed
+    try:
+        fitted = sum_to(g, shape)
+    except (ValueError, IndexError):
+        fitted = None
+    if fitted is None or fitted.shape != shape:
+        who = "backward: the seed is a gradient" if op is None else f"{op.name}.backward returned a gradient"
+        raise RuntimeError(f"{who} of shape {g.shape} for an input of shape {shape}")
+    return fitted
+
+
 def walk(root: Any) -> list:
     """Every vertex of the graph behind root, each once, inputs before the ops that use them: op nodes
     (Function) and leaf tensors, in a stable order (first inputs first). An explicit stack: any depth.
@@ -483,9 +595,9 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: Opti
 
     outputs, inputs: a Tensor or a sequence of them; grad_outputs: one seed per output (None: 1.0 for a
     one-entry output). An input the outputs do not depend on raises, unless allow_unused (then None).
+    create_graph=True returns Tensors with a graph of their own, to be differentiated again (inputs may be
+    intermediates, h_t say); retain_graph defaults to create_graph.
     """
-    if create_graph:
-        raise NotImplementedError("grad: create_graph=True is not available yet")
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     single = isinstance(inputs, Tensor)
     inputs = [inputs] if single else list(inputs)
@@ -506,20 +618,22 @@ def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, retain_graph: Opti
                 raise RuntimeError(f"grad: output {k} has shape {out.shape}; a non-scalar output needs "
                                    "grad_outputs")
             seed = np.ones_like(out.data)
-        seed = np.asarray(seed.data if isinstance(seed, Tensor) else seed, dtype=out.dtype)
+        if not (create_graph and isinstance(seed, Tensor)):  # a Tensor seed keeps its graph under create_graph
+            seed = np.asarray(seed.data if isinstance(seed, Tensor) else seed, dtype=out.dtype)
         if seed.shape != out.shape:
             raise ValueError(f"grad: grad_outputs[{k}] has shape {seed.shape} but output {k} has shape {out.shape}")
-        seeds.append(seed)
+        seeds.append(Tensor(seed) if create_graph and not isinstance(seed, Tensor) else seed)
     for k, t in enumerate(inputs):
         if not t.requires_grad:
             raise RuntimeError(f"grad: input {k}{_called(t)} does not require grad")
-    found = run_backward(outputs, seeds, bool(retain_graph), inputs)
+    retain = create_graph if retain_graph is None else retain_graph
+    found = run_backward(outputs, seeds, bool(retain), inputs, create_graph)
     result = []
     for k, (t, g) in enumerate(zip(inputs, found)):
         if g is None and not allow_unused:
             raise RuntimeError(f"grad: input {k}{_called(t)} is not used by the outputs' graph "
                                "(allow_unused=True returns None for it)")
-        result.append(None if g is None else Tensor(g))
+        result.append(None if g is None else g if create_graph else Tensor(g))
     return tuple(result)
 
 
@@ -552,8 +666,9 @@ def _as_grad_tuple(input_grads: Any, ctx: Function) -> tuple:
 
 
 def _check_finite(g: Any, ctx: Function) -> None:
-    """detect_anomaly's check of one gradient an op's backward sent (dense, sparse or outer factors)."""
-    parts = (g.u, g.v) if type(g) is OuterGrad else (g.values,) if type(g) is SparseGrad else (np.asarray(g),)
+    """detect_anomaly's check of one gradient an op's backward sent (dense, sparse, outer factors, a Tensor)."""
+    parts = (g.u, g.v) if type(g) is OuterGrad else (g.values,) if type(g) is SparseGrad else \
+        (g.data,) if isinstance(g, Tensor) else (np.asarray(g),)
     for part in parts:
         if not np.isfinite(part).all():
             where = f" created in scope {ctx.scope!r}" if ctx.scope else " created outside any scope"
@@ -618,21 +733,30 @@ def _push_tangent(cls: type, ctx: Function, inputs: tuple, out: Tensor) -> None:
         raise RuntimeError(f"{cls.__name__}.jvp returned a tangent of shape {shape} "
                            f"for an output of shape {out.shape}") from None
     out._tangent = (_state.forward, t_out)
+    if _node_tangents is not None and out._ctx is not None:  # for a create_graph backward inside (hvp)
+        _node_tangents[out._ctx] = out._tangent
+
+
+_node_tangents: Optional[dict] = None  # node -> its output's (token, tangent), in _forward_mode(keep_nodes=True)
 
 
 @contextlib.contextmanager
-def _forward_mode(seeds: Sequence[tuple]) -> Iterator[None]:
-    """Inside, ops push tangents; `seeds` are pairs (tensor, tangent (K, *tensor.shape))."""
+def _forward_mode(seeds: Sequence[tuple], keep_nodes: bool = False) -> Iterator[None]:
+    """Inside, ops push tangents; `seeds` are pairs (tensor, tangent (K, *tensor.shape)). keep_nodes: graph
+    nodes keep their output's tangent too, until the end (tr.func's forward over reverse reads them)."""
+    global _node_tangents
     if _state.forward is not None:
         raise RuntimeError("jvp: forward mode inside forward mode (nested jvp) is not supported")
     token = object()
     for t, tangent in seeds:
         t._tangent = (token, tangent)
     _state.forward = token
+    _node_tangents = {} if keep_nodes else None
     try:
         yield
     finally:
         _state.forward = None
+        _node_tangents = None
         for t, _ in seeds:
             t._tangent = None
 
@@ -662,3 +786,104 @@ def jvp(fn: Any, primals: Sequence, tangents: Sequence) -> tuple[Tensor, np.ndar
         tangent = _tangent_of(out)
     out._tangent = None
     return out, (np.zeros_like(out.data) if tangent is None else np.array(tangent[0]))
+
+
+# ---- recomputation instead of storage ---------------------------------------------------------------
+# torch.utils.checkpoint(use_reentrant=False); Chen et al. 2016, "Training Deep Nets with Sublinear Memory
+# Cost". Uses the backward runner only through Tensor.backward, as any caller does.
+class Checkpoint(Function):
+    """y = fn(*x) with none of fn's intermediates kept (forward under no_grad);
+    dL/dx: fn runs again on copies of x with a graph, and that graph is differentiated with dL/dy as seed.
+    Leaves fn closes over (parameters) get their share added into .grad by that inner backward, as PyTorch's.
+    Several outputs travel as one flat array, split again by _Part nodes."""
+
+    @staticmethod
+    def forward(ctx, *arrays, fn, args):
+        ctx.fn = fn  # the arguments, their tensors' places held by None: the saved arrays stand in for them
+        ctx.places = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+        ctx.args = tuple([None if isinstance(a, Tensor) else a for a in args])
+        ctx.save_for_backward(*arrays[:len(ctx.places)])  # the inputs (not the anchor): all that is kept
+        with no_grad():
+            out = fn(*args)
+        ctx.layout = None  # one output
+        if isinstance(out, Tensor):
+            return out.data
+        if not isinstance(out, (tuple, list)) or not out or not all(isinstance(o, Tensor) for o in out):
+            raise TypeError(f"checkpoint: fn must return a Tensor or a tuple of Tensors, got {type(out).__name__}")
+        ctx.layout, start = [], 0
+        for o in out:  # (start, end, shape, dtype) of each output in the flat array
+            ctx.layout.append((start, start + o.data.size, o.shape, o.dtype))
+            start += o.data.size
+        return np.concatenate([o.data.ravel() for o in out])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grads = [grad_out] if ctx.layout is None else \
+            [grad_out[a:b].reshape(shape) for a, b, shape, _ in ctx.layout]
+        arrays, needs = ctx.saved_tensors, ctx.needs_input_grad
+        copies = [Tensor(np.empty(0)) for _ in ctx.places]  # fresh leaves on the saved arrays (not copied)
+        args = list(ctx.args)
+        for i, c, a, need in zip(ctx.places, copies, arrays, needs):
+            c.data, c.requires_grad = a, need and np.issubdtype(a.dtype, np.floating)
+            args[i] = c
+        with scope(ctx.scope) if ctx.scope else contextlib.nullcontext():
+            out = ctx.fn(*args)
+        outs = (out,) if ctx.layout is None else tuple(out)
+        _backward_from(outs, grads)
+        return tuple([c._grad for c in copies] + [None] * (len(needs) - len(copies)))  # None for the anchor
+
+
+class _Part(Function):
+    """y = z[a:b].reshape(shape): output k of a node that gives several as one flat array z (Checkpoint);
+    dL/dz = g in [a:b], zero elsewhere."""
+
+    @staticmethod
+    def forward(ctx, z, a, b, shape, dtype):
+        ctx.span, ctx.shape = slice(a, b), shape
+        return z[a:b].reshape(shape).astype(dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (SparseGrad(ctx.span, g.reshape(-1)),)
+
+    @staticmethod
+    def jvp(ctx, dz):
+        return dz[ctx.span].reshape(ctx.shape)
+
+
+def _backward_from(outputs: Sequence, grads: Sequence) -> None:
+    """Backward from several tensors at once, output k seeded with grads[k] (one pass, as torch.autograd.backward);
+    outputs without a graph are skipped. Runs inside another backward: keeps that one's switches."""
+    pairs = [(o, g) for o, g in zip(outputs, grads) if o.requires_grad]
+    if not pairs:
+        return
+    consumable = _state.consumable
+    try:
+        run_backward([o for o, _ in pairs], [np.asarray(g, dtype=o.dtype) for o, g in pairs])
+    finally:
+        _state.consumable = consumable
+
+
+_ANCHOR: list = []  # one leaf that requires grad, so a checkpoint of constants still gets a node (see checkpoint)
+
+
+def checkpoint(fn: Any, *args: Any) -> Any:
+    """fn(*args) (Tensors in, a Tensor or tuple of Tensors out), keeping none of fn's intermediates: backward
+    runs fn again and differentiates it (torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)).
+
+    Memory: the inputs and outputs only, until backward, which then holds one run of fn's graph at a time.
+    Outside a graph (no_grad) and in forward mode (jvp) fn simply runs. Randomness inside fn is the caller's.
+    Under tr.grad the checkpoint's own inputs get their gradients; leaves fn closes over get theirs in .grad.
+    """
+    if not _state.grad_enabled or _state.forward is not None:
+        return fn(*args)
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    if not any(t.requires_grad for t in tensors):  # fn may still use parameters: only running it again tells
+        if not _ANCHOR:
+            _ANCHOR.append(Tensor(np.zeros(()), requires_grad=True, name="checkpoint"))
+        tensors.append(_ANCHOR[0])
+    out = Checkpoint.apply(*tensors, fn=fn, args=args)
+    ctx = out._ctx
+    if ctx.layout is None:
+        return out
+    return tuple([_Part.apply(out, a=a, b=b, shape=shape, dtype=dtype) for a, b, shape, dtype in ctx.layout])

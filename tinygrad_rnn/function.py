@@ -7,6 +7,16 @@ leading axis of K directions, (K, *shape), and None for an input that does not m
 Shapes are checked here, where the op's name is known, so a mismatch reads
 `matmul: (3, 4) @ (5, 6): inner dimensions 4 and 5 differ`.
 Gradients over broadcast axes are summed back to each input's shape by the engine.
+
+Each backward is written once, for both of the engine's modes (JAX's rules in lax ops, PyTorch's
+derivatives.yaml): with Python operators, the methods ndarray and Tensor share (.T, .reshape, .sum,
+.transpose) and the functions of the rules' namespace below, which run NumPy on ndarrays and the ops
+here on Tensors. A first-order backward gets ndarrays (fast, as ever); under create_graph=True the
+engine passes g and the saved values as Tensors of the graph (`saves` says which saved array is which
+input, or the output "y"; None marks a constant such as a mask), so the same rule records ops and its
+result can be differentiated again, to any order.
+`lowering` is the op as a line of NumPy for tr.trace's program (tracer.py): {y} the output, {a} {b} {c}
+the inputs, {ctx.…} the node's fields, {kw[…]} the op's keywords, {dtype} the output's dtype, {dot} a @ b.
 """
 from __future__ import annotations
 
@@ -14,11 +24,94 @@ from typing import Sequence
 
 import numpy as np
 
+from . import engine
 from .engine import Function, OuterGrad, SparseGrad
 
 __all__ = ["Add", "Sub", "Mul", "Div", "Pow", "Neg", "MatMul", "Affine", "Exp", "Log", "Tanh", "Sigmoid",
            "Relu", "Sqrt", "Abs", "Clip", "Sum", "Mean", "Max", "Softmax", "LogSoftmax", "Reshape",
-           "Transpose", "GetItem", "Concat", "Stack", "Where"]
+           "Transpose", "GetItem", "Concat", "Stack", "Where", "BroadcastTo", "ScatterAdd"]
+
+
+# ---- the rules' namespace: NumPy for ndarrays (first order), the ops below for Tensors (create_graph) ----
+def _is_tensor(x) -> bool:
+    return isinstance(x, engine.Tensor)
+
+
+def value(x):
+    """The array of x, a Tensor or an array: for masks and other constants a rule derives from its values."""
+    return x.data if _is_tensor(x) else x
+
+
+def exp(x):
+    return Exp.apply(x) if _is_tensor(x) else np.exp(x)
+
+
+def log(x):
+    return Log.apply(x) if _is_tensor(x) else np.log(x)
+
+
+def sigmoid(x):
+    return Sigmoid.apply(x) if _is_tensor(x) else _sigmoid(x)
+
+
+def where(cond, a, b):
+    """a where cond, else b; cond is a constant (no gradient flows into a choice)."""
+    if not (_is_tensor(a) or _is_tensor(b)):
+        return np.where(cond, a, b)
+    like = a if _is_tensor(a) else b
+    return Where.apply(value(cond), a if _is_tensor(a) else like._lift(a), b if _is_tensor(b) else like._lift(b))
+
+
+def broadcast_to(x, shape: tuple):
+    """x repeated over the axes that shape adds or stretches (the backward of a sum)."""
+    if not _is_tensor(x):
+        return np.broadcast_to(x, shape)
+    return x if x.shape == tuple(shape) else BroadcastTo.apply(x, shape=tuple(shape))
+
+
+def sum_to(x, shape: tuple):
+    """x summed over the axes broadcasting added or stretched, back to shape (the backward of a broadcast)."""
+    if not _is_tensor(x):
+        return engine._unbroadcast(x, shape)
+    if x.shape == tuple(shape):
+        return x
+    extra = x.ndim - len(shape)
+    stretched = tuple(i + extra for i, n in enumerate(shape) if n == 1 and x.shape[i + extra] != 1)
+    return x.sum(axis=tuple(range(extra)) + stretched).reshape(shape)
+
+
+def outer(u, v):
+    """sum over rows of u^T v, u (..., H), v (..., D): a weight's gradient dL/dW of W x;
+    kept as its factors (OuterGrad) in first order, so the engine sums a weight's T terms in one product."""
+    if not _is_tensor(u):
+        return OuterGrad(u, v)
+    rows = u.reshape(-1, u.shape[-1])
+    return rows.T @ (v if _is_tensor(v) else rows._lift(v)).reshape(-1, v.shape[-1])
+
+
+def scatter_add(values, index, shape: tuple):
+    """zeros(shape) with values added at index (repeated indices add up): the backward of a gather.
+    In first order a SparseGrad, which the engine adds into .grad without building the zeros."""
+    if not _is_tensor(values):
+        return SparseGrad(index, values)
+    return ScatterAdd.apply(values, index=index, shape=tuple(shape))
+
+
+def split(x, splits, axis: int) -> tuple:
+    """x cut along axis before each index in splits (np.split), the backward of a concatenation."""
+    if not _is_tensor(x):
+        return tuple(np.split(x, splits, axis=axis))
+    bounds = [0, *[int(s) for s in splits], x.shape[axis]]
+    head = (slice(None),) * axis
+    return tuple(x[head + (slice(lo, hi),)] for lo, hi in zip(bounds[:-1], bounds[1:]))
+
+
+def unstack(x, axis: int) -> tuple:
+    """The slices of x along axis, the backward of a stack."""
+    if not _is_tensor(x):
+        return tuple(np.moveaxis(x, axis, 0))
+    head = (slice(None),) * axis
+    return tuple(x[head + (i,)] for i in range(x.shape[axis]))
 
 
 def _broadcast_error(op: str, *shapes: tuple) -> ValueError:
@@ -76,7 +169,9 @@ def _fill(tangents: Sequence, shapes: Sequence) -> list:
 class Add(Function):
     """y = a + b;  dL/da = g,  dL/db = g;  dy = da + db"""
     __slots__ = ()
+    lowering = "{y} = {a} + {b}"
     batched_jvp = True
+    differentiable_backward = True
 
     @staticmethod
     def forward(ctx, a, b):
@@ -94,7 +189,9 @@ class Add(Function):
 class Sub(Function):
     """y = a - b;  dL/da = g,  dL/db = -g;  dy = da - db"""
     __slots__ = ()
+    lowering = "{y} = {a} - {b}"
     batched_jvp = True
+    differentiable_backward = True
 
     @staticmethod
     def forward(ctx, a, b):
@@ -112,7 +209,10 @@ class Sub(Function):
 class Mul(Function):
     """y = a * b;  dL/da = g * b,  dL/db = g * a;  dy = da * b + a * db"""
     __slots__ = ()
+    lowering = "{y} = {a} * {b}"
     batched_jvp = True
+    differentiable_backward = True
+    saves = (0, 1)
 
     @staticmethod
     def forward(ctx, a, b):
@@ -134,7 +234,10 @@ class Mul(Function):
 class Div(Function):
     """y = a / b;  dL/da = g / b,  dL/db = -g * y / b;  dy = da / b - db * y / b"""
     __slots__ = ()
+    lowering = "{y} = {a} / {b}"
     batched_jvp = True
+    differentiable_backward = True
+    saves = (1, "y")
 
     @staticmethod
     def forward(ctx, a, b):
@@ -155,15 +258,16 @@ class Div(Function):
         return _total(_times(da, 1 / b), _times(db, -y / b))
 
 
-def _pow_partials(a: np.ndarray, b: np.ndarray, y: np.ndarray, need_a: bool, need_b: bool) -> tuple:
+def _pow_partials(a, b, y, need_a: bool, need_b: bool) -> tuple:
     """dy/da = b * a**(b-1) and dy/db = y * log(a) entrywise (None where not needed), PyTorch's edges."""
     dy_da = dy_db = None
+    av, bv = value(a), value(b)  # the edges' masks are constants
     with np.errstate(divide="ignore", invalid="ignore"):
         if need_a:  # a**0 is constant: 0, not 0 * inf, at a = 0 (as PyTorch)
-            dy_da = np.where(b == 0, 0, b * np.power(a, b - 1))
+            dy_da = where(bv == 0, 0, b * a ** (b - 1))
         if need_b:  # y * log(a) -> 0 as a -> 0 for b >= 0 (as PyTorch); undefined for a < 0
-            log_a = np.log(np.where(a > 0, a, 1))
-            dy_db = np.where(a > 0, y * log_a, np.where((a == 0) & (b >= 0), 0, np.nan))
+            log_a = log(where(av > 0, a, 1))
+            dy_db = where(av > 0, y * log_a, np.where((av == 0) & (bv >= 0), 0, np.nan))
     return dy_da, dy_db
 
 
@@ -171,7 +275,10 @@ class Pow(Function):
     """y = a ** b;  dL/da = g * b * a**(b-1),  dL/db = g * y * log(a);
     dy = da * b * a**(b-1) + db * y * log(a)"""
     __slots__ = ()
+    lowering = "{y} = {a} ** {b}"
     batched_jvp = True
+    differentiable_backward = True
+    saves = (0, 1, "y")
 
     @staticmethod
     def forward(ctx, a, b):
@@ -193,7 +300,9 @@ class Pow(Function):
 class Neg(Function):
     """y = -a;  dL/da = -g;  dy = -da"""
     __slots__ = ()
+    lowering = "{y} = -{a}"
     batched_jvp = True
+    differentiable_backward = True
 
     @staticmethod
     def forward(ctx, a):
@@ -211,7 +320,10 @@ class Neg(Function):
 class MatMul(Function):
     """y = a @ b;  dL/da = g @ b^T,  dL/db = a^T @ g;  dy = da @ b + a @ db  (1-D operands as in np.matmul)"""
     __slots__ = ()
+    lowering = "{y} = {dot}"
     batched_jvp = True
+    differentiable_backward = True
+    saves = (0, 1)
 
     @staticmethod
     def forward(ctx, a, b):
@@ -233,18 +345,18 @@ class MatMul(Function):
         if a.ndim == 2 and b.ndim == 2:  # the common case, kept free of reshaping
             return (g @ b.T if need_a else None), (a.T @ g if need_b else None)
         if a.ndim == 2 and b.ndim == 1:  # matrix-vector W @ h: dL/dW = g h^T, summed with W's other uses
-            return (OuterGrad(g, b) if need_a else None), (a.T @ g if need_b else None)
+            return (outer(g, b) if need_a else None), (a.T @ g if need_b else None)
         # general case: lift 1-D operands to matrices, then drop the added axis again
-        a2 = a[None, :] if a.ndim == 1 else a
-        b2 = b[:, None] if b.ndim == 1 else b
-        g2 = np.expand_dims(g, -1) if b.ndim == 1 else g
-        g2 = np.expand_dims(g2, -2) if a.ndim == 1 else g2
+        a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
+        b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
+        g2 = g.reshape(g.shape + (1,)) if b.ndim == 1 else g
+        g2 = g2.reshape(g2.shape[:-1] + (1,) + g2.shape[-1:]) if a.ndim == 1 else g2
         ga = gb = None
         if need_a:
-            ga = g2 @ np.swapaxes(b2, -1, -2)
+            ga = g2 @ _swap_last(b2)
             ga = ga.reshape(ga.shape[:-2] + (a.shape[-1],)) if a.ndim == 1 else ga
         if need_b:
-            gb = np.swapaxes(a2, -1, -2) @ g2
+            gb = _swap_last(a2) @ g2
             gb = gb.reshape(gb.shape[:-2] + (b.shape[0],)) if b.ndim == 1 else gb
         return ga, gb
 
@@ -261,13 +373,21 @@ class MatMul(Function):
         return dy[..., 0] if b.ndim == 1 else dy
 
 
+def _swap_last(x):
+    """x with its last two axes swapped (a stack of matrices transposed), an ndarray or a Tensor."""
+    return x.transpose(tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2))
+
+
 class Affine(Function):
     """y = W x + b (+ further terms) for a vector x, x W^T + b (+ ...) for rows of x; as PyTorch's
     F.linear, or the book's a = b + W h + U x (eq. 10.8) with U x passed as a further term;
     dL/dx = g W,  dL/dW = g^T x (summed over rows),  dL/db = g summed over rows,  dL/dterm = g;
     dy = W dx + dW x + db (+ dterms)"""
     __slots__ = ()
+    lowering = "{y} = {a} @ {b}.T + {c}{rest}"
     batched_jvp = True
+    differentiable_backward = True
+    saves = (0, 1)
 
     @staticmethod
     def forward(ctx, x, W, b, *terms):
@@ -290,7 +410,7 @@ class Affine(Function):
         x, W = ctx.saved_tensors
         need_x, need_W, need_b = ctx.needs_input_grad[:3]
         terms = (g,) * (len(ctx.inputs) - 3)
-        gW = OuterGrad(g, x) if need_W else None  # summed with W's other uses in one product
+        gW = outer(g, x) if need_W else None  # summed with W's other uses in one product
         if x.ndim == 1:
             return (g @ W if need_x else None), gW, g, *terms
         return (g @ W if need_x else None), gW, (g.reshape(-1, g.shape[-1]).sum(axis=0) if need_b else None), *terms
@@ -312,7 +432,10 @@ def _affine_tangent(x: np.ndarray, W: np.ndarray, dx, dW, db, *dterms):
 class Exp(Function):
     """y = exp(a);  dL/da = g * y;  dy = da * y"""
     __slots__ = ()
+    lowering = "{y} = np.exp({a})"
     batched_jvp = True
+    differentiable_backward = True
+    saves = ("y",)
 
     @staticmethod
     def forward(ctx, a):
@@ -334,7 +457,10 @@ class Exp(Function):
 class Log(Function):
     """y = log(a);  dL/da = g / a;  dy = da / a"""
     __slots__ = ()
+    lowering = "{y} = np.log({a})"
     batched_jvp = True
+    differentiable_backward = True
+    saves = (0,)
 
     @staticmethod
     def forward(ctx, a):
@@ -355,7 +481,10 @@ class Log(Function):
 class Tanh(Function):
     """y = tanh(a);  dL/da = g * (1 - y**2);  dy = da * (1 - y**2)"""
     __slots__ = ()
+    lowering = "{y} = np.tanh({a})"
     batched_jvp = True
+    differentiable_backward = True
+    saves = ("y",)
 
     @staticmethod
     def forward(ctx, a):
@@ -382,7 +511,10 @@ def _sigmoid(a: np.ndarray) -> np.ndarray:
 class Sigmoid(Function):
     """y = 1 / (1 + exp(-a));  dL/da = g * y * (1 - y);  dy = da * y * (1 - y)"""
     __slots__ = ()
+    lowering = "{y} = 0.5 * (1 + np.tanh(0.5 * {a}))"
     batched_jvp = True
+    differentiable_backward = True
+    saves = ("y",)
 
     @staticmethod
     def forward(ctx, a):
@@ -404,7 +536,10 @@ class Sigmoid(Function):
 class Relu(Function):
     """y = max(a, 0);  dL/da = g * (a > 0);  dy = da * (a > 0)"""
     __slots__ = ()
+    lowering = "{y} = np.maximum({a}, 0)"
     batched_jvp = True
+    differentiable_backward = True
+    saves = (None,)
 
     @staticmethod
     def forward(ctx, a):
@@ -425,7 +560,10 @@ class Relu(Function):
 class Sqrt(Function):
     """y = sqrt(a);  dL/da = g / (2 y);  dy = da / (2 y)"""
     __slots__ = ()
+    lowering = "{y} = np.sqrt({a})"
     batched_jvp = True
+    differentiable_backward = True
+    saves = ("y",)
 
     @staticmethod
     def forward(ctx, a):
@@ -447,7 +585,10 @@ class Sqrt(Function):
 class Abs(Function):
     """y = |a|;  dL/da = g * sign(a);  dy = da * sign(a)  (0 at a = 0, as PyTorch)"""
     __slots__ = ()
+    lowering = "{y} = np.abs({a})"
     batched_jvp = True
+    differentiable_backward = True
+    saves = (None,)
 
     @staticmethod
     def forward(ctx, a):
@@ -457,7 +598,7 @@ class Abs(Function):
     @staticmethod
     def backward(ctx, g):
         (a,) = ctx.saved_tensors
-        return (g * np.sign(a),)
+        return (g * np.sign(a),)  # a is a constant here (saves None): its sign does not move
 
     @staticmethod
     def jvp(ctx, da):
@@ -468,7 +609,10 @@ class Abs(Function):
 class Clip(Function):
     """y = min(max(a, lo), hi);  dL/da = g where lo <= a <= hi, else 0;  dy = da there, else 0"""
     __slots__ = ()
+    lowering = "{y} = np.clip({a}, {kw[lo]}, {kw[hi]})"
     batched_jvp = True
+    differentiable_backward = True
+    saves = (None,)
 
     @staticmethod
     def forward(ctx, a, lo=None, hi=None):
@@ -512,19 +656,21 @@ def _check_axis(op: str, axis, ndim: int) -> tuple:
     return axes
 
 
-def _expand(g: np.ndarray, shape: tuple, axis, keepdims: bool) -> np.ndarray:
+def _expand(g, shape: tuple, axis, keepdims: bool):
     """Put back the axes a reduction removed, so g broadcasts against the input."""
     if keepdims:
         return g
     if axis is None:
-        return np.reshape(g, (1,) * len(shape))
-    return np.expand_dims(g, axis)
+        return g.reshape((1,) * len(shape))
+    return g.reshape(tuple(1 if i in axis else n for i, n in enumerate(shape)))
 
 
 class Sum(Function):
     """y = sum(a, axis);  dL/da = g broadcast back over the summed axes;  dy = sum(da, axis)"""
     __slots__ = ("shape", "axis", "keepdims")
+    lowering = "{y} = {a}.sum(axis={ctx.axis}, keepdims={ctx.keepdims})"
     batched_jvp = True
+    differentiable_backward = True
 
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
@@ -535,7 +681,7 @@ class Sum(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return (np.broadcast_to(_expand(g, ctx.shape, ctx.axis, ctx.keepdims), ctx.shape),)
+        return (broadcast_to(_expand(g, ctx.shape, ctx.axis, ctx.keepdims), ctx.shape),)
 
     @staticmethod
     def jvp(ctx, da):
@@ -545,7 +691,9 @@ class Sum(Function):
 class Mean(Function):
     """y = mean(a, axis);  dL/da = g / n broadcast back (n = number of entries averaged);  dy = mean(da, axis)"""
     __slots__ = ("shape", "axis", "keepdims")
+    lowering = "{y} = {a}.mean(axis={ctx.axis}, keepdims={ctx.keepdims})"
     batched_jvp = True
+    differentiable_backward = True
 
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
@@ -557,7 +705,7 @@ class Mean(Function):
     @staticmethod
     def backward(ctx, g):
         n = np.prod(ctx.shape) if ctx.axis is None else np.prod([ctx.shape[ax] for ax in ctx.axis])
-        return (np.broadcast_to(_expand(g, ctx.shape, ctx.axis, ctx.keepdims) / n, ctx.shape),)
+        return (broadcast_to(_expand(g, ctx.shape, ctx.axis, ctx.keepdims) / n, ctx.shape),)
 
     @staticmethod
     def jvp(ctx, da):
@@ -568,7 +716,10 @@ class Max(Function):
     """y = max(a, axis);  dL/da = g at the maxima (shared equally between ties), 0 elsewhere;
     dy = da at the maximum (the mean of da over ties)"""
     __slots__ = ("axis", "keepdims")
+    lowering = "{y} = {a}.max(axis={ctx.axis}, keepdims={ctx.keepdims})"
     batched_jvp = True
+    differentiable_backward = True
+    saves = (None,)
 
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
@@ -596,7 +747,11 @@ class Max(Function):
 class Softmax(Function):
     """y = exp(a - max) / sum(exp(a - max));  dL/da = y * (g - sum(g * y));  dy = y * (da - sum(da * y))"""
     __slots__ = ("axis",)
+    lowering = ("{y} = np.exp({a} - {a}.max(axis={ctx.axis}, keepdims=True))\n"
+                "{y} = {y} / {y}.sum(axis={ctx.axis}, keepdims=True)")
     batched_jvp = True
+    differentiable_backward = True
+    saves = ("y",)
 
     @staticmethod
     def forward(ctx, a, axis=-1):
@@ -623,7 +778,11 @@ class Softmax(Function):
 class LogSoftmax(Function):
     """y = a - logsumexp(a);  dL/da = g - softmax(a) * sum(g);  dy = da - sum(softmax(a) * da)"""
     __slots__ = ("axis",)
+    lowering = ("{y} = {a} - {a}.max(axis={ctx.axis}, keepdims=True)\n"
+                "{y} = {y} - np.log(np.exp({y}).sum(axis={ctx.axis}, keepdims=True))")
     batched_jvp = True
+    differentiable_backward = True
+    saves = ("y",)
 
     @staticmethod
     def forward(ctx, a, axis=-1):
@@ -639,7 +798,7 @@ class LogSoftmax(Function):
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved_tensors
-        return (g - np.exp(y) * g.sum(axis=ctx.axis, keepdims=True),)
+        return (g - exp(y) * g.sum(axis=ctx.axis, keepdims=True),)
 
     @staticmethod
     def jvp(ctx, da):
@@ -662,7 +821,9 @@ class _View(Function):
 class Reshape(_View):
     """y = a reshaped;  dL/da = g reshaped back;  dy = da reshaped"""
     __slots__ = ("shape", "out_shape")
+    lowering = "{y} = {a}.reshape({ctx.out_shape})"
     batched_jvp = True
+    differentiable_backward = True
 
     @staticmethod
     def forward(ctx, a, shape=()):
@@ -688,7 +849,9 @@ class Reshape(_View):
 class Transpose(_View):
     """y = a with axes permuted;  dL/da = g with the inverse permutation;  dy = da with the same permutation"""
     __slots__ = ("axes",)
+    lowering = "{y} = {a}{ctx.axes!T}"
     batched_jvp = True
+    differentiable_backward = True
 
     @staticmethod
     def forward(ctx, a, axes=None):
@@ -703,7 +866,7 @@ class Transpose(_View):
 
     @staticmethod
     def backward(ctx, g):
-        return (np.transpose(g, None if ctx.axes is None else np.argsort(ctx.axes)),)
+        return (g.transpose() if ctx.axes is None else g.transpose(tuple([int(i) for i in np.argsort(ctx.axes)])),)
 
     @staticmethod
     def jvp(ctx, da):
@@ -714,7 +877,9 @@ class Transpose(_View):
 class GetItem(_View):
     """y = a[index];  dL/da = zeros with g scatter-added at index (repeated indices add up);  dy = da[index]"""
     __slots__ = ("index",)
+    lowering = "{y} = {a}[{ctx.index!i}]"
     batched_jvp = True
+    differentiable_backward = True
 
     @staticmethod
     def forward(ctx, a, index=None):
@@ -726,7 +891,10 @@ class GetItem(_View):
 
     @staticmethod
     def backward(ctx, g):
-        return (SparseGrad(ctx.index, g),)  # into a leaf's .grad directly; made dense otherwise
+        if type(g) is np.ndarray:  # first order: a SparseGrad, added into a leaf's .grad without the zeros
+            return (SparseGrad(ctx.index, g),)
+        parent = ctx.inputs[0]  # the input's shape, read only here: a node keeps no more than it must
+        return (scatter_add(g, ctx.index, (parent._out_like if isinstance(parent, Function) else parent.data).shape),)
 
     @staticmethod
     def jvp(ctx, da):
@@ -739,7 +907,9 @@ class GetItem(_View):
 class Concat(Function):
     """y = concatenate(xs, axis);  dL/dx_i = the slice of g that x_i filled;  dy = concatenate(dxs, axis)"""
     __slots__ = ("axis", "splits", "shapes")
+    lowering = "{y} = np.concatenate({list}, axis={ctx.axis})"
     batched_jvp = True
+    differentiable_backward = True
 
     @staticmethod
     def forward(ctx, *xs, axis=0):
@@ -755,7 +925,7 @@ class Concat(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return tuple(np.split(g, ctx.splits, axis=ctx.axis))
+        return split(g, ctx.splits, ctx.axis)
 
     @staticmethod
     def jvp(ctx, *dxs):
@@ -765,7 +935,9 @@ class Concat(Function):
 class Stack(Function):
     """y = stack(xs, axis);  dL/dx_i = g taken at position i along axis;  dy = stack(dxs, axis)"""
     __slots__ = ("axis",)
+    lowering = "{y} = np.stack({list}, axis={ctx.axis})"
     batched_jvp = True
+    differentiable_backward = True
 
     @staticmethod
     def forward(ctx, *xs, axis=0):
@@ -779,7 +951,7 @@ class Stack(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return tuple(np.moveaxis(g, ctx.axis, 0))
+        return unstack(g, ctx.axis)
 
     @staticmethod
     def jvp(ctx, *dxs):
@@ -790,7 +962,10 @@ class Stack(Function):
 class Where(Function):
     """y = where(cond, a, b);  dL/da = g where cond, dL/db = g where not cond;  dy = where(cond, da, db)"""
     __slots__ = ()
+    lowering = "{y} = np.where({a}, {b}, {c})"
     batched_jvp = True
+    differentiable_backward = True
+    saves = (None,)
 
     @staticmethod
     def forward(ctx, cond, a, b):
@@ -806,8 +981,7 @@ class Where(Function):
         (cond,) = ctx.saved_tensors
         _, need_a, need_b = ctx.needs_input_grad
         zero = np.zeros((), dtype=g.dtype)
-        return (None, np.where(cond, g, zero) if need_a else None,
-                np.where(cond, zero, g) if need_b else None)
+        return (None, where(cond, g, zero) if need_a else None, where(cond, zero, g) if need_b else None)
 
     @staticmethod
     def jvp(ctx, dcond, da, db):
@@ -818,3 +992,56 @@ class Where(Function):
         n = max([cond.ndim] + [d.ndim - 1 for d in moving])
         zero = np.zeros((), moving[0].dtype)
         return np.where(cond, zero if da is None else _lift(da, n), zero if db is None else _lift(db, n))
+
+
+class BroadcastTo(Function):
+    """y = a broadcast to shape (repeated over added or stretched axes);  dL/da = g summed back to a's shape;
+    dy = da broadcast likewise (the backward of a sum, under create_graph)"""
+    __slots__ = ("in_shape", "shape")
+    lowering = "{y} = np.broadcast_to({a}, {ctx.shape})"
+    batched_jvp = True
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, a, shape=()):
+        ctx.in_shape, ctx.shape = a.shape, tuple(shape)
+        try:
+            return np.broadcast_to(a, ctx.shape)
+        except ValueError:
+            raise _broadcast_error("broadcast_to", a.shape, ctx.shape) from None
+
+    @staticmethod
+    def backward(ctx, g):
+        return (sum_to(g, ctx.in_shape),)
+
+    @staticmethod
+    def jvp(ctx, da):
+        return np.broadcast_to(_lift(da, len(ctx.shape)), da.shape[:1] + ctx.shape)
+
+
+class ScatterAdd(Function):
+    """y = zeros(shape) with v added at index (repeated indices add up);  dL/dv = g[index];  dy = the same of dv
+    (the backward of GetItem and of a column gather, under create_graph)"""
+    __slots__ = ("index", "shape")
+    lowering = "{y} = np.zeros({ctx.shape}, {dtype})\nnp.add.at({y}, np.s_[{ctx.index!i}], {a})"
+    batched_jvp = True
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, v, index=None, shape=()):
+        ctx.index, ctx.shape = index, tuple(shape)
+        y = np.zeros(ctx.shape, v.dtype)
+        SparseGrad(index, v).add_to(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g[ctx.index],)
+
+    @staticmethod
+    def jvp(ctx, dv):
+        size = int(np.prod(ctx.shape))
+        picked = np.arange(size).reshape(ctx.shape)[ctx.index]  # the entries' positions, as GetItem's jvp
+        dy = np.zeros((len(dv), size), dv.dtype)
+        np.add.at(dy, (slice(None), picked.reshape(-1)), dv.reshape(len(dv), -1))
+        return dy.reshape(dv.shape[:1] + ctx.shape)

@@ -373,7 +373,7 @@ def influence(T: int = 30, H: int = 16, forget_bias: float = 3.0, cell: Optional
     maps = {name: analysis.influence(model, inputs, targets) for name, model in models.items()}
     reach = {name: float(M[T - 1, 0] / M[T - 1, T - 1]) for name, M in maps.items()}
     shaded = {name: _shaded(M) for name, M in maps.items()}
-    lines = [f"M[t, k] = ‖∂L_t/∂h_k‖ (analysis.influence, entry [t-1, k-1]): how far back the loss of step t reaches.",
+    lines = ["M[t, k] = ‖∂L_t/∂h_k‖ (analysis.influence, entry [t-1, k-1]): how far back the loss of step t reaches.",
              f"Untrained, H = {H}, T = {T}, 'hellohello…'"
              + (f"; the third model is the LSTM with {forget_bias:g} added to its forget gate's bias." if lstm else "."),
              "Rows t = 1 … T (the loss L_t), columns k = 1 … T (the state h_k); one shade per decade below the map's largest",
@@ -579,3 +579,78 @@ def rtrl(Ts: tuple = (10, 100, 300), Hs: tuple = (4, 8, 12), H: int = 8, T: int 
     return Result("rtrl", "RTRL (forward mode) and BPTT (reverse mode): the same gradient; RTRL's memory is flat "
                   "in T, its time grows with P", "\n".join(lines),
                   dict(runs=runs, Ts=Ts, Hs=Hs, H=H, T=T, cells=cells, worst=worst), draw)
+
+
+@experiment("memory")
+def memory(Ts: tuple = (100, 1000, 10000), H: int = 16, V: int = 4, k: int = 10,
+           budgets: tuple = (64, 8), rtrl_up_to: int = 1000, cell: str = "rnn", cell_input: str = "tanh") -> Result:
+    """Memory against time: BPTT storing every step, every k, sqrt(T), memory budgets (Gruslys et al.), RTRL."""
+    rng = np.random.default_rng(0)
+    modes = {"all stored": None, f"every {k}": k, "sqrt(T)": "sqrt",
+             **{f"{m} slots": nn.MemoryBudget(slots=m) for m in budgets}, "RTRL": "rtrl"}
+    kw = {"cell_input": cell_input} if cell == "lstm" else {}
+    runs = {}
+    for T in Ts:
+        inputs, targets = rng.integers(0, V, T), rng.integers(0, V, T)
+        for name, mode in modes.items():
+            if mode == "rtrl" and T > rtrl_up_to:  # its time is P-fold: the longest runs would take minutes
+                continue
+            model = nn.CharRNN(V, H, cell, rng=np.random.default_rng(1),
+                               checkpoint=None if mode == "rtrl" else mode, **kw)
+            if mode == "rtrl":
+                fn, steps = (lambda: analysis.rtrl_grads(model, inputs, targets)), T
+            else:
+                def fn():
+                    model.loss(inputs, targets)[0].backward()
+                    model.zero_grad()
+                steps = (T if mode is None else 2 * T) if not isinstance(mode, nn.MemoryBudget) else mode.plan(T)[0]
+            _, seconds, peak = _cost(fn)
+            runs[name, T] = dict(steps=steps, s=seconds, mem=peak)
+    rows = [[name, f"{T:,}", f"{r['steps']:,}", f"{r['steps'] / T:.2f}", f"{r['s'] * 1e3:,.0f}",
+             f"{r['s'] / r['steps'] * 1e6:.0f}", f"{r['mem'] / 1e6:.3f}"] for (name, T), r in runs.items()]
+    rows.sort(key=lambda row: list(modes).index(row[0]))
+    headers = ["schedule", "T", "forward steps", "per step", "time (ms)", "us/fwd step", "peak (MB)"]
+    T1 = max(Ts)
+    full = runs["all stored", T1]
+    lines = [f"One gradient of a CharRNN ({cell}, op-level, H = {H}, V = {V}, float64) over T steps, summed "
+             "cross-entropy (model.loss), by schedule:",
+             "  all stored  every step's arrays kept for backward (checkpoint=None): T forward steps",
+             f"  every {k:<5} the state every {k} steps kept, each segment run again in backward: 2T",
+             "  sqrt(T)     every ceil(sqrt(T)) steps (Chen et al. 2016): 2T",
+             "  m slots     at most m states (nn.MemoryBudget, Gruslys et al. 2016's schedule): C(T, m) by their",
+             "              dynamic program (each step is run again from a stored state to be differentiated)",
+             f"  RTRL        forward mode, nothing kept across steps, P tangent directions per step (T <= {rtrl_up_to:,})",
+             "time: best of up to 3 runs (time.perf_counter); peak: tracemalloc during one more run.", "",
+             _table(headers, rows), "",
+             f"At T = {T1:,}, against storing every step:",
+             *[f"  {name:<11} {runs[name, T1]['mem'] / full['mem']:.3f}x the memory, {runs[name, T1]['s'] / full['s']:.1f}x "
+               "the time" for name in modes if (name, T1) in runs and name != "all stored"],
+             "Storing every step grows linearly with T; the checkpointed schedules grow with the states they keep",
+             "(sqrt(T) ones, or at most m), and pay in forward steps. A budget's steps are not all alike: those",
+             "run inside an advance build no graph, while each of its T differentiated steps is a small graph and",
+             "a backward of its own, so its time follows T more than C(T, m). RTRL needs no stored steps but",
+             "carries P tangents through every op."]
+
+    def draw(fig: Any) -> None:
+        left, right = fig.subplots(1, 2)
+        for j, name in enumerate(modes):
+            colour, marker = _COLOURS[j % len(_COLOURS)], "os^vDx"[j % 6]
+            ts = [T for T in Ts if (name, T) in runs]
+            left.loglog(ts, [runs[name, T]["mem"] / 1e6 for T in ts], marker + "-", color=colour, label=name)
+            right.loglog([runs[name, T]["mem"] / 1e6 for T in ts], [runs[name, T]["s"] for T in ts], marker + "-",
+                         color=colour, alpha=0.35)
+            r, T = runs[name, ts[-1]], ts[-1]
+            right.loglog([r["mem"] / 1e6], [r["s"]], marker, color=colour, markersize=9,
+                         label=f"{name}: {r['steps'] / T:.3g} forward steps per step" + (f" (T = {T:,})" if T != T1 else ""))
+        left.set_title("peak memory against T", fontsize=10)
+        left.set_xlabel("sequence length T (steps)")
+        left.set_ylabel("peak memory (MB, tracemalloc)")
+        right.set_title(f"time against memory (T = {min(Ts):,} … {T1:,}; large marker: the longest)", fontsize=10)
+        right.set_xlabel("peak memory (MB, tracemalloc)")
+        right.set_ylabel("time of one gradient (s)")
+        for ax in (left, right):
+            ax.grid(True, which="major", alpha=0.3)
+        left.legend(fontsize=8)
+        right.legend(fontsize=7, loc="lower right")
+
+    return Result("memory", "BPTT trades memory for time: the fewer states stored, the more forward steps run again", "\n".join(lines), dict(runs=runs, Ts=Ts, modes=list(modes)), draw)

@@ -174,8 +174,10 @@ class Tensor:
     def zero_grad(self) -> None:
         self.grad = None
 
-    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
-        """Accumulate dself/dleaf into every leaf's .grad, in reverse topological order."""
+    def backward(self, grad: Any = None, retain_graph: Optional[bool] = None, create_graph: bool = False) -> None:
+        """Accumulate dself/dleaf into every leaf's .grad, in reverse topological order. create_graph=True
+        runs the differentiable rules, as PyTorch's (.grad stays an ndarray here: tr.grad returns Tensors
+        with their graph); retain_graph defaults to create_graph."""
         if not self.requires_grad:
             raise RuntimeError("backward: this tensor does not require grad and has no graph "
                                "(was it made under no_grad, or from tensors without requires_grad=True?)")
@@ -188,8 +190,11 @@ class Tensor:
             seed = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
             if seed.shape != self.shape:
                 raise ValueError(f"backward: grad has shape {seed.shape} but the output has shape {self.shape}")
+        retain = create_graph if retain_graph is None else retain_graph
+        if create_graph:
+            seed = grad if isinstance(grad, Tensor) else Tensor(seed)
         with _blas.one_thread():  # an RNN graph's matrices are small: BLAS threads only fight (see _blas)
-            engine.run_backward([self], [seed], retain_graph)
+            engine.run_backward([self], [seed], bool(retain), create_graph=create_graph)
 
     # ---- operators ----------------------------------------------------------------------------
     def _lift(self, other: Any) -> "Tensor":

@@ -55,6 +55,7 @@ class Config:
     eval_every: int = 200
     sample_every: int = 500
     checkpoint_every: int = 500
+    checkpoint: str = ""        # recomputation in backward: "" none, "k" every k steps, "sqrt", "slots=m" (nn.MemoryBudget)
 
     def __post_init__(self) -> None:
         problem = _config_problem(asdict(self))
@@ -92,17 +93,29 @@ def _check_training_memory(config: Config, vocab_size: int) -> None:
                   f" ({config.optim}, {config.seq_len} steps x {config.batch} streams)")
 
 
+def checkpoint_setting(text: str) -> Any:
+    """CharRNN's checkpoint= for Config.checkpoint / --checkpoint: "" None, "k" an int, "sqrt", "slots=m" a budget."""
+    if text == "" or text == "sqrt":
+        return text or None
+    number = text[len("slots="):] if text.startswith("slots=") else text
+    if not (number.isascii() and number.isdigit()) or int(number) < 1:
+        raise ValueError(f"checkpoint must be k, sqrt or slots=m with k, m positive integers, got {text!r}")
+    return nn.MemoryBudget(slots=int(number)) if text.startswith("slots=") else int(number)
+
+
 def _build(config: Config, vocab_size: int, cell: Optional[Callable[[int, int], Any]] = None
            ) -> tuple[nn.CharRNN, Any]:
     rng = np.random.default_rng(config.seed)
     if cell is not None:  # a user-written cell: op-level steps, the engine differentiates them
-        model = nn.CharRNN(vocab_size, config.hidden, cell=cell(vocab_size, config.hidden), rng=rng)
+        model = nn.CharRNN(vocab_size, config.hidden, cell=cell(vocab_size, config.hidden), rng=rng,
+                           checkpoint=checkpoint_setting(config.checkpoint))
     else:
         kw = {"cell_input": config.cell_input} if config.cell == "lstm" else {}
         # fused (for the cells that have a one-node step): the hand-derived backward; nobody draws a training
         # run's graph
         fused = _CELL_CLASSES[config.cell] in _FUSED
-        model = nn.CharRNN(vocab_size, config.hidden, config.cell, rng=rng, fused=fused, **kw)
+        model = nn.CharRNN(vocab_size, config.hidden, config.cell, rng=rng, fused=fused,
+                           checkpoint=checkpoint_setting(config.checkpoint), **kw)
     optimizer = OPTIMIZERS[config.optim](model.parameters(), lr=config.lr)
     return model, optimizer
 
@@ -156,8 +169,8 @@ class Run:
         c = self.config
         x, y = get_batch(train_ids, self.step, c.seq_len, c.batch)   # (T, B) each
         with _blas.one_thread(c.hidden <= _blas.SMALL_HIDDEN):   # small matrices: BLAS threads only slow them
-            logits, state = self.model(x, self.state)                  # (T, B, V)
-            loss = nn.cross_entropy(logits, y, reduction="mean")
+            # the mean cross-entropy of the (T, B, V) logits (summed inside the recomputed segments when checkpointing)
+            loss, state = self.model.loss(x, y, self.state, reduction="mean")
             self.optimizer.zero_grad()
             loss.backward()
             nn.clip_grad_value(self.model.parameters(), c.clip)
@@ -307,6 +320,7 @@ _FIELD_RULES = {
     "seed": (lambda v: _is_int(v) and 0 <= v < 2 ** 128, "an integer from 0 to 2**128 - 1"),
     "val_fraction": (lambda v: _is_positive(v) and v < 1, "a number between 0 and 1"),
     "text": (lambda v: v is None or isinstance(v, str), "a path as a str, or None"),
+    "checkpoint": (lambda v: isinstance(v, str) and _is_setting(v), "k, sqrt, slots=m or empty"),
     "text_sha256": (lambda v: v == "" or isinstance(v, str) and len(v) == 64 and set(v) <= set("0123456789abcdef"),
                     "a SHA-256 hex digest (64 lowercase hex digits)"),
 }
@@ -332,12 +346,22 @@ def _check_run_config(config: Config) -> None:
         raise ValueError(f"Run: config {problem}")
 
 
+def _is_setting(text: str) -> bool:
+    try:
+        checkpoint_setting(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _config_from(stored: Any, path: Path, user_cell: bool = False) -> Config:
     """Config from the checkpoint's JSON, each field checked as strictly as the command line checks it."""
     if not isinstance(stored, dict) or stored.get("format") != _FORMAT:
         raise CheckpointError(f"{path}: unknown checkpoint format (expected format {_FORMAT})")
     if "cell_input" not in stored:  # written before the option existed
         stored = {**stored, "cell_input": Config.cell_input}
+    if "checkpoint" not in stored:  # written before recomputation existed
+        stored = {**stored, "checkpoint": Config.checkpoint}
     defaults = {f.name: f.default for f in fields(Config)}
     if set(stored) - {"format"} != set(defaults):
         raise CheckpointError(f"{path}: config must have the fields {', '.join(sorted(defaults))}")

@@ -11,9 +11,10 @@ from .charrnn import CharRNN, detach_state
 from .clip import clip_grad_norm, clip_grad_value
 from .layers import Linear
 from .losses import binary_cross_entropy, cross_entropy, mse
+from .memory import MemoryBudget
 from .module import Module
 from .trigram import NeuralTrigram
 
 __all__ = ["Module", "Linear", "RNNCell", "LSTMCell", "GRUCell", "CharRNN", "detach_state", "NeuralTrigram",
-           "cross_entropy", "binary_cross_entropy", "mse",
+           "cross_entropy", "binary_cross_entropy", "mse", "MemoryBudget",
            "clip_grad_value", "clip_grad_norm", "optim"]

@@ -14,7 +14,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..engine import Function, OuterGrad, SparseGrad
-from ..function import Affine
+from ..function import Affine, scatter_add
 from ..tensor import Tensor
 from .layers import _matvec
 from .module import Module, _check_init, _parameter
@@ -43,7 +43,9 @@ class ColumnGather(Function):
     """y = W[:, idx]^T, i.e. W x for one-hot x;  dL/dW[:, idx] += g^T  (repeated idx add up);
     dy = dW[:, idx]^T"""
     __slots__ = ("idx", "vocab")
+    lowering = "{y} = {a}[:, {ctx.idx!i}].T"
     batched_jvp = True  # takes tangents (K, *shape), as every built-in op
+    differentiable_backward = True
 
     @staticmethod
     def forward(ctx, W, idx=None):
@@ -54,7 +56,9 @@ class ColumnGather(Function):
     def backward(ctx, g):
         # only the gathered columns, added straight into W.grad (as min-char-rnn's dWxh[:, x] += dhraw);
         # a batch's as one-hot factors, summed over the steps in one product
-        return (_input_grad(g, ctx.idx, ctx.vocab),)
+        if type(g) is np.ndarray:
+            return (_input_grad(g, ctx.idx, ctx.vocab),)
+        return (scatter_add(g.T, (slice(None), ctx.idx), (g.shape[-1], ctx.vocab)),)  # create_graph: an op
 
     @staticmethod
     def jvp(ctx, dW):

@@ -7,18 +7,23 @@ is not h itself) gets one-hot rows. Each step's ops are created under tr.scope("
 fused=True runs each step as one node (nn/fused.py) and the output layer once over all steps.
 learn_h0=True makes the initial state h(0) (and s(0) of an LSTM) parameters "h0" ("s0"), part of θ.
 num_layers=L stacks L built-in cells as torch.nn.RNN(num_layers=L) does: layer l reads layer l-1's h_t.
+checkpoint=k|"sqrt"|MemoryBudget(slots=m) keeps only some states and recomputes the steps between them in
+backward (Chen et al. 2016 every k steps, tr.checkpoint per segment; Gruslys et al. 2016 for a budget, nn/memory.py).
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+import math
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ..engine import scope
+from ..engine import _state, checkpoint as _checkpoint, scope
 from ..tensor import Tensor, concat, stack
 from .cells import GRUCell, LSTMCell, RNNCell
 from .fused import GRUStep, LSTMStep, RNNStep, StackRows, _WeightSums
 from .layers import Linear
+from .losses import cross_entropy
+from .memory import MemoryBudget, _Schedule
 from .module import Module, _check_init
 
 __all__ = ["CharRNN", "detach_state"]
@@ -34,13 +39,15 @@ class CharRNN(Module):
 
     def __init__(self, vocab_size: int, hidden_size: int, cell: Union[str, Module] = "rnn", *, fused: bool = False,
                  rng: Optional[np.random.Generator] = None, init: str = "uniform",
-                 dtype: type = np.float64, learn_h0: bool = False, num_layers: int = 1, **cell_kw: Any) -> None:
+                 dtype: type = np.float64, learn_h0: bool = False, checkpoint: Any = None, num_layers: int = 1,
+                 **cell_kw: Any) -> None:
         dtype, rng = _check_init("CharRNN", init, dtype, rng, vocab_size=vocab_size, hidden_size=hidden_size)
+        self.checkpoint = _check_checkpoint(checkpoint)
         if not isinstance(num_layers, (int, np.integer)) or isinstance(num_layers, bool) or num_layers < 1:
             raise ValueError(f"CharRNN: num_layers must be a positive integer, got {num_layers!r}")
-        if num_layers > 1 and (not isinstance(cell, str) or fused or learn_h0):
+        if num_layers > 1 and (not isinstance(cell, str) or fused or learn_h0 or checkpoint is not None):
             raise ValueError("CharRNN: num_layers > 1 stacks the built-in cells ('rnn', 'lstm', 'gru') at op level: "
-                             "not with a cell object, fused=True or learn_h0=True")
+                             "not with a cell object, fused=True, learn_h0=True or checkpoint=")
         self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, int(num_layers)
         if isinstance(cell, str):
             if cell not in _CELLS:
@@ -74,6 +81,8 @@ class CharRNN(Module):
 
     def forward(self, idx: Any, state: State = None) -> tuple[Tensor, State]:
         """idx (T,) or (T, B) ints, state h or (h, s) or None -> logits (T, [B,] V), last state."""
+        if self.checkpoint is not None and _state.grad_enabled and _state.forward is None:
+            return self._recompute(idx, state, None)
         if self.fused:
             idx = self._check_idx(idx)
             logits, states = self._unroll_fused(idx, self._start(idx, state))
@@ -92,22 +101,82 @@ class CharRNN(Module):
         state = self._start(idx, state)
         if self.fused and not isinstance(self.cell, LSTMCell):
             return self._unroll_fused(idx, state)
+        return self._unroll_ops(idx, state)
+
+    def loss(self, idx: Any, targets: Any, state: State = None, reduction: str = "sum") -> tuple[Tensor, State]:
+        """(cross-entropy of the logits model(idx, state) gives against targets, last state); when checkpointing,
+        summed inside the recomputed segments, so the (T, [B,] V) logits are never all kept."""
+        idx = self._check_idx(idx)
+        targets = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
+        if targets.shape != idx.shape or not np.issubdtype(targets.dtype, np.integer):
+            raise ValueError(f"CharRNN.loss: targets must be integers of idx's shape {idx.shape}, "
+                             f"got {targets.dtype} {targets.shape}")
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"CharRNN.loss: reduction must be 'sum' or 'mean', got {reduction!r}")
+        if self.checkpoint is None or not _state.grad_enabled or _state.forward is not None:
+            logits, state = self(idx, state)
+            return cross_entropy(logits, targets, reduction=reduction), state
+        loss, state = self._recompute(idx, state, targets)
+        return (loss if reduction == "sum" else loss / idx.size), state
+
+    def _recompute(self, idx: Any, state: State, targets: Optional[np.ndarray]) -> tuple[Tensor, State]:
+        """forward (targets None: the logits) or the summed loss, keeping only the states the checkpoint setting
+        stores; each segment's steps run again in backward."""
+        idx = self._check_idx(idx)
+        first, tree0 = _flatten(self._start(idx, state))
+        trees = {}  # the tree of the states the steps make, from the first run
+
+        def run(a: int, b: int, parts: Sequence, out: bool = True) -> list:
+            """steps a … b-1 from a flat state -> [*flat state, their logits or loss (None if not out)]"""
+            parts = [p if isinstance(p, Tensor) else Tensor(p) for p in parts]
+            start = _unflatten(parts, tree0 if a == 0 else trees["step"])
+            unroll = self._unroll_fused if self.fused else self._unroll_ops
+            logits, states = unroll(idx[a:b], start, t0=a, logits=out)
+            flat, trees["step"] = _flatten(states[-1])
+            if out and targets is not None:
+                logits = cross_entropy(logits, targets[a:b], reduction="sum")
+            return [*flat, logits]
+
+        T = len(idx)
+        if isinstance(self.checkpoint, MemoryBudget):
+            params = self.parameters()
+            node = _Schedule.apply(*first, *params, run=run, T=T, m=self.checkpoint.slots, n_state=len(first),
+                                   loss=targets is not None)
+            pieces, start = [], 0
+            for shape in node._ctx.layout:  # the outputs, then the last state, as one flat array: split it
+                size = int(np.prod(shape))
+                pieces.append(node[start:start + size].reshape(shape))
+                start += size
+            out, last = pieces[0], pieces[1:]
+        else:
+            k = math.ceil(math.sqrt(T)) if self.checkpoint == "sqrt" else self.checkpoint
+            outs, last = [], first
+            for a in range(0, T, k):  # one tr.checkpoint per segment: its input state and outputs are kept
+                *last, o = _checkpoint(lambda *p, a=a: tuple(run(a, min(a + k, T), p)), *last)
+                outs.append(o)
+            out = (concat(outs) if len(outs) > 1 else outs[0]) if targets is None else _total(outs)
+        return out, _unflatten(list(last), trees["step"])
+
+    def _unroll_ops(self, idx: np.ndarray, state: State, t0: int = 0, logits: bool = True) -> tuple[Tensor, list]:
+        """The op-level steps t0 … t0+len(idx)-1: logits (None if not logits), [state after each step]."""
+        want = logits
         builtin = self.cell_type in _CELLS
         if not builtin:  # one-hot rows x_t: (T, V) or (T, B, V), in the model's dtype
             onehot = np.eye(self.vocab_size, dtype=self.out.W.dtype)[idx]
         logits, states = [], []
         for t in range(len(idx)):
-            with scope(f"t={t}"):  # the whole step, output included, as in the book's unrolled graph
+            with scope(f"t={t0 + t}"):  # the whole step, output included, as in the book's unrolled graph
                 if builtin:
                     state = self.cell.step(self.cell.project_onehot(idx[t]), state)
                     h = self.cell.hidden(state)
                 else:
                     state = self.cell(Tensor(onehot[t]), state)
                     h = self._user_hidden(state, idx.shape[1:])
-                logits.append(self.out(h))  # o_t = c + V h_t
-            _name_step(h, state, logits[-1], t + 1)
+                if want:
+                    logits.append(self.out(h))  # o_t = c + V h_t
+                    _name_step(h, state, logits[-1], t0 + t + 1)
             states.append(state)
-        return stack(logits), states
+        return (stack(logits) if want else None), states
 
     def initial_state(self, batch: tuple = ()) -> State:
         """The learned h(0) (LSTM: (h(0), s(0))) for a batch shape () or (B,); None without learn_h0."""
@@ -141,7 +210,7 @@ class CharRNN(Module):
                              f"{batch + (H,)} (hidden_size {H}" + (f", batch {batch[0]})" if batch else ")"))
         return h
 
-    def _unroll_fused(self, idx: np.ndarray, state: State) -> tuple[Tensor, list]:
+    def _unroll_fused(self, idx: np.ndarray, state: State, t0: int = 0, logits: bool = True) -> tuple[Tensor, list]:
         """One node per step (RNNStep, LSTMStep, GRUStep), then the output layer once on the stacked h_t;
         every state for an RNN or GRU, only the last for an LSTM."""
         cell, H = self.cell, self.hidden_size
@@ -164,16 +233,16 @@ class CharRNN(Module):
             row = rows[t] if t < T - 1 else np.empty_like(rows[t])
             if sums is not None:
                 kw["sums"], kw["t"] = sums, t
-            with scope(f"t={t}"):
+            with scope(f"t={t0 + t}"):
                 z = step.apply(*params, z, idx=ids[t], out=row, **kw)
-            z.name = f"[h; s]({t + 1})" if isinstance(cell, LSTMCell) else f"h({t + 1})"
+            z.name = f"[h; s]({t0 + t + 1})" if isinstance(cell, LSTMCell) else f"h({t0 + t + 1})"
             zs.append(z)
         if isinstance(cell, LSTMCell):  # h_t, the first H columns of z_t: no slice node, whose gradient is dense
             hs = StackRows.apply(*zs, out=rows, cols=H)
             zs = [(zs[-1][..., :H], zs[-1][..., H:])]  # the last state only: see unroll
         else:
             hs = StackRows.apply(*zs, out=rows)  # the steps wrote their rows in place: no copy but the last
-        return self.out(hs), zs                 # o_t = c + V h_t for every t: one matrix product
+        return (self.out(hs) if logits else None), zs  # o_t = c + V h_t for every t: one matrix product
 
     def _fused_lstm_state(self, idx: np.ndarray, state: State) -> Tensor:
         """A fused LSTM's first z = [h; s]: (…, 2H) zeros for None, else the given (h, s) joined."""
@@ -244,6 +313,53 @@ class _Layers(Module):
     def hidden(self, state: tuple) -> Tensor:
         """The top layer's h_t, which the output layer reads."""
         return self.layers()[-1].hidden(state[-1])
+
+
+def _check_checkpoint(checkpoint: Any) -> Any:
+    """None, an int k >= 1, "sqrt" or a MemoryBudget."""
+    if checkpoint is None or checkpoint == "sqrt" or isinstance(checkpoint, MemoryBudget):
+        return checkpoint
+    if isinstance(checkpoint, (int, np.integer)) and not isinstance(checkpoint, bool) and checkpoint >= 1:
+        return int(checkpoint)
+    raise ValueError(f"CharRNN: checkpoint must be None, an int k >= 1, 'sqrt' or nn.MemoryBudget(slots=m), "
+                     f"got {checkpoint!r}")
+
+
+def _flatten(state: Any) -> tuple[list, Any]:
+    """A state (None, a Tensor, or tuples of them) as a flat list of Tensors and the tree to rebuild it."""
+    if state is None:
+        return [], None
+    if isinstance(state, Tensor):
+        return [state], "tensor"
+    if isinstance(state, (tuple, list)):
+        flat, trees = [], []
+        for part in state:
+            f, tree = _flatten(part)
+            flat += f
+            trees.append((len(f), tree))
+        return flat, (type(state), trees)
+    raise ValueError(f"CharRNN: checkpointing needs a state made of Tensors (or tuples of them), "
+                     f"got a {type(state).__name__}")
+
+
+def _unflatten(flat: list, tree: Any) -> Any:
+    if tree is None:
+        return None
+    if tree == "tensor":
+        return flat[0]
+    kind, parts, start = tree[0], [], 0
+    for n, sub in tree[1]:
+        parts.append(_unflatten(flat[start:start + n], sub))
+        start += n
+    return kind(parts)
+
+
+def _total(terms: list) -> Tensor:
+    """t_0 + t_1 + …, one Add per term (the segments' losses)."""
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
 
 
 def _check_cell(cell: Any, vocab_size: int, hidden_size: int, cell_kw: dict) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine import Function, OuterGrad, SparseGrad
-from ..function import _affine_tangent, _fill, _times, _total
+from ..function import _affine_tangent, _fill, _times, _total, scatter_add, unstack
 from ..manual.gru import _gru_step, _gru_step_back
 from ..manual.lstm import _lstm_step, _lstm_step_back
 from ..manual.rnn import _rnn_step, _rnn_step_back
@@ -73,6 +73,7 @@ class _WeightSums:
             self.sums[k] += term
 
 
+_OP_LEVEL = "use the op-level model, CharRNN(..., fused=False), to differentiate twice"
 _BLOCK_ROWS = 512  # rows of dL/da summed in one product (as the engine does for OuterGrad terms)
 
 
@@ -104,6 +105,7 @@ class RNNStep(Function):
     dh_t = (1 - h_t^2) * (dW_xh[:, x_t] + dW_hh h_{t-1} + W_hh dh_{t-1} + db_h)"""
     __slots__ = ("idx", "vocab", "sums", "t")
     batched_jvp = True  # takes tangents (K, *shape), as every built-in op
+    create_graph_hint = _OP_LEVEL  # its backward is manual's ndarray code: not differentiated again
 
     @staticmethod
     def forward(ctx, W_xh, W_hh, b_h, h_prev, idx=None, out=None, W_hT=None, sums=None, t=None):
@@ -134,6 +136,7 @@ class LSTMStep(Function):
     ds_t = df * s_{t-1} + f * ds_{t-1} + di * g + i * dg,  dh_t = do * tanh(s_t) + o * (1 - tanh(s_t)^2) * ds_t"""
     __slots__ = ("idx", "vocab", "cell_input", "sums", "t")
     batched_jvp = True  # takes tangents (K, *shape), as every built-in op
+    create_graph_hint = _OP_LEVEL  # its backward is manual's ndarray code: not differentiated again
 
     @staticmethod
     def forward(ctx, W_x, W_h, b, z_prev, idx=None, cell_input="tanh", out=None, W_hT=None, sums=None, t=None):
@@ -182,6 +185,7 @@ class GRUStep(Function):
     dz likewise, dn = (1 - n^2) (dax_n + dr * ah_n + r * dah_n),  dh_t = dz (h_{t-1} - n) + (1 - z) dn + z dh_{t-1}"""
     __slots__ = ("idx", "vocab")
     batched_jvp = True  # takes tangents (K, *shape), as every built-in op
+    create_graph_hint = _OP_LEVEL  # its backward is manual's ndarray code: not differentiated again
 
     @staticmethod
     def forward(ctx, W_x, W_h, b_x, b_h, h_prev, idx=None, out=None, W_hT=None):
@@ -220,6 +224,7 @@ class StackRows(Function):
     dL/dx_t = g[t] (with cols: g[t] in the first k columns, zeros elsewhere);  dy = stack(dxs)[..., :k]"""
     __slots__ = ("cols",)
     batched_jvp = True
+    differentiable_backward = True
 
     @staticmethod
     def forward(ctx, *xs, out=None, cols=None):
@@ -232,7 +237,11 @@ class StackRows(Function):
     @staticmethod
     def backward(ctx, g):
         if ctx.cols is None:
-            return tuple(g)
+            return unstack(g, 0)
+        if type(g) is not np.ndarray:  # create_graph: each row's columns placed in a row of zeros, as an op
+            width = (ctx.parents[0].shape[-1],)
+            return tuple([scatter_add(row, (Ellipsis, slice(None, ctx.cols)), row.shape[:-1] + width)
+                          for row in unstack(g, 0)])
         # a slice's share per row: the engine keeps it sparse until the step's own share arrives,
         # so no (T, ..., 2H) array of zeros is ever built
         index = (Ellipsis, slice(None, ctx.cols))

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..engine import Function
+from ..function import _sigmoid, scatter_add, sigmoid
 from ..tensor import Tensor
 
 __all__ = ["cross_entropy", "binary_cross_entropy", "mse"]
@@ -42,7 +43,13 @@ class CrossEntropy(Function):
     dL/dz_n = g * m_n * (softmax(z_n) - onehot(t_n)) (/ sum_n m_n);
     dL = sum_n m_n dz_n · (softmax(z_n) - onehot(t_n)) (/ sum_n m_n)"""
     __slots__ = ("scale",)
+    lowering = ("{tmp} = {a}.reshape(-1, {a}.shape[-1]){kw[keep]!k}\n"
+                "{tmp} = {tmp} - {tmp}.max(axis=1, keepdims=True)\n"
+                "{y} = (np.log(np.exp({tmp}).sum(axis=1)) - {tmp}[np.arange(len({tmp})), "
+                "{kw[targets]}.reshape(-1){kw[keep]!k}]).sum() * {ctx.scale}")
     batched_jvp = True  # takes tangents (K, *shape), as every built-in op
+    differentiable_backward = True
+    saves = (None, None, None, None)  # the softmax is recomputed from the logits under create_graph
 
     @staticmethod
     def forward(ctx, logits, targets=None, mean=False, keep=None):
@@ -63,6 +70,8 @@ class CrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, g):
+        if type(g) is not np.ndarray:  # create_graph: the softmax as an op of the logits, so this differentiates again
+            return (_graph_backward(ctx, g),)
         dz = _probs_minus_onehot(ctx, reuse=ctx.may_reuse_saved())  # softmax - onehot
         dz *= g * ctx.scale
         shape, keep = ctx.saved_tensors[2:]
@@ -75,6 +84,25 @@ class CrossEntropy(Function):
         if keep is not None:
             dz = dz[:, keep.reshape(-1)]
         return dz.reshape(len(dz), -1) @ _probs_minus_onehot(ctx).ravel() * ctx.scale  # (K,)
+
+
+def _graph_backward(ctx: Function, g: Tensor) -> Tensor:
+    """CrossEntropy's rule on Tensors: g * scale * (softmax(z_n) - onehot(t_n)) on the counted rows. The logits'
+    values are not kept; log softmax(z) differs from z by a constant per row, which softmax ignores (to every
+    order), so the logits' tensor stands in holding log of the saved softmax."""
+    probs, picks, shape, keep = ctx.saved_tensors
+    rows = np.zeros((int(np.prod(shape[:-1])), shape[-1]), probs.dtype)
+    with np.errstate(divide="ignore"):
+        rows[slice(None) if keep is None else keep.reshape(-1)] = np.log(probs)
+    z = ctx.input_tensor(0, rows.reshape(shape)).reshape(rows.shape)
+    if keep is not None:
+        z = z[keep.reshape(-1)]
+    onehot = np.zeros(probs.shape, probs.dtype)
+    onehot[picks] = 1
+    dz = (z.softmax(axis=-1) - onehot) * (g * ctx.scale)
+    if keep is None:
+        return dz.reshape(shape)
+    return scatter_add(dz, np.flatnonzero(keep), rows.shape).reshape(shape)
 
 
 def cross_entropy(logits: Tensor, targets: Any, reduction: str = "sum", ignore_index: int = -100) -> Tensor:
@@ -111,25 +139,29 @@ class BinaryCrossEntropy(Function):
     """L = sum -[t log σ(z) + (1 - t) log(1 - σ(z))] = sum max(z, 0) - z t + log(1 + exp(-|z|)) (/ N);
     dL/dz = g * (σ(z) - t) (/ N);  dL = sum dz · (σ(z) - t) (/ N)"""
     __slots__ = ("scale",)
+    lowering = ("{y} = (np.maximum({a}, 0) - {a} * {kw[targets]} + np.log1p(np.exp(-np.abs({a})))).sum()"
+                " * {ctx.scale}")
     batched_jvp = True
+    differentiable_backward = True
+    saves = (0, None)
 
     @staticmethod
     def forward(ctx, z, targets=None, mean=False):
         ctx.scale = 1.0 / z.size if mean else 1.0
-        ctx.save_for_backward(0.5 * (1 + np.tanh(0.5 * z)), targets)   # σ(z) without overflow
+        ctx.save_for_backward(z, targets)
         # the log-sum-exp form: never log(0) nor exp of a large positive number
         loss = (np.maximum(z, 0) - z * targets + np.log1p(np.exp(-np.abs(z)))).sum()
         return np.asarray(loss * ctx.scale, dtype=z.dtype)
 
     @staticmethod
     def backward(ctx, g):
-        y, targets = ctx.saved_tensors
-        return ((y - targets) * (g * ctx.scale),)                  # the sigmoid's y(1-y) cancels
+        z, targets = ctx.saved_tensors
+        return ((sigmoid(z) - targets) * (g * ctx.scale),)         # the sigmoid's y(1-y) cancels
 
     @staticmethod
     def jvp(ctx, dz):
-        y, targets = ctx.saved_tensors
-        return dz.reshape(len(dz), -1) @ (y - targets).ravel() * ctx.scale  # (K,)
+        z, targets = ctx.saved_tensors
+        return dz.reshape(len(dz), -1) @ (_sigmoid(z) - targets).ravel() * ctx.scale  # (K,)
 
 
 def binary_cross_entropy(logits: Tensor, targets: Any, reduction: str = "sum") -> Tensor:
