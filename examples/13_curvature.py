@@ -1,3 +1,4 @@
+# %% [markdown]
 """13 · curvature: the hello RNN's loss Hessian, the learning rate 2/λ_max, and a regularizer made of gradients.
 
 Near a minimum θ* gradient descent multiplies the error along each eigenvector of the Hessian H by (1 − η λ_i)

@@ -1,3 +1,4 @@
+# %% [markdown]
 """14 · the engine writes the code: tr.trace prints the backward it derived, as plain NumPy.
 
 tr.trace runs a training step once, records every op (the forward, then the ops the engine's own backward
