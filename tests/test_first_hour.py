@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_cli import ERROR, fails, run
+from test_cli import fails, run
 import tinygrad_rnn as tr
 from tinygrad_rnn import check, nn, train
 

@@ -1,14 +1,13 @@
 """Issue 23, wrong results and raw tracebacks: half a PyTorch bias pair, absurd or wrapped checkpoint numbers,
 0-d tensors as PyTorch treats them, a custom op's bad forward named, and sizes refused before time or memory
 is spent (one line each)."""
-import io
 import json
 import zipfile
 
 import numpy as np
 import pytest
 
-from test_cli import ERROR, fails, run, text_file
+from test_cli import ERROR, fails, run
 import tinygrad_rnn as tr
 from tinygrad_rnn import analysis, nn
 from tinygrad_rnn.data import DataError, Vocab, get_batch, load_text
@@ -253,7 +252,6 @@ def test_ctrl_c_while_the_command_loads_numpy_is_one_line(tmp_path):
 
 
 def test_importing_the_library_leaves_ctrl_c_alone():
-    import signal
     import subprocess
     import sys
     done = subprocess.run([sys.executable, "-c", "import signal, tinygrad_rnn; "

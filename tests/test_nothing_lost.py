@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from test_cli import ENV, ERROR, SMALL, fails, run, text_file
-from tinygrad_rnn import train
 from tinygrad_rnn.savefile import CheckpointError, writer_lock
 from tinygrad_rnn.train import Config, Run, fit
 
