@@ -319,14 +319,16 @@ class OuterGrad:
 # ---- backward -------------------------------------------------------------------------------------
 class GradSums:
     """dL/dv for every node and leaf v that backward has reached, summed over v's uses as their shares
-    arrive (PyTorch's InputBuffer). The one place that knows what an op's backward may send an input:
+    arrive (PyTorch's InputBuffer): the one place that knows what an op's backward may send an input.
 
-    add(v, g, like): g is a Tensor under create_graph (summed by ops, so the sum has its graph), or an ndarray (of v's shape, 0-d included, or larger by broadcasting: summed back;
-    another dtype: cast to v's), a SparseGrad (a lone one stays sparse until a second share or pop, so T
-    row slices of T states never densify at once) or an OuterGrad (its factors kept, _OUTER_ROWS rows at
-    most, then summed in one product). pop(v, like) returns (array of v's shape and dtype, owned): owned
-    means made here, so the caller may keep it or add into it; a first dense share is held as it came (it
-    may be another input's too) and the sum becomes an array of our own when a second share is added.
+    add(v, g, like) takes, one kind a line:
+    - an ndarray of v's shape, 0-d included (a 0-d sum is kept an array, never a NumPy scalar);
+    - an ndarray larger by broadcasting, or of another dtype: summed back to v's shape, cast to v's dtype;
+    - a SparseGrad: a lone one stays sparse until a second share or pop (T slices of T states never densify);
+    - an OuterGrad: its factors kept, _OUTER_ROWS rows at most, then summed in one (H, N) @ (N, D) product;
+    - a Tensor (create_graph): summed by the graph's own ops, so the sum has a graph too.
+    pop(v, like) returns (array of v's shape and dtype, owned). A first dense share is held as it came (it may
+    be another input's too); the sum becomes an array of our own when a second share is added into it.
     """
     __slots__ = ("pending", "owned", "outer")
 
@@ -337,8 +339,11 @@ class GradSums:
 
     def add(self, v: Any, g: Any, like: np.ndarray, op: Optional[Function] = None) -> bool:
         """Add one share g of dL/dv (like: an array of v's shape and dtype); True if it is v's first."""
-        first = v not in self.pending and v not in self.outer
         kind = type(g)
+        if kind is np.ndarray and g.dtype is like.dtype and g.shape == like.shape and v not in self.pending:
+            self.pending[v] = g  # the common case, first: a node's one share as it came (runs for every edge)
+            return not self.outer or v not in self.outer
+        first = v not in self.pending and v not in self.outer
         if kind is OuterGrad:
             terms = self.outer.get(v)
             if terms is None:
@@ -366,14 +371,15 @@ class GradSums:
 
     def pop(self, v: Any, like: np.ndarray) -> tuple[np.ndarray, bool]:
         """v's summed gradient, and whether the array is ours; v is forgotten."""
-        if v in self.outer:
+        if self.outer and v in self.outer:
             self._add_dense(v, self._outer_sum(v, like), like, True)
         pending = self.pending.pop(v)
-        owned = v in self.owned
-        self.owned.discard(v)
         if type(pending) is SparseGrad:
             return pending.dense(like), True
-        return pending, owned
+        if v in self.owned:
+            self.owned.remove(v)
+            return pending, True
+        return pending, False
 
     def waiting(self) -> list:
         """Every v with a share not yet popped."""
@@ -386,14 +392,15 @@ class GradSums:
             if ours:
                 self.owned.add(v)
         elif v in self.owned:
-            np.add(pending, g, out=pending)  # out=, not +: a 0-d sum stays an array (pending + g is a scalar)
+            pending += g  # in place, into our own array (ndarray's += keeps a 0-d array an array)
         elif type(pending) is SparseGrad:
             buffer = g if ours else g.copy()
             pending.add_to(buffer)
             self.pending[v] = buffer
             self.owned.add(v)
         else:
-            self.pending[v] = np.add(pending, g, out=np.empty(like.shape, like.dtype))
+            total = pending + g  # a new array of our own; for 0-d arrays + gives a NumPy scalar: an array again
+            self.pending[v] = total if type(total) is np.ndarray else np.asarray(total)
             self.owned.add(v)
 
     def _own(self, v: Any, like: np.ndarray) -> np.ndarray:
@@ -439,9 +446,10 @@ def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, i
     grad_enabled, _state.consumable = _state.grad_enabled, not retain_graph
     try:
         _state.grad_enabled = grad_enabled or create_graph  # create_graph: the rules' ops are recorded
+        add, take, push, pop = sums.add, sums.pop, heapq.heappush, heapq.heappop  # local names: the hot loop
         while waiting:
-            ctx = heapq.heappop(waiting)[1]
-            grad, owned = sums.pop(ctx, ctx._out_like)
+            ctx = pop(waiting)[1]
+            grad, owned = take(ctx, ctx._out_like)
             if wanted is not None:
                 if ctx in wanted:
                     wanted[ctx] = grad if owned or create_graph else grad.copy()
@@ -457,8 +465,8 @@ def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, i
                 if anomaly:
                     _check_finite(g, ctx)
                 node = isinstance(parent, Function)
-                if sums.add(parent, g, parent._out_like if node else parent.data, ctx) and node:
-                    heapq.heappush(waiting, (-parent.seq, parent))
+                if add(parent, g, parent._out_like if node else parent.data, ctx) and node:
+                    push(waiting, (-parent.seq, parent))
         for leaf in sums.waiting():  # every node has run: what is left are leaves
             g, owned = sums.pop(leaf, leaf.data)
             if wanted is not None:
