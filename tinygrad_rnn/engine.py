@@ -340,9 +340,16 @@ class GradSums:
     def add(self, v: Any, g: Any, like: np.ndarray, op: Optional[Function] = None) -> bool:
         """Add one share g of dL/dv (like: an array of v's shape and dtype); True if it is v's first."""
         kind = type(g)
-        if kind is np.ndarray and g.dtype is like.dtype and g.shape == like.shape and v not in self.pending:
-            self.pending[v] = g  # the common case, first: a node's one share as it came (runs for every edge)
-            return not self.outer or v not in self.outer
+        if kind is np.ndarray and g.dtype is like.dtype and g.shape == like.shape:  # the common case, first
+            pending = self.pending.get(v)
+            if pending is None:  # v's first share, as it came
+                self.pending[v] = g
+                return not self.outer or v not in self.outer
+            if v in self.owned:
+                pending += g  # in place, into our own array (ndarray's += keeps a 0-d array an array)
+            else:
+                self._add_dense(v, g, like, False)
+            return False
         first = v not in self.pending and v not in self.outer
         if kind is OuterGrad:
             terms = self.outer.get(v)
