@@ -744,3 +744,40 @@ def test_one_graph_walk_makes_no_tensors_and_leaves_no_reference_cycles():
         assert "Tanh" in viz.draw(y).source
     finally:
         gc.enable()
+
+
+# ---- found by a second reviewer: tr.grad's part of the graph, and a checkpoint's re-run under no_grad ------
+def test_tr_grad_of_an_intermediate_leaves_the_rest_of_the_graph_and_every_grad_alone():
+    x = Tensor(np.array([0.3, -0.5]), requires_grad=True)
+    W = Tensor(np.array([[1.0, 2.0], [3.0, 4.0]]), requires_grad=True)
+    y = tr.checkpoint(lambda v: (v @ W).tanh(), x)
+    h = y * 2
+    (gh,) = tr.grad((h * h).sum(), [h])
+    np.testing.assert_allclose(gh.data, 2 * h.data, rtol=1e-14)
+    assert W.grad is None and x.grad is None  # the checkpoint below h did not run (it would add into W.grad)
+    y2 = x.tanh()
+    h2 = y2 * 2
+    tr.grad((h2 * h2).sum(), [h2])
+    (y2 * 3).sum().backward()  # the tanh below h2 kept its saved output
+    np.testing.assert_allclose(x.grad, 3 * (1 - np.tanh(x.data) ** 2), rtol=1e-14)
+
+
+def test_tr_grad_create_graph_at_the_output_of_an_op_that_cannot_differentiate_twice():
+    from fuzz import Cube  # an ndarray backward: its rule is not asked to run, only its output's gradient
+    x = Tensor(np.array([0.5, -1.0]), requires_grad=True)
+    h = Cube.apply(x)
+    (gh,) = tr.grad((h * h).sum(), [h], create_graph=True)
+    np.testing.assert_allclose(gh.data, 2 * h.data, rtol=1e-14)
+    (ggh,) = tr.grad(gh.sum(), [h])
+    np.testing.assert_allclose(ggh.data, [2.0, 2.0], rtol=1e-14)
+
+
+def test_a_checkpoint_differentiates_when_backward_runs_under_no_grad():
+    W = Tensor(np.array([[1.0, 2.0], [3.0, 4.0]]), requires_grad=True)
+    x = Tensor(np.array([0.1, 0.2]), requires_grad=True)
+    loss = (tr.checkpoint(lambda v: (v @ W).tanh(), x) ** 2).sum()
+    with tr.no_grad():
+        loss.backward()
+    y = np.tanh(x.data @ W.data)
+    np.testing.assert_allclose(x.grad, W.data @ (2 * y * (1 - y * y)), rtol=1e-14)  # as PyTorch: [2.0466, 4.8605]
+    np.testing.assert_allclose(x.grad, [2.0466, 4.8605], atol=1e-4)

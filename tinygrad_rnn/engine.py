@@ -439,13 +439,12 @@ def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, i
     Nodes are numbered at creation, after their inputs, so taking the highest number waiting means every
     use of a node has already sent its share: a topological order from a heap, no recursion, no sort.
     Leaves' .grad get their gradients added (+=); with `inputs` (tr.grad) those tensors' gradients are
-    returned instead, and no .grad is touched. Without retain_graph a node's saved arrays are freed once it
+    returned instead, only the nodes that lead to them run, and no .grad is touched. Without retain_graph a node's saved arrays are freed once it
     has run; the nodes stay, small, for pictures of the graph. With create_graph the seeds and gradients are
-    Tensors and each rule runs on Tensors (_graph_input_grads), recording the ops of a graph of their own;
-    only the nodes that lead to `inputs` run then (another node's rule may not be differentiable).
+    Tensors and each rule runs on Tensors (_graph_input_grads), recording the ops of a graph of their own.
     """
     sums, waiting, anomaly = GradSums(), [], _state.anomaly
-    useful = None if not (create_graph and inputs) else _leading_to(roots, inputs)
+    useful, runs = (None, None) if inputs is None else _leading_to(roots, inputs)
     for root, seed in zip(roots, seeds):
         if sums.add(_vertex(root), seed, root.data) and root._ctx is not None:
             heapq.heappush(waiting, (-root._ctx.seq, root._ctx))
@@ -463,7 +462,7 @@ def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, i
             elif ctx._retain:  # dL/d(this op's output) kept on the node: its tensor reads it as .grad
                 value = grad.data if create_graph else grad
                 ctx._grad = value.copy() if ctx._grad is None else np.add(ctx._grad, value, out=ctx._grad)
-            if useful is not None and ctx not in useful:  # create_graph: this node leads to none of the inputs
+            if runs is not None and ctx not in runs:  # tr.grad: no input of this node leads to a wanted tensor
                 continue
             rule = _graph_input_grads if create_graph else _input_grads
             for parent, g in zip(ctx.inputs, rule(ctx, grad, retain_graph)):
@@ -563,15 +562,22 @@ def _graph_tensor(value: np.ndarray, node: Function) -> "Tensor":
     return t
 
 
-def _leading_to(roots: Sequence, inputs: Sequence) -> set:
-    """The vertices behind roots from which one of inputs can be reached (itself included)."""
+def _leading_to(roots: Sequence, inputs: Sequence) -> tuple[set, set]:
+    """tr.grad's part of the graph: (the vertices from which one of inputs can be reached, itself included;
+    the nodes among them whose backward must run, those with such an input). A wanted tensor's own op runs
+    only if it leads further to another: so .grad is never touched, the rest of the graph is left as it
+    was, and an op whose backward cannot be differentiated again is not asked to."""
     targets = {_vertex(t) for t in inputs}
     useful: set = set()
+    runs: set = set()
     for root in roots:
         for v in walk(root):  # inputs before the ops that use them
-            if v in targets or isinstance(v, Function) and any(p in useful for p in v.inputs):
+            leads = isinstance(v, Function) and any(p in useful for p in v.inputs)
+            if leads:
+                runs.add(v)
+            if leads or v in targets:
                 useful.add(v)
-    return useful
+    return useful, runs
 
 
 def _fit_tensor(g: "Tensor", shape: tuple, op: Optional[Function]) -> "Tensor":
@@ -841,8 +847,12 @@ class Checkpoint(Function):
         for i, c, a, need in zip(ctx.places, copies, arrays, needs):
             c.data, c.requires_grad = a, need and np.issubdtype(a.dtype, np.floating)
             args[i] = c
-        with scope(ctx.scope) if ctx.scope else contextlib.nullcontext():
-            out = ctx.fn(*args)
+        grad_enabled, _state.grad_enabled = _state.grad_enabled, True  # a graph to differentiate, even when
+        try:                                                             # backward() itself runs under no_grad
+            with scope(ctx.scope) if ctx.scope else contextlib.nullcontext():
+                out = ctx.fn(*args)
+        finally:
+            _state.grad_enabled = grad_enabled
         outs = (out,) if ctx.layout is None else tuple(out)
         _backward_from(outs, grads)
         return tuple([c._grad for c in copies] + [None] * (len(needs) - len(copies)))  # None for the anchor
