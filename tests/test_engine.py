@@ -682,11 +682,12 @@ def test_gradsums_adds_every_kind_of_share_into_a_buffer_it_owns():
     assert sums.add(v, SparseGrad((np.array([0, 0]), slice(None)), np.ones((2, 4))), like) is False
     assert sums.add(v, OuterGrad(u, w), like) is False
     kept = first.copy()
-    total, owned = sums.pop(v, like)
+    total = sums.pop(v, like, keep=True)
     expected = first + second.sum(0) + u.T @ w
     expected[0] += 2  # a repeated index adds twice
     np.testing.assert_allclose(total, expected, rtol=1e-14)
-    assert owned and total.shape == like.shape and total.dtype == like.dtype
+    assert total.shape == like.shape and total.dtype == like.dtype
+    assert not np.shares_memory(total, first) and not np.shares_memory(total, second)  # a sum of our own
     assert (first == kept).all()  # a share is never written into: it may be another input's too
     assert sums.waiting() == []
 
@@ -696,19 +697,22 @@ def test_gradsums_keeps_a_lone_share_as_it_came_and_a_0d_sum_an_array():
     like, g = np.zeros(()), np.array(2.0)
     sums, v = GradSums(), object()
     sums.add(v, g, like)
-    total, owned = sums.pop(v, like)
-    assert total is g and not owned  # held as it came: no copy for a node used once
-    for _ in range(3):
-        sums.add(v, np.array(1.5), like)
-    total, owned = sums.pop(v, like)
-    assert isinstance(total, np.ndarray) and total.shape == () and total == 4.5 and owned
+    assert sums.pop(v, like) is g  # held as it came: no copy for a node used once
+    sums.add(v, g, like)
+    kept = sums.pop(v, like, keep=True)
+    assert kept is not g and kept == g  # one the caller keeps (a leaf's .grad): a copy, g may be another's too
+    shares = [np.array(1.5) for _ in range(3)]
+    for share in shares:
+        sums.add(v, share, like)
+    total = sums.pop(v, like, keep=True)
+    assert isinstance(total, np.ndarray) and total.shape == () and total == 4.5
+    assert all(s == 1.5 for s in shares)  # summed into an array of our own, no share written into
     sparse = SparseGrad((Ellipsis, slice(0, 2)), np.ones(2))
     sums.add(v, sparse, np.zeros(4))
     assert sums.pending[v] is sparse  # a lone slice's share stays sparse until it is needed
-    total, owned = sums.pop(v, np.zeros(4))
-    assert total.tolist() == [1, 1, 0, 0] and owned
+    assert sums.pop(v, np.zeros(4)).tolist() == [1, 1, 0, 0]
     sums.add(v, np.ones(3, np.float64), np.zeros(3, np.float32))
-    assert sums.pop(v, np.zeros(3, np.float32))[0].dtype == np.float32  # cast to the tensor's dtype
+    assert sums.pop(v, np.zeros(3, np.float32)).dtype == np.float32  # cast to the tensor's dtype
 
 
 def test_tr_grad_returns_gradients_and_touches_no_grad():

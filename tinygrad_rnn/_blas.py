@@ -36,32 +36,40 @@ _MANY_CPUS = (os.cpu_count() or 1) > 1  # asked once: os.cpu_count() takes micro
 
 
 class one_thread:
-    """Within the block, BLAS runs on one thread when the sizes are `small`; nested blocks cost nothing,
-    the outermost a few microseconds (threadpoolctl's setters, called directly). A class, not a
-    generator: backward() enters one for every graph."""
-    __slots__ = ("small", "before")
+    """Within the block, BLAS runs on one thread when the sizes are `small`; the outermost block decides and
+    nested ones cost nothing (threadpoolctl's setters, called directly, take a few microseconds). A class, not
+    a generator: backward() enters one for every graph."""
+    __slots__ = ("small", "before", "outermost")
 
     def __init__(self, small: bool = True) -> None:
-        self.small, self.before = small, None
+        self.small, self.before, self.outermost = small, None, False
 
     def __enter__(self) -> None:
-        if not self.small or not _MANY_CPUS or getattr(_local, "held", False) or _user_chose():
+        if getattr(_local, "held", False):
+            return
+        self.outermost = _local.held = True
+        if not self.small or not _MANY_CPUS or _user_chose():
             return
         libs = _blas_libs()
         self.before = [lib.get_num_threads() for lib in libs]
         for lib, n in zip(libs, self.before):
             if n != 1:
                 lib.set_num_threads(1)
-        _local.held = True
 
     def __exit__(self, *exc_info: Any) -> None:
-        if self.before is None:
+        if not self.outermost:
             return
-        _local.held = False
-        for lib, n in zip(_blas_libs(), self.before):
-            if n != 1:
-                lib.set_num_threads(n)
-        self.before = None
+        _local.held = self.outermost = False
+        if self.before is not None:
+            for lib, n in zip(_blas_libs(), self.before):
+                if n != 1:
+                    lib.set_num_threads(n)
+            self.before = None
+
+
+def held() -> bool:
+    """True inside a one_thread block on this thread: a nested call leaves the choice to the outermost."""
+    return getattr(_local, "held", False)
 
 
 _chosen: Any = None  # whether the environment sets a BLAS thread variable: read once, as BLAS reads it once

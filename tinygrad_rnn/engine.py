@@ -327,8 +327,8 @@ class GradSums:
     - a SparseGrad: a lone one stays sparse until a second share or pop (T slices of T states never densify);
     - an OuterGrad: its factors kept, _OUTER_ROWS rows at most, then summed in one (H, N) @ (N, D) product;
     - a Tensor (create_graph): summed by the graph's own ops, so the sum has a graph too.
-    pop(v, like) returns (array of v's shape and dtype, owned). A first dense share is held as it came (it may
-    be another input's too); the sum becomes an array of our own when a second share is added into it.
+    pop(v, like) returns an array of v's shape and dtype. A first dense share is held as it came (it may be
+    another input's too); the sum becomes an array of our own when a second share is added into it.
     """
     __slots__ = ("pending", "owned", "outer")
 
@@ -351,7 +351,13 @@ class GradSums:
                 self._add_dense(v, g, like, False)
             return False
         first = v not in self.pending and v not in self.outer
-        if kind is OuterGrad:
+        if kind is SparseGrad:
+            pending = self.pending.get(v)
+            if pending is None:
+                self.pending[v] = g
+            else:
+                g.add_to(pending if v in self.owned else self._own(v, like))
+        elif kind is OuterGrad:
             terms = self.outer.get(v)
             if terms is None:
                 terms = self.outer[v] = [[], 0]
@@ -359,12 +365,6 @@ class GradSums:
             terms[1] += g.u.size // g.u.shape[-1]
             if terms[1] >= _OUTER_ROWS:  # bounded memory however long the sequence
                 self._add_dense(v, self._outer_sum(v, like), like, True)
-        elif kind is SparseGrad:
-            pending = self.pending.get(v)
-            if pending is None:
-                self.pending[v] = g
-            else:
-                g.add_to(self._own(v, like))
         else:
             if kind is not np.ndarray or g.shape != like.shape or g.dtype != like.dtype:
                 if kind is Tensor:  # create_graph: a share with its own graph, summed by the graph's Add
@@ -376,17 +376,18 @@ class GradSums:
             self._add_dense(v, g, like, False)
         return first
 
-    def pop(self, v: Any, like: np.ndarray) -> tuple[np.ndarray, bool]:
-        """v's summed gradient, and whether the array is ours; v is forgotten."""
+    def pop(self, v: Any, like: np.ndarray, keep: bool = False) -> np.ndarray:
+        """v's summed gradient, v forgotten; keep: an array the caller may keep and add into (ours, or a copy)."""
         if self.outer and v in self.outer:
             self._add_dense(v, self._outer_sum(v, like), like, True)
         pending = self.pending.pop(v)
         if type(pending) is SparseGrad:
-            return pending.dense(like), True
+            return pending.dense(like)
         if v in self.owned:
             self.owned.remove(v)
-            return pending, True
-        return pending, False
+        elif keep and type(pending) is np.ndarray:  # a share as it came: it may be another input's too
+            return pending.copy()
+        return pending
 
     def waiting(self) -> list:
         """Every v with a share not yet popped."""
@@ -449,40 +450,41 @@ def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, i
         if sums.add(_vertex(root), seed, root.data) and root._ctx is not None:
             heapq.heappush(waiting, (-root._ctx.seq, root._ctx))
     wanted = None if inputs is None else {_vertex(t): None for t in inputs}
+    rule = _graph_input_grads if create_graph else _input_grads
     grad_enabled, _state.consumable = _state.grad_enabled, not retain_graph
     try:
         _state.grad_enabled = grad_enabled or create_graph  # create_graph: the rules' ops are recorded
         add, take, push, pop = sums.add, sums.pop, heapq.heappush, heapq.heappop  # local names: the hot loop
         while waiting:
             ctx = pop(waiting)[1]
-            grad, owned = take(ctx, ctx._out_like)
-            if wanted is not None:
-                if ctx in wanted:
-                    wanted[ctx] = grad if owned or create_graph else grad.copy()
-            elif ctx._retain:  # dL/d(this op's output) kept on the node: its tensor reads it as .grad
+            keep = wanted is not None and ctx in wanted
+            grad = take(ctx, ctx._out_like, keep)
+            if keep:
+                wanted[ctx] = grad
+            elif wanted is None and ctx._retain:  # dL/d(this op's output) kept on the node: its tensor's .grad
                 value = grad.data if create_graph else grad
                 ctx._grad = value.copy() if ctx._grad is None else np.add(ctx._grad, value, out=ctx._grad)
             if runs is not None and ctx not in runs:  # tr.grad: no input of this node leads to a wanted tensor
                 continue
-            rule = _graph_input_grads if create_graph else _input_grads
             for parent, g in zip(ctx.inputs, rule(ctx, grad, retain_graph)):
                 if g is None or not parent.requires_grad or useful is not None and parent not in useful:
                     continue
                 if anomaly:
                     _check_finite(g, ctx)
-                node = isinstance(parent, Function)
-                if add(parent, g, parent._out_like if node else parent.data, ctx) and node:
-                    push(waiting, (-parent.seq, parent))
+                if isinstance(parent, Function):
+                    if add(parent, g, parent._out_like, ctx):
+                        push(waiting, (-parent.seq, parent))
+                else:
+                    add(parent, g, parent.data, ctx)
         for leaf in sums.waiting():  # every node has run: what is left are leaves
-            g, owned = sums.pop(leaf, leaf.data)
             if wanted is not None:
                 if leaf in wanted:
-                    wanted[leaf] = g if owned or create_graph else g.copy()
+                    wanted[leaf] = sums.pop(leaf, leaf.data, keep=True)
                 continue
-            if create_graph:
-                g, owned = g.data, False  # t.backward(create_graph=True): .grad stays an ndarray
+            g = sums.pop(leaf, leaf.data, keep=leaf._grad is None)
+            g = g.data.copy() if create_graph else g  # t.backward(create_graph=True): .grad stays an ndarray
             if leaf._grad is None:
-                leaf._grad = g if owned else g.copy()
+                leaf._grad = g
             else:
                 leaf._grad += g  # +=, never =: gradients accumulate over backward calls, as PyTorch's
     finally:

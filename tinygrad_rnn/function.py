@@ -33,45 +33,42 @@ __all__ = ["Add", "Sub", "Mul", "Div", "Pow", "Neg", "MatMul", "Affine", "Exp", 
 
 
 # ---- the rules' namespace: NumPy for ndarrays (first order), the ops below for Tensors (create_graph) ----
-def _is_tensor(x) -> bool:
-    return isinstance(x, engine.Tensor)
-
-
+# A rule tells the modes apart by isinstance(x, engine.Tensor), written out: a helper would add a call per op.
 def value(x):
     """The array of x, a Tensor or an array: for masks and other constants a rule derives from its values."""
-    return x.data if _is_tensor(x) else x
+    return x.data if isinstance(x, engine.Tensor) else x
 
 
 def exp(x):
-    return Exp.apply(x) if _is_tensor(x) else np.exp(x)
+    return Exp.apply(x) if isinstance(x, engine.Tensor) else np.exp(x)
 
 
 def log(x):
-    return Log.apply(x) if _is_tensor(x) else np.log(x)
+    return Log.apply(x) if isinstance(x, engine.Tensor) else np.log(x)
 
 
 def sigmoid(x):
-    return Sigmoid.apply(x) if _is_tensor(x) else _sigmoid(x)
+    return Sigmoid.apply(x) if isinstance(x, engine.Tensor) else _sigmoid(x)
 
 
 def where(cond, a, b):
     """a where cond, else b; cond is a constant (no gradient flows into a choice)."""
-    if not (_is_tensor(a) or _is_tensor(b)):
+    if not (isinstance(a, engine.Tensor) or isinstance(b, engine.Tensor)):
         return np.where(cond, a, b)
-    like = a if _is_tensor(a) else b
-    return Where.apply(value(cond), a if _is_tensor(a) else like._lift(a), b if _is_tensor(b) else like._lift(b))
+    like = a if isinstance(a, engine.Tensor) else b
+    return Where.apply(value(cond), a if isinstance(a, engine.Tensor) else like._lift(a), b if isinstance(b, engine.Tensor) else like._lift(b))
 
 
 def broadcast_to(x, shape: tuple):
     """x repeated over the axes that shape adds or stretches (the backward of a sum)."""
-    if not _is_tensor(x):
+    if not isinstance(x, engine.Tensor):
         return np.broadcast_to(x, shape)
     return x if x.shape == tuple(shape) else BroadcastTo.apply(x, shape=tuple(shape))
 
 
 def sum_to(x, shape: tuple):
     """x summed over the axes broadcasting added or stretched, back to shape (the backward of a broadcast)."""
-    if not _is_tensor(x):
+    if not isinstance(x, engine.Tensor):
         return engine._unbroadcast(x, shape)
     if x.shape == tuple(shape):
         return x
@@ -83,23 +80,23 @@ def sum_to(x, shape: tuple):
 def outer(u, v):
     """sum over rows of u^T v, u (..., H), v (..., D): a weight's gradient dL/dW of W x;
     kept as its factors (OuterGrad) in first order, so the engine sums a weight's T terms in one product."""
-    if not _is_tensor(u):
+    if not isinstance(u, engine.Tensor):
         return OuterGrad(u, v)
     rows = u.reshape(-1, u.shape[-1])
-    return rows.T @ (v if _is_tensor(v) else rows._lift(v)).reshape(-1, v.shape[-1])
+    return rows.T @ (v if isinstance(v, engine.Tensor) else rows._lift(v)).reshape(-1, v.shape[-1])
 
 
 def scatter_add(values, index, shape: tuple):
     """zeros(shape) with values added at index (repeated indices add up): the backward of a gather.
     In first order a SparseGrad, which the engine adds into .grad without building the zeros."""
-    if not _is_tensor(values):
+    if not isinstance(values, engine.Tensor):
         return SparseGrad(index, values)
     return ScatterAdd.apply(values, index=index, shape=tuple(shape))
 
 
 def split(x, splits, axis: int) -> tuple:
     """x cut along axis before each index in splits (np.split), the backward of a concatenation."""
-    if not _is_tensor(x):
+    if not isinstance(x, engine.Tensor):
         return tuple(np.split(x, splits, axis=axis))
     bounds = [0, *[int(s) for s in splits], x.shape[axis]]
     head = (slice(None),) * axis
@@ -108,7 +105,7 @@ def split(x, splits, axis: int) -> tuple:
 
 def unstack(x, axis: int) -> tuple:
     """The slices of x along axis, the backward of a stack."""
-    if not _is_tensor(x):
+    if not isinstance(x, engine.Tensor):
         return tuple(np.moveaxis(x, axis, 0))
     head = (slice(None),) * axis
     return tuple(x[head + (i,)] for i in range(x.shape[axis]))

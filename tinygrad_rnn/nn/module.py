@@ -30,8 +30,9 @@ class Module:
     """Base of Linear, RNNCell, LSTMCell and CharRNN; calling a module runs its forward."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # one BLAS thread while a small model runs (its matrices are tiny): see _blas
-        with _blas.one_thread(getattr(self, "hidden_size", 0) <= _blas.SMALL_HIDDEN):
+        if _blas.held():  # a module called by another (a cell, a layer): the outermost chose BLAS's threads
+            return self.forward(*args, **kwargs)
+        with _blas.one_thread(getattr(self, "hidden_size", 0) <= _blas.SMALL_HIDDEN):  # small: one (see _blas)
             return self.forward(*args, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
