@@ -440,9 +440,10 @@ def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, i
     Nodes are numbered at creation, after their inputs, so taking the highest number waiting means every
     use of a node has already sent its share: a topological order from a heap, no recursion, no sort.
     Leaves' .grad get their gradients added (+=); with `inputs` (tr.grad) those tensors' gradients are
-    returned instead, only the nodes that lead to them run, and no .grad is touched. Without retain_graph a node's saved arrays are freed once it
-    has run; the nodes stay, small, for pictures of the graph. With create_graph the seeds and gradients are
-    Tensors and each rule runs on Tensors (_graph_input_grads), recording the ops of a graph of their own.
+    returned instead, only the nodes that lead to them run, and no .grad is touched. Without retain_graph a
+    node's saved arrays are freed once it has run; the nodes stay, small, for pictures of the graph. With
+    create_graph the seeds and gradients are Tensors and each rule runs on Tensors (_graph_input_grads),
+    recording the ops of a graph of their own.
     """
     sums, waiting, anomaly = GradSums(), [], _state.anomaly
     useful, runs = (None, None) if inputs is None else _leading_to(roots, inputs)

@@ -56,7 +56,8 @@ def where(cond, a, b):
     if not (isinstance(a, engine.Tensor) or isinstance(b, engine.Tensor)):
         return np.where(cond, a, b)
     like = a if isinstance(a, engine.Tensor) else b
-    return Where.apply(value(cond), a if isinstance(a, engine.Tensor) else like._lift(a), b if isinstance(b, engine.Tensor) else like._lift(b))
+    a, b = (x if isinstance(x, engine.Tensor) else like._lift(x) for x in (a, b))
+    return Where.apply(value(cond), a, b)
 
 
 def broadcast_to(x, shape: tuple):
