@@ -1,4 +1,5 @@
 """CharRNN(fused=True): one node per step (manual's step code) gives the op-level model's values and gradients."""
+import itertools
 import re
 
 import numpy as np
@@ -78,13 +79,15 @@ def test_fused_batched_input_weight_gradient_both_routes(cell, kw, V):
     assert np.abs(grads[0][w_x][:, V - 1]).max() > 1e-2  # the repeated column is really compared
 
 
+@pytest.mark.parametrize("shape", [(7, 3), (9,)])
 @pytest.mark.parametrize("cell,kw", CELLS)
-def test_fused_batch_weight_sums_over_blocks_and_repeated_backward(cell, kw, monkeypatch):
-    """A batch's weight gradients are summed by the steps in blocks of rows: 4 rows here, so 2 steps of B=3 a block,
-    the last one short. A loss at one step, at all steps, and backward twice over one graph: all equal op-level."""
+def test_fused_batch_weight_sums_over_blocks_and_repeated_backward(cell, kw, shape, monkeypatch):
+    """The weights' and bias's gradients are summed by the steps in blocks of rows: 4 rows here, so 2 steps of B=3
+    (or 4 steps of one sequence) a block, the last one short. A loss at one step, at all steps, and backward twice
+    over one graph: all equal op-level."""
     monkeypatch.setattr(fused_module, "_BLOCK_ROWS", 4)
     rng = np.random.default_rng(5)
-    idx, targets = rng.integers(0, 6, (7, 3)), rng.integers(0, 6, (7, 3))
+    idx, targets = rng.integers(0, 6, shape), rng.integers(0, 6, shape)
     results = []
     for model in _pair(cell, kw):
         logits, _ = model(idx)
@@ -105,13 +108,14 @@ def test_fused_batch_weight_sums_over_blocks_and_repeated_backward(cell, kw, mon
         assert np.abs(op["cell.W_x" if "cell.W_x" in op else "cell.W_xh"]).max() > 1e-3
 
 
+@pytest.mark.parametrize("shape", [(7, 3), (7,)])
 @pytest.mark.parametrize("cell", ["rnn", "gru"])
-def test_fused_batch_backward_from_a_state_inside_a_block(cell, monkeypatch):
+def test_fused_batch_backward_from_a_state_inside_a_block(cell, shape, monkeypatch):
     """Backward from h_t runs steps t … 0 only (analysis does this): the rows of later steps hold no gradient,
     whatever an earlier pass over the same graph left in the block's buffer."""
-    monkeypatch.setattr(fused_module, "_BLOCK_ROWS", 4)
+    monkeypatch.setattr(fused_module, "_BLOCK_ROWS", 4 if len(shape) == 2 else 2)
     rng = np.random.default_rng(6)
-    idx = rng.integers(0, 6, (7, 3))
+    idx = rng.integers(0, 6, shape)
     results = []
     for model in _pair(cell, {}):
         _, states = model.unroll(idx)
@@ -126,6 +130,24 @@ def test_fused_batch_backward_from_a_state_inside_a_block(cell, monkeypatch):
         for name in op:
             np.testing.assert_allclose(fused[name], op[name], rtol=0, atol=1e-12, err_msg=name)
         assert np.abs(op["cell.W_x" if cell == "gru" else "cell.W_xh"]).max() > 1e-3
+
+
+@pytest.mark.parametrize("cell,kw", CELLS[:2])
+def test_fused_steps_numbered_when_other_nodes_are_made_in_between(cell, kw, monkeypatch):
+    """A step's t is its creation number less step 0's; if numbers were taken in between (another thread building a
+    graph), the steps are numbered one by one: the gradients stay the op-level model's."""
+    monkeypatch.setattr(tr.engine, "_creation_order", itertools.count(0, 2))  # every other number taken elsewhere
+    rng = np.random.default_rng(7)
+    idx, targets = rng.integers(0, 6, 8), rng.integers(0, 6, 8)
+    grads = []
+    for model in _pair(cell, kw):
+        loss = nn.cross_entropy(model(idx)[0], targets)
+        steps = [n for n in graph_nodes(loss) if isinstance(n, (fused_module.RNNStep, fused_module.LSTMStep))]
+        assert all(n.sums.step_of is not None for n in steps)  # the one-by-one numbering ran
+        loss.backward()
+        grads.append({k: p.grad for k, p in model.named_parameters().items()})
+    for name, g in grads[0].items():
+        np.testing.assert_allclose(grads[1][name], g, rtol=0, atol=1e-12, err_msg=name)
 
 
 @pytest.mark.parametrize("cell,kw", CELLS)

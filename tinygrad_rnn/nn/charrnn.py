@@ -226,17 +226,19 @@ class CharRNN(Module):
         rows = np.empty((len(idx),) + z.shape, dtype=self.out.W.dtype)  # (T, [B,] H) or (T, [B,] 2H): [h; s]
         ids = idx.tolist() if idx.ndim == 1 else idx  # Python ints index fastest
         zs, T = [], len(idx)
-        # a batch's input and recurrent weight gradients: summed over the sequence by the steps (the GRU's per step)
-        sums = None if idx.ndim == 1 or isinstance(cell, GRUCell) else _WeightSums(idx, self.vocab_size)
+        # the weights' and bias's gradients: summed over the sequence by the steps (the GRU's per step)
+        sums = None if isinstance(cell, GRUCell) else _WeightSums(idx, self.vocab_size)
+        if sums is not None:
+            kw["sums"] = sums
         for t in range(T):
             # the last state outlives the sequence (it starts the next chunk): an array of its own
             row = rows[t] if t < T - 1 else np.empty_like(rows[t])
-            if sums is not None:
-                kw["sums"], kw["t"] = sums, t
             with scope(f"t={t0 + t}"):
                 z = step.apply(*params, z, idx=ids[t], out=row, **kw)
             z.name = f"[h; s]({t0 + t + 1})" if isinstance(cell, LSTMCell) else f"h({t0 + t + 1})"
             zs.append(z)
+        if sums is not None:
+            sums.number(zs)
         if isinstance(cell, LSTMCell):  # h_t, the first H columns of z_t: no slice node, whose gradient is dense
             hs = StackRows.apply(*zs, out=rows, cols=H)
             zs = [(zs[-1][..., :H], zs[-1][..., H:])]  # the last state only: see unroll

@@ -9,6 +9,8 @@ gradients are summed over the sequence a block of rows at a time and handed to t
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..engine import Function, OuterGrad, SparseGrad
@@ -27,21 +29,33 @@ def _bias_grad(da: np.ndarray) -> np.ndarray:
 
 
 class _WeightSums:
-    """The input and recurrent weights' gradients of one batched sequence, sum_t da_t^T x_t and sum_t da_t^T h_{t-1},
-    summed as the steps' backward run (t = T-1 … 0) and handed out by step 0's. Each step copies its dL/da rows and
-    h_{t-1} into buffers of _BLOCK_ROWS rows, and each full block is added with one matrix product per weight, so the
-    engine gets one term per weight instead of T to collect and copy together. The buffers go when step 0 has run
+    """The weights' and bias's gradients of one sequence (or batch of them), sum_t da_t^T x_t, sum_t da_t^T h_{t-1}
+    and sum_t da_t, summed as the steps' backward run (t = T-1 … 0) and handed out by step 0's. Each step copies its
+    dL/da rows and h_{t-1} into buffers of _BLOCK_ROWS rows, and each full block is added with one matrix product per
+    weight, so the engine gets one share per parameter instead of T to collect (a step's own work, next to it). The buffers go when step 0 has run
     (nothing of the forward is kept here). A pass that starts inside the sequence (backward from a state h_t) zeroes
-    the rows above t in its first block; every pass ends at step 0."""
-    __slots__ = ("idx", "vocab", "per", "da", "h", "sums", "last")
+    the rows above t in its first block; every pass ends at step 0. A step's t is its node's creation number less
+    step 0's (the steps are made one after another), so the nodes keep no number of their own (28 B a step)."""
+    __slots__ = ("idx", "vocab", "per", "da", "h", "sums", "last", "seq0", "step_of")
 
     def __init__(self, idx: np.ndarray, vocab: int) -> None:
         self.idx, self.vocab = idx, vocab
-        self.per = max(1, -(-_BLOCK_ROWS // int(np.prod(idx.shape[1:]))))  # steps per block
-        self.da = self.h = self.sums = self.last = None
+        self.per = max(1, -(-_BLOCK_ROWS // math.prod(idx.shape[1:])))  # steps per block
+        self.da = self.h = self.sums = self.last = self.seq0 = self.step_of = None
 
-    def put(self, t: int, da: np.ndarray, h_prev: np.ndarray, need_x: bool, need_h: bool) -> tuple:
-        """Store step t's da (B, G) and h_{t-1} (B, H); at t = 0 return (dL/dW_x or None, dL/dW_h or None)."""
+    def number(self, steps: list) -> None:
+        """Learn each step's t from the step tensors z_0 … z_{T-1} just made (their nodes' creation numbers)."""
+        first, last = steps[0]._ctx, steps[-1]._ctx
+        if first is None:  # no graph (nothing requires grad): no backward
+            return
+        self.seq0 = first.seq
+        if last.seq - first.seq != len(steps) - 1:  # another thread made nodes in between: number them one by one
+            self.step_of = {z._ctx: t for t, z in enumerate(steps)}
+
+    def put(self, ctx: Function, da: np.ndarray, h_prev: np.ndarray) -> tuple:
+        """Store step ctx's da ([B,] G) and h_{t-1} ([B,] H); at t = 0 return (dL/dW_x, dL/dW_h, dL/db), each None
+        if not needed."""
+        t, need = ctx.seq - self.seq0 if self.step_of is None else self.step_of[ctx], ctx.needs_input_grad
         t0 = t - t % self.per
         t1 = min(t0 + self.per, len(self.idx))
         if self.last is None or t >= self.last:  # the first step of this backward pass
@@ -49,19 +63,22 @@ class _WeightSums:
             self.h = np.empty((self.per,) + h_prev.shape, da.dtype)
             self.da[t - t0 + 1:t1 - t0] = 0  # the steps above t have no gradient in this pass
             self.h[t - t0 + 1:t1 - t0] = 0
-            self.sums = [None, None]
+            self.sums = [None, None, None]
         self.da[t - t0], self.h[t - t0], self.last = da, h_prev, t
         if t == t0:  # the block is complete: its rows into the sums
             rows = self.da[:t1 - t0].reshape(-1, da.shape[-1])
-            if need_x and self.vocab <= _ONEHOT_MAX_V:
+            if need[0] and self.vocab <= _ONEHOT_MAX_V:
                 self._add(0, rows, np.eye(self.vocab, dtype=da.dtype)[self.idx[t0:t1].reshape(-1)])
-            if need_h:
+            if need[1]:
                 self._add(1, rows, self.h[:t1 - t0].reshape(-1, h_prev.shape[-1]))
+            if need[2]:
+                total = rows.sum(axis=0)
+                self.sums[2] = total if self.sums[2] is None else self.sums[2] + total
         if t != 0:
-            return None, None
-        (gx, gh), self.sums, self.da, self.h, self.last = self.sums, None, None, None, None
-        return tuple(None if g is None else (np.ascontiguousarray(g.T) if da.dtype == np.float64 else g)
-                     for g in (gx, gh))
+            return None, None, None
+        (gx, gh, gb), self.sums, self.da, self.h, self.last = self.sums, None, None, None, None
+        return (*[None if g is None else (np.ascontiguousarray(g.T) if da.dtype == np.float64 else g)
+                  for g in (gx, gh)], gb)
 
     def _add(self, k: int, u: np.ndarray, v: np.ndarray) -> None:
         """sums[k] += u^T v, kept as (v^T u) in float64: OpenBLAS computes that product 1.1-1.2x faster there
@@ -90,26 +107,26 @@ def _gather_tangent(dW, idx):
 
 
 def _weight_grads(ctx: Function, da: np.ndarray, h_prev: np.ndarray) -> tuple:
-    """(dL/dW_x, dL/dW_h) of one step: its own terms, or (a CharRNN batch) the whole sequence's sums at step 0."""
+    """(dL/dW_x, dL/dW_h, dL/db) of one step: its own terms, or (CharRNN) the whole sequence's sums at step 0."""
     if ctx.sums is None:
-        return _input_grad(da, ctx.idx, ctx.vocab), OuterGrad(da, h_prev)
-    gx, gh = ctx.sums.put(ctx.t, da, h_prev, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        return _input_grad(da, ctx.idx, ctx.vocab), OuterGrad(da, h_prev), _bias_grad(da)
+    gx, gh, gb = ctx.sums.put(ctx, da, h_prev)
     if ctx.vocab > _ONEHOT_MAX_V and ctx.needs_input_grad[0]:  # a large vocabulary's columns: scattered per step
         gx = _input_grad(da, ctx.idx, ctx.vocab)
-    return gx, gh
+    return gx, gh, gb
 
 
 class RNNStep(Function):
     """h_t = tanh(W_xh[:, x_t] + W_hh h_{t-1} + b_h);  with dhraw = (1 - h_t^2) * g:
     dL/dW_xh[:, x_t] = dhraw,  dL/dW_hh = dhraw h_{t-1}^T,  dL/db_h = dhraw,  dL/dh_{t-1} = W_hh^T dhraw;
     dh_t = (1 - h_t^2) * (dW_xh[:, x_t] + dW_hh h_{t-1} + W_hh dh_{t-1} + db_h)"""
-    __slots__ = ("idx", "vocab", "sums", "t")
+    __slots__ = ("idx", "vocab", "sums")
     batched_jvp = True  # takes tangents (K, *shape), as every built-in op
     create_graph_hint = _OP_LEVEL  # its backward is manual's ndarray code: not differentiated again
 
     @staticmethod
-    def forward(ctx, W_xh, W_hh, b_h, h_prev, idx=None, out=None, W_hT=None, sums=None, t=None):
-        ctx.idx, ctx.vocab, ctx.sums, ctx.t = idx, W_xh.shape[1], sums, t
+    def forward(ctx, W_xh, W_hh, b_h, h_prev, idx=None, out=None, W_hT=None, sums=None):
+        ctx.idx, ctx.vocab, ctx.sums = idx, W_xh.shape[1], sums
         # x_t one-hot: a column gather; out: CharRNN's row t of all steps' outputs
         h = _rnn_step(W_xh[:, idx].T, h_prev, _fast(W_hh, W_hT), b_h, out=out)
         ctx.save_for_backward(h, h_prev, W_hh)
@@ -119,7 +136,7 @@ class RNNStep(Function):
     def backward(ctx, g):
         h, h_prev, W_hh = ctx.saved_tensors
         dhraw, dh_next = _rnn_step_back(g, h, W_hh)
-        return (*_weight_grads(ctx, dhraw, h_prev), _bias_grad(dhraw), dh_next if ctx.needs_input_grad[3] else None)
+        return (*_weight_grads(ctx, dhraw, h_prev), dh_next if ctx.needs_input_grad[3] else None)
 
     @staticmethod
     def jvp(ctx, dW_xh, dW_hh, db_h, dh_prev):
@@ -134,14 +151,14 @@ class LSTMStep(Function):
     dL/dW_x[:, x_t] = da,  dL/dW_h = da h_{t-1}^T,  dL/db = da,  dL/dz_{t-1} = [W_h^T da; ds * f];
     forward: da = dW_x[:, x_t] + dW_h h_{t-1} + W_h dh_{t-1} + db, each gate's tangent da * act'(a),
     ds_t = df * s_{t-1} + f * ds_{t-1} + di * g + i * dg,  dh_t = do * tanh(s_t) + o * (1 - tanh(s_t)^2) * ds_t"""
-    __slots__ = ("idx", "vocab", "cell_input", "sums", "t")
+    __slots__ = ("idx", "vocab", "cell_input", "sums")
     batched_jvp = True  # takes tangents (K, *shape), as every built-in op
     create_graph_hint = _OP_LEVEL  # its backward is manual's ndarray code: not differentiated again
 
     @staticmethod
-    def forward(ctx, W_x, W_h, b, z_prev, idx=None, cell_input="tanh", out=None, W_hT=None, sums=None, t=None):
+    def forward(ctx, W_x, W_h, b, z_prev, idx=None, cell_input="tanh", out=None, W_hT=None, sums=None):
         H = W_h.shape[1]
-        ctx.idx, ctx.vocab, ctx.cell_input, ctx.sums, ctx.t = idx, W_x.shape[1], cell_input, sums, t
+        ctx.idx, ctx.vocab, ctx.cell_input, ctx.sums = idx, W_x.shape[1], cell_input, sums
         gates, s, h = _lstm_step(W_x[:, idx].T, z_prev[..., :H], z_prev[..., H:], _fast(W_h, W_hT), b, cell_input)
         z = np.empty(z_prev.shape, h.dtype) if out is None else out  # out: CharRNN's row t of all steps' outputs
         z[..., :H], z[..., H:] = h, s
@@ -156,7 +173,7 @@ class LSTMStep(Function):
         da, dh_prev, ds_prev = _lstm_step_back(g[..., :H], g[..., H:], gates, z[..., H:], z_prev[..., H:],
                                                W_h, ctx.cell_input)
         dz_prev = np.concatenate([dh_prev, ds_prev], axis=-1) if ctx.needs_input_grad[3] else None
-        return (*_weight_grads(ctx, da, h_prev), _bias_grad(da), dz_prev)
+        return (*_weight_grads(ctx, da, h_prev), dz_prev)
 
     @staticmethod
     def jvp(ctx, dW_x, dW_h, db, dz_prev):
