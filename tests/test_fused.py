@@ -1,4 +1,5 @@
 """CharRNN(fused=True): one node per step (manual's step code) gives the op-level model's values and gradients."""
+import gc
 import itertools
 import re
 
@@ -132,6 +133,35 @@ def test_fused_batch_backward_from_a_state_inside_a_block(cell, shape, monkeypat
         assert np.abs(op["cell.W_x" if cell == "gru" else "cell.W_xh"]).max() > 1e-3
 
 
+@pytest.mark.parametrize("shape", [(8, 3), (8,)])
+@pytest.mark.parametrize("cell,kw", CELLS[:2])
+def test_fused_backward_after_a_pass_that_stopped_before_step_0(cell, kw, shape, monkeypatch):
+    """tr.grad of a state inside the sequence runs the steps above it only, so the steps' weight sums never reach
+    step 0; the next backward (from below, or the same state again) starts afresh: the op-level model's gradients.
+    Found by a second reviewer: the sums carried the stopped pass's rows into the next one."""
+    monkeypatch.setattr(fused_module, "_BLOCK_ROWS", 6 if len(shape) == 2 else 3)
+    rng = np.random.default_rng(8)
+    idx = rng.integers(0, 6, shape)
+    results = []
+    for model in _pair(cell, kw):
+        _, states = model.unroll(idx)
+        h = [s if isinstance(s, Tensor) else s[0] for s in states]
+        grads = []
+        for start, stop in ((7, 4), (5, 4), (2, None), (7, None)):
+            if stop is not None:
+                tr.grad(h[start].sum(), [h[stop]], retain_graph=True)  # steps start … stop+1, not step 0
+                continue
+            model.zero_grad()
+            (h[start] * h[start]).sum().backward(retain_graph=True)
+            grads.append({k: p.grad.copy() for k, p in model.named_parameters().items() if p.grad is not None})
+        results.append(grads)
+    for op, fused in zip(*results):
+        assert sorted(fused) == sorted(op)
+        for name in op:
+            np.testing.assert_allclose(fused[name], op[name], rtol=0, atol=1e-12, err_msg=name)
+        assert np.abs(op["cell.W_x" if "cell.W_x" in op else "cell.W_xh"]).max() > 1e-3
+
+
 @pytest.mark.parametrize("cell,kw", CELLS[:2])
 def test_fused_steps_numbered_when_other_nodes_are_made_in_between(cell, kw, monkeypatch):
     """A step's t is its creation number less step 0's; if numbers were taken in between (another thread building a
@@ -141,11 +171,18 @@ def test_fused_steps_numbered_when_other_nodes_are_made_in_between(cell, kw, mon
     idx, targets = rng.integers(0, 6, 8), rng.integers(0, 6, 8)
     grads = []
     for model in _pair(cell, kw):
-        loss = nn.cross_entropy(model(idx)[0], targets)
-        steps = [n for n in graph_nodes(loss) if isinstance(n, (fused_module.RNNStep, fused_module.LSTMStep))]
-        assert all(n.sums.step_of is not None for n in steps)  # the one-by-one numbering ran
-        loss.backward()
-        grads.append({k: p.grad for k, p in model.named_parameters().items()})
+        gc.collect()
+        gc.disable()  # numbered by creation number, not by node: no cycle, the graph goes with its last reference
+        try:
+            loss = nn.cross_entropy(model(idx)[0], targets)
+            steps = [n for n in graph_nodes(loss) if isinstance(n, (fused_module.RNNStep, fused_module.LSTMStep))]
+            assert all(n.sums.step_of is not None for n in steps)  # the one-by-one numbering ran
+            loss.backward()
+            grads.append({k: p.grad for k, p in model.named_parameters().items()})
+            del loss, steps
+            assert gc.collect() == 0
+        finally:
+            gc.enable()
     for name, g in grads[0].items():
         np.testing.assert_allclose(grads[1][name], g, rtol=0, atol=1e-12, err_msg=name)
 

@@ -45,7 +45,7 @@ def use_tensor_class(cls: type) -> None:
 
 class _State:
     """Global switches read on every op (one object, so the hot path does one attribute lookup)."""
-    __slots__ = ("grad_enabled", "scope", "anomaly", "forward", "consumable", "tape")
+    __slots__ = ("grad_enabled", "scope", "anomaly", "forward", "consumable", "tape", "backward_pass")
 
     def __init__(self) -> None:
         self.grad_enabled = True
@@ -54,10 +54,12 @@ class _State:
         self.forward = None  # inside forward mode: the token that marks this run's tangents
         self.consumable = False  # inside a backward that frees saved arrays: an op may reuse its own
         self.tape = None  # inside tr.trace: called with every op applied (trace.py records the program)
+        self.backward_pass = 0  # inside run_backward: its number (an op's backward tells one pass from the next)
 
 
 _state = _State()
 _creation_order = itertools.count()  # a node is always numbered after its inputs
+_backward_passes = itertools.count(1)
 
 
 @contextlib.contextmanager
@@ -452,9 +454,10 @@ def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, i
             heapq.heappush(waiting, (-root._ctx.seq, root._ctx))
     wanted = None if inputs is None else {_vertex(t): None for t in inputs}
     rule = _graph_input_grads if create_graph else _input_grads
-    grad_enabled, _state.consumable = _state.grad_enabled, not retain_graph
+    grad_enabled, outer_pass, _state.consumable = _state.grad_enabled, _state.backward_pass, not retain_graph
     try:
         _state.grad_enabled = grad_enabled or create_graph  # create_graph: the rules' ops are recorded
+        _state.backward_pass = next(_backward_passes)
         add, take, push, pop = sums.add, sums.pop, heapq.heappush, heapq.heappop  # local names: the hot loop
         while waiting:
             ctx = pop(waiting)[1]
@@ -490,7 +493,7 @@ def run_backward(roots: Sequence, seeds: Sequence, retain_graph: bool = False, i
                 leaf._grad += g  # +=, never =: gradients accumulate over backward calls, as PyTorch's
     finally:
         _state.consumable = False
-        _state.grad_enabled = grad_enabled
+        _state.grad_enabled, _state.backward_pass = grad_enabled, outer_pass
     return None if wanted is None else [wanted[_vertex(t)] for t in inputs]
 
 

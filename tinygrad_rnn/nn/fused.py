@@ -4,7 +4,7 @@ The forward and backward of each node are manual's own step functions (manual/rn
 code that the checks prove equal to autodiff; here it becomes the fast path. An LSTM step carries its
 state as one array z = [h; s] (..., 2H), so that a step stays one node with one output. Each step writes
 its output into row t of one array (T, ..., width), which StackRows then hands on without a copy.
-In a batch, the RNN and LSTM steps of one sequence share a _WeightSums: the input and recurrent weights'
+The RNN and LSTM steps of one sequence (or batch of them) share a _WeightSums: the weights' and the bias's
 gradients are summed over the sequence a block of rows at a time and handed to the engine once, by step 0.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ..engine import Function, OuterGrad, SparseGrad
+from ..engine import Function, OuterGrad, SparseGrad, _state
 from ..function import _affine_tangent, _fill, _times, _total, scatter_add, unstack
 from ..manual.gru import _gru_step, _gru_step_back
 from ..manual.lstm import _lstm_step, _lstm_step_back
@@ -32,16 +32,17 @@ class _WeightSums:
     """The weights' and bias's gradients of one sequence (or batch of them), sum_t da_t^T x_t, sum_t da_t^T h_{t-1}
     and sum_t da_t, summed as the steps' backward run (t = T-1 … 0) and handed out by step 0's. Each step copies its
     dL/da rows and h_{t-1} into buffers of _BLOCK_ROWS rows, and each full block is added with one matrix product per
-    weight, so the engine gets one share per parameter instead of T to collect (a step's own work, next to it). The buffers go when step 0 has run
-    (nothing of the forward is kept here). A pass that starts inside the sequence (backward from a state h_t) zeroes
-    the rows above t in its first block; every pass ends at step 0. A step's t is its node's creation number less
-    step 0's (the steps are made one after another), so the nodes keep no number of their own (28 B a step)."""
-    __slots__ = ("idx", "vocab", "per", "da", "h", "sums", "last", "seq0", "step_of")
+    weight, so the engine gets one share per parameter instead of T to collect (a step's own work, next to it).
+    The buffers go when step 0 has run (nothing of the forward is kept here). A new backward pass (the engine numbers
+    them) starts afresh, zeroing the rows above its first step t in its block: a pass may start inside the sequence
+    (backward from a state h_t) and may end before step 0 (tr.grad of a state). A step's t is its node's creation
+    number less step 0's (the steps are made one after another), so the nodes keep no number (28 B a step)."""
+    __slots__ = ("idx", "vocab", "per", "da", "h", "sums", "backward_pass", "seq0", "step_of")
 
     def __init__(self, idx: np.ndarray, vocab: int) -> None:
         self.idx, self.vocab = idx, vocab
         self.per = max(1, -(-_BLOCK_ROWS // math.prod(idx.shape[1:])))  # steps per block
-        self.da = self.h = self.sums = self.last = self.seq0 = self.step_of = None
+        self.da = self.h = self.sums = self.backward_pass = self.seq0 = self.step_of = None
 
     def number(self, steps: list) -> None:
         """Learn each step's t from the step tensors z_0 … z_{T-1} just made (their nodes' creation numbers)."""
@@ -50,21 +51,22 @@ class _WeightSums:
             return
         self.seq0 = first.seq
         if last.seq - first.seq != len(steps) - 1:  # another thread made nodes in between: number them one by one
-            self.step_of = {z._ctx: t for t, z in enumerate(steps)}
+            self.step_of = {z._ctx.seq: t for t, z in enumerate(steps)}  # by number: no node <-> sums cycle
 
     def put(self, ctx: Function, da: np.ndarray, h_prev: np.ndarray) -> tuple:
         """Store step ctx's da ([B,] G) and h_{t-1} ([B,] H); at t = 0 return (dL/dW_x, dL/dW_h, dL/db), each None
         if not needed."""
-        t, need = ctx.seq - self.seq0 if self.step_of is None else self.step_of[ctx], ctx.needs_input_grad
-        t0 = t - t % self.per
+        t = ctx.seq - self.seq0 if self.step_of is None else self.step_of[ctx.seq]
+        t0, need = t - t % self.per, ctx.needs_input_grad
         t1 = min(t0 + self.per, len(self.idx))
-        if self.last is None or t >= self.last:  # the first step of this backward pass
+        if self.backward_pass != _state.backward_pass:  # the first step of this backward pass
+            self.backward_pass = _state.backward_pass
             self.da = np.empty((self.per,) + da.shape, da.dtype)
             self.h = np.empty((self.per,) + h_prev.shape, da.dtype)
             self.da[t - t0 + 1:t1 - t0] = 0  # the steps above t have no gradient in this pass
             self.h[t - t0 + 1:t1 - t0] = 0
             self.sums = [None, None, None]
-        self.da[t - t0], self.h[t - t0], self.last = da, h_prev, t
+        self.da[t - t0], self.h[t - t0] = da, h_prev
         if t == t0:  # the block is complete: its rows into the sums
             rows = self.da[:t1 - t0].reshape(-1, da.shape[-1])
             if need[0] and self.vocab <= _ONEHOT_MAX_V:
@@ -76,7 +78,7 @@ class _WeightSums:
                 self.sums[2] = total if self.sums[2] is None else self.sums[2] + total
         if t != 0:
             return None, None, None
-        (gx, gh, gb), self.sums, self.da, self.h, self.last = self.sums, None, None, None, None
+        (gx, gh, gb), self.sums, self.da, self.h, self.backward_pass = self.sums, None, None, None, None
         return (*[None if g is None else (np.ascontiguousarray(g.T) if da.dtype == np.float64 else g)
                   for g in (gx, gh)], gb)
 
