@@ -173,14 +173,23 @@ console()
 """
 
 
+def _written(path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
 def _kill_during_save(d, sig, *args):
-    """Start train, send `sig` the moment a temp file of ck.npz appears; return (returncode, stderr, temps seen)."""
+    """Start train, send `sig` the moment a temp file of ck.npz holds data; return (returncode, stderr, temps seen).
+    An empty one is not a save: the start-up check that the directory is writable makes and removes one too
+    (seen once in five full runs, a kill then landed before the save and left the last kill's file)."""
     old = set(temps(d))  # a partial file an earlier kill left is not this run's save
     proc = _start(d, "train", *args, code=SLOW_SAVE)
     deadline = time.monotonic() + 90
     seen = []
     while time.monotonic() < deadline and proc.poll() is None and not seen:
-        seen = [n for n in temps(d) if n.startswith(".ck.npz.") and n not in old]
+        seen = [n for n in temps(d) if n.startswith(".ck.npz.") and n not in old and _written(d / n)]
         time.sleep(0.005)
     assert seen, "no save was seen in progress"
     proc.send_signal(sig)
